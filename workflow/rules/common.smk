@@ -1,0 +1,36 @@
+# Shared helpers: cross-key config checks (before any job starts) and where each scene comes from.
+import threedsr.config
+from threedsr.datasets import OFFICIAL_SCENES, local_scene
+from threedsr.errors import ConfigError
+
+try:
+    threedsr.config.check(config)
+except ConfigError as e:
+    raise WorkflowError(f"invalid configuration: {e}")
+
+SCENES = threedsr.config.scenes(config)
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_-]+",
+    scene=r"[A-Za-z0-9_.-]+",
+    archive=r"[A-Za-z0-9_.-]+\.zip",
+
+
+def scene_source(wildcards):
+    """The folder holding a scene in the official layout: the user's copy, a generated or an extracted one."""
+    if wildcards.dataset == "synthetic":
+        return f"results/raw/synthetic/{wildcards.scene}"
+    local = local_scene(config["datasets"][wildcards.dataset]["root"], wildcards.scene)
+    if local is not None:
+        return str(local)
+    return f"results/raw/{wildcards.dataset}/{wildcards.scene}"
+
+
+def scene_archive(wildcards):
+    archive, _ = OFFICIAL_SCENES[wildcards.dataset][wildcards.scene]
+    return f"results/downloads/{archive}"
+
+
+def prepared_scenes():
+    return [f"results/scenes/{d}/{s}" for d, s in SCENES]

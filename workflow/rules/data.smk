@@ -1,0 +1,90 @@
+# Dataset download / generation -> poses -> downsampling and split.
+
+
+rule generate_synthetic:
+    output:
+        directory("results/raw/synthetic/{scene}"),
+    params:
+        width=config["datasets"]["synthetic"]["width"],
+        height=config["datasets"]["synthetic"]["height"],
+        supersample=config["datasets"]["synthetic"]["supersample"],
+        num_points=config["datasets"]["synthetic"]["num_points"],
+        seed=config["datasets"]["synthetic"]["seed"],
+    log:
+        "results/logs/generate_synthetic/{scene}.log",
+    resources:
+        mem_mb=2000,
+        gpu=0,
+    shell:
+        "threedsr generate-synthetic --scene {wildcards.scene} --out {output} --width {params.width} "
+        "--height {params.height} --supersample {params.supersample} --num-points {params.num_points} "
+        "--seed {params.seed} > {log} 2>&1"
+
+
+rule download_archive:
+    output:
+        "results/downloads/{archive}",
+    log:
+        "results/logs/download_archive/{archive}.log",
+    resources:
+        mem_mb=500,
+        gpu=0,
+    shell:
+        "threedsr download --out {output} > {log} 2>&1"
+
+
+rule extract_scene:
+    input:
+        scene_archive,
+    output:
+        directory("results/raw/{dataset}/{scene}"),
+    wildcard_constraints:
+        dataset="|".join(OFFICIAL_SCENES),
+    log:
+        "results/logs/extract_scene/{dataset}/{scene}.log",
+    resources:
+        mem_mb=1000,
+        gpu=0,
+    shell:
+        "threedsr extract --archive {input} --dataset {wildcards.dataset} --scene {wildcards.scene} "
+        "--out {output} > {log} 2>&1"
+
+
+rule poses:
+    input:
+        scene_source,
+    output:
+        directory("results/poses/{dataset}/{scene}"),
+    params:
+        sfm_max_image_size=config["poses"]["sfm_max_image_size"],
+        work_dir="results/work/poses/{dataset}/{scene}",
+    log:
+        "results/logs/poses/{dataset}/{scene}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        gpu=0,
+    shell:
+        "threedsr poses --scene-dir {input} --out {output} --work-dir {params.work_dir} "
+        "--sfm-max-image-size {params.sfm_max_image_size} > {log} 2>&1"
+
+
+rule prepare_scene:
+    input:
+        scene=scene_source,
+        poses="results/poses/{dataset}/{scene}",
+    output:
+        directory("results/scenes/{dataset}/{scene}"),
+    params:
+        lr_factor=config["resolution"]["lr_factor"],
+        hr_factor=config["resolution"]["hr_factor"],
+        test_every=config["test_every"],
+    log:
+        "results/logs/prepare_scene/{dataset}/{scene}.log",
+    resources:
+        mem_mb=4000,
+        gpu=0,
+    shell:
+        "threedsr prepare --scene-dir {input.scene} --poses {input.poses} --out {output} "
+        "--dataset {wildcards.dataset} --scene {wildcards.scene} --lr-factor {params.lr_factor} "
+        "--hr-factor {params.hr_factor} --test-every {params.test_every} > {log} 2>&1"

@@ -1,0 +1,16 @@
+# Reports a person reads: what was prepared (later: metrics, crops, videos).
+
+
+rule data_report:
+    input:
+        prepared_scenes(),
+    output:
+        csv="results/reports/data/summary.csv",
+        md="results/reports/data/summary.md",
+    log:
+        "results/logs/data_report.log",
+    resources:
+        mem_mb=1000,
+        gpu=0,
+    shell:
+        "threedsr data-report --out-dir results/reports/data {input} > {log} 2>&1"

@@ -1,0 +1,143 @@
+"""COLMAP models through pycolmap: read a model, write one, run SfM, triangulate with known poses."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .cameras import Intrinsics
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Distortion parameters below this are treated as zero (undistorted data stored in a distorted model).
+_DISTORTION_TOL = 1e-9
+
+
+def has_model(sparse_dir: Path) -> bool:
+    """True if `sparse_dir` holds a complete model (cameras, images, points), binary or text."""
+    return any(all((sparse_dir / f"{n}.{ext}").exists() for n in ("cameras", "images", "points3D")) for ext in ("bin", "txt"))
+
+
+def camera_intrinsics(camera, where: str) -> Intrinsics:
+    """Pinhole intrinsics of a pycolmap camera; a model with real distortion is refused."""
+    name = camera.model.name
+    p = np.asarray(camera.params, dtype=np.float64)
+    if name in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
+        f, cx, cy, dist = p[0], p[1], p[2], p[3:]
+        fx = fy = f
+    elif name in ("PINHOLE", "OPENCV", "FULL_OPENCV"):
+        fx, fy, cx, cy, dist = p[0], p[1], p[2], p[3], p[4:]
+    else:
+        raise DataError(f"{where}: camera model {name} is not supported (pinhole models only)")
+    if np.any(np.abs(dist) > _DISTORTION_TOL):
+        raise DataError(
+            f"{where}: camera {camera.camera_id} ({name}) has lens distortion {dist.tolist()}; "
+            "3D Gaussian splatting needs undistorted images. Undistort the scene first "
+            "(colmap image_undistorter, or pycolmap.undistort_images) and point the dataset root at the result."
+        )
+    return Intrinsics(float(fx), float(fy), float(cx), float(cy), int(camera.width), int(camera.height))
+
+
+def read_model(sparse_dir: Path):
+    """(entries, xyz, rgb) of a COLMAP model; entries are (image name, Intrinsics, 4x4 world_to_camera)."""
+    import pycolmap
+
+    try:
+        rec = pycolmap.Reconstruction(str(sparse_dir))
+    except Exception as e:  # pycolmap raises plain RuntimeError/ValueError for unreadable files
+        raise DataError(f"{sparse_dir}: cannot read COLMAP model ({e})") from None
+    return _entries(rec, sparse_dir)
+
+
+def _entries(rec, where: Path):
+    entries = []
+    for image in rec.images.values():
+        if not image.has_pose:
+            continue
+        w2c = np.eye(4)
+        w2c[:3] = image.cam_from_world().matrix()
+        entries.append((image.name, camera_intrinsics(rec.cameras[image.camera_id], str(where)), w2c))
+    entries.sort(key=lambda e: e[0])
+    pts = list(rec.points3D.values())
+    xyz = np.array([p.xyz for p in pts], dtype=np.float64).reshape(-1, 3)
+    rgb = np.array([p.color for p in pts], dtype=np.uint8).reshape(-1, 3)
+    return entries, xyz, rgb
+
+
+def write_text_model(out_dir: Path, entries, xyz=None, rgb=None) -> None:
+    """Write cameras.txt / images.txt / points3D.txt (one PINHOLE camera per image, no tracks)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cams, imgs = ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"], ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME", "# POINTS2D[] as (X, Y, POINT3D_ID)"]
+    for i, (name, K, w2c) in enumerate(entries, 1):
+        cams.append(f"{i} PINHOLE {K.width} {K.height} {float(K.fx)!r} {float(K.fy)!r} {float(K.cx)!r} {float(K.cy)!r}")
+        q = Rotation.from_matrix(w2c[:3, :3]).as_quat(scalar_first=True)
+        t = w2c[:3, 3]
+        imgs.append(f"{i} {' '.join(repr(float(v)) for v in q)} {' '.join(repr(float(v)) for v in t)} {i} {name}")
+        imgs.append("")
+    pts = ["# POINT3D_ID X Y Z R G B ERROR TRACK[]"]
+    if xyz is not None:
+        for j, (p, c) in enumerate(zip(np.asarray(xyz), np.asarray(rgb)), 1):
+            pts.append(f"{j} {float(p[0])!r} {float(p[1])!r} {float(p[2])!r} {c[0]} {c[1]} {c[2]} 0")
+    (out_dir / "cameras.txt").write_text("\n".join(cams) + "\n")
+    (out_dir / "images.txt").write_text("\n".join(imgs) + "\n")
+    (out_dir / "points3D.txt").write_text("\n".join(str(x) for x in pts) + "\n")
+
+
+def _quiet_pycolmap():
+    import pycolmap
+
+    pycolmap.logging.minloglevel = 1  # COLMAP logs every image at INFO; keep warnings and errors
+    return pycolmap
+
+
+def _extract_and_match(image_dir: Path, names: list[str], database: Path, single_camera: bool, max_image_size: int) -> None:
+    pycolmap = _quiet_pycolmap()
+
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.max_image_size = max_image_size
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "PINHOLE"
+    mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE
+    pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode, reader_options=reader, extraction_options=extraction)
+    pycolmap.match_exhaustive(database)
+
+
+def run_sfm(image_dir: Path, names: list[str], work_dir: Path, max_image_size: int = 1600):
+    """Structure from motion on CPU: SIFT, exhaustive matching, incremental mapping; returns read_model's triple."""
+    pycolmap = _quiet_pycolmap()
+
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    database = work_dir / "database.db"
+    _extract_and_match(image_dir, names, database, single_camera=True, max_image_size=max_image_size)
+    models = pycolmap.incremental_mapping(database, image_dir, work_dir / "sparse")
+    if not models:
+        raise DataError(f"{image_dir}: structure from motion registered no images (too little texture or overlap?)")
+    best = max(models.values(), key=lambda r: r.num_reg_images())
+    log.info("SfM registered %d of %d images, %d points", best.num_reg_images(), len(names), best.num_points3D())
+    return _entries(best, image_dir)
+
+
+def triangulate(image_dir: Path, entries, work_dir: Path, max_image_size: int = 1600):
+    """Points from known poses: SIFT matches triangulated with the cameras held fixed. Returns (xyz, rgb)."""
+    pycolmap = _quiet_pycolmap()
+
+    shutil.rmtree(work_dir, ignore_errors=True)
+    (work_dir / "known").mkdir(parents=True)
+    write_text_model(work_dir / "known", entries)
+    database = work_dir / "database.db"
+    _extract_and_match(image_dir, [e[0] for e in entries], database, single_camera=False, max_image_size=max_image_size)
+    rec = pycolmap.Reconstruction(str(work_dir / "known"))
+    with pycolmap.Database.open(database) as db:
+        rec.transcribe_image_ids_to_database(db)
+    (work_dir / "triangulated").mkdir()
+    rec = pycolmap.triangulate_points(rec, database, image_dir, work_dir / "triangulated")
+    _, xyz, rgb = _entries(rec, image_dir)
+    if len(xyz) == 0:
+        raise DataError(f"{image_dir}: triangulation from the known poses produced no points")
+    return xyz, rgb

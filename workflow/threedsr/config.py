@@ -1,0 +1,70 @@
+"""params.yaml: schema validation, the checks a schema cannot express, and where each scene comes from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .datasets import OFFICIAL_SCENES, local_scene
+from .errors import ConfigError
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Recursive dict merge, lists replaced: the way Snakemake merges several --configfile files."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load(*paths: str | Path) -> dict:
+    config: dict = {}
+    for p in paths:
+        try:
+            data = yaml.safe_load(Path(p).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{p}: cannot read ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        config = merge(config, data)
+    return config
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate(config: dict) -> None:
+    """Schema errors (unknown key, wrong type, out of range) and cross-key errors, each naming the key."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("params invalid:\n" + "\n".join(f"  {_key(e.absolute_path)}: {e.message}" for e in errors))
+    check(config)
+
+
+def check(config: dict) -> None:
+    """What the schema cannot say: factor relations and that every scene can be found or downloaded."""
+    lr, hr = config["resolution"]["lr_factor"], config["resolution"]["hr_factor"]
+    if lr <= hr or lr % hr:
+        raise ConfigError(f"resolution.lr_factor ({lr}) must be a multiple of resolution.hr_factor ({hr}) and larger than it")
+    for dataset, spec in config["datasets"].items():
+        if dataset == "synthetic":
+            continue
+        for scene in spec["scenes"]:
+            if local_scene(spec["root"], scene) is None and scene not in OFFICIAL_SCENES.get(dataset, {}):
+                known = f" (official scenes: {', '.join(OFFICIAL_SCENES[dataset])})" if dataset in OFFICIAL_SCENES else ""
+                raise ConfigError(
+                    f"datasets.{dataset}.scenes: {scene!r} has no folder with images under datasets.{dataset}.root "
+                    f"({spec['root']}) and cannot be downloaded{known}"
+                )
+
+
+def scenes(config: dict) -> list[tuple[str, str]]:
+    """(dataset, scene) for every configured scene."""
+    return [(d, s) for d, spec in config["datasets"].items() for s in spec["scenes"]]

@@ -1,0 +1,17 @@
+"""Errors a user can act on: each names the file, key or step at fault."""
+
+
+class ThreeDSRError(RuntimeError):
+    """Base class; the CLI prints these without a traceback."""
+
+
+class DataError(ThreeDSRError):
+    """Input data (images, poses, archives) is missing, corrupt or inconsistent."""
+
+
+class ConfigError(ThreeDSRError):
+    """params.yaml (or an override file) is invalid."""
+
+
+class OfflineError(ThreeDSRError):
+    """Something must be downloaded but the network is unreachable."""

@@ -1,0 +1,22 @@
+"""Image resampling shared by dataset preparation and the methods (down() in the 3DSR loss)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Antialiased bicubic resize of (..., C, H, W) float images; the paper's down() operator."""
+    shape = images.shape
+    x = images.reshape(-1, *shape[-3:])
+    out = F.interpolate(x, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+    return out.reshape(*shape[:-2], height, width)
+
+
+def resize_uint8(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """resize() for one HxWx3 uint8 image, rounded back to uint8."""
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255)
+    y = resize(x, height, width).clamp_(0, 1).mul_(255).round_()
+    return y.to(torch.uint8).permute(1, 2, 0).numpy()
