@@ -1,0 +1,78 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from threedsr import config
+from threedsr.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+PRESETS = sorted((REPO / "workflow" / "presets").glob("*.yaml"))
+
+
+def test_default_params_are_valid():
+    config.validate(config.load(REPO / "params.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_presets_merge_over_params(preset):
+    cfg = config.load(REPO / "params.yaml", preset)
+    config.validate(cfg)
+    assert cfg["datasets"]["synthetic"]["width"] == 384  # untouched keys survive the merge
+
+
+def test_paper_presets_use_paper_factors():
+    for name in ("paper-llff.yaml", "paper-mipnerf360.yaml"):
+        cfg = config.load(REPO / "params.yaml", REPO / "workflow" / "presets" / name)
+        assert (cfg["resolution"]["lr_factor"], cfg["resolution"]["hr_factor"], cfg["test_every"]) == (8, 2, 8)
+
+
+def _with(tmp_path, override: dict) -> dict:
+    p = tmp_path / "override.yaml"
+    p.write_text(yaml.safe_dump(override))
+    return config.load(REPO / "params.yaml", p)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"resolution": {"lr_factr": 8}}, "lr_factr"),
+        ({"resolution": {"lr_factor": "eight"}}, "resolution.lr_factor"),
+        ({"test_every": 1}, "test_every"),
+        ({"datasets": {"synthetic": {"scenes": ["garden"]}}}, "datasets.synthetic.scenes.0"),
+        ({"datasets": {"llff": {"root": 3}}}, "datasets.llff.root"),
+        ({"resolution": {"lr_factor": 6, "hr_factor": 4}}, "resolution.lr_factor"),
+        ({"datasets": {"mine": {"root": "/nonexistent", "scenes": ["a"]}}}, "datasets.mine.scenes"),
+        ({"datasets": {"llff": {"root": "/nonexistent", "scenes": ["not_an_llff_scene"]}}}, "datasets.llff.scenes"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config.validate(_with(tmp_path, override))
+
+
+def test_official_scene_without_local_copy_is_downloadable(tmp_path):
+    config.validate(_with(tmp_path, {"datasets": {"llff": {"root": str(tmp_path / "none"), "scenes": ["fern"]}}}))
+
+
+def test_cli_check_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("poses:\n  sfm_max_image_size: 10\n")
+    ok = subprocess.run([sys.executable, "-m", "threedsr", "check-config", str(REPO / "params.yaml")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    r = subprocess.run([sys.executable, "-m", "threedsr", "check-config", str(REPO / "params.yaml"), str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "poses.sfm_max_image_size" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_snakemake_rejects_bad_key_before_any_job(workflow_dir):
+    (workflow_dir / "typo.yaml").write_text("resolution:\n  hr_factr: 2\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "params.yaml", "typo.yaml"],
+        cwd=workflow_dir, capture_output=True, text=True,
+    )
+    assert r.returncode != 0
+    assert "hr_factr" in r.stdout + r.stderr
+    assert not (workflow_dir / "results").exists()

@@ -1,0 +1,83 @@
+import hashlib
+
+import numpy as np
+import pytest
+
+from threedsr import synthetic
+from threedsr.cameras import Intrinsics, look_at, project
+from threedsr.io import list_images, read_image, read_json
+from threedsr.photos import PHOTOS
+from threedsr.poses import load_scene_poses
+
+K = Intrinsics(80, 80, 32, 24, 64, 48)
+W2C = look_at(eye=(0.3, -0.2, -3), target=(0, 0, 0), up=(0, -1, 0))
+
+
+def _quad_with(texture):
+    return synthetic.Quad((0, 0, 0), (1.0, 0, 0.3), (0, 0.8, 0), texture)
+
+
+def test_a_known_point_is_drawn_where_the_camera_projects_it():
+    # a blob a few pixels wide (a single texel would fall inside one pixel), centred on a texel centre
+    row, col = 123, 271
+    yy, xx = np.mgrid[0:400, 0:400]
+    tex = np.repeat(np.exp(-((yy - row) ** 2 + (xx - col) ** 2) / (2 * 12.0**2))[..., None], 3, axis=2)
+    quad = _quad_with(tex)
+    a, b = (col + 0.5) / 400 * 2 - 1, (row + 0.5) / 400 * 2 - 1
+    point = quad.center + a * quad.u + b * quad.v
+    blank = synthetic.render([_quad_with(np.zeros_like(tex))], K, W2C, supersample=8)
+    img = (synthetic.render([quad], K, W2C, supersample=8) - blank)[..., 0]  # only the dot remains
+    ys, xs = np.mgrid[0:K.height, 0:K.width] + 0.5  # pixel centres
+    centroid = np.array([(img * xs).sum(), (img * ys).sum()]) / img.sum()
+    uv, z = project(point[None], K.K, W2C)
+    assert z[0] > 0
+    np.testing.assert_allclose(centroid, uv[0], atol=0.05)
+
+
+def test_supersampling_antialiases_edges():
+    tex = np.zeros((64, 64, 3))
+    tex[:, 32:] = 1.0
+    quad = synthetic.Quad((0, 0, 0), (3, 0, 0), (0, 3, 0), tex)
+    w2c = look_at(eye=(0.0137, 0, -4), target=(0.0137, 0, 0), up=(0, -1, 0))
+    aliased = synthetic.render([quad], K, w2c, supersample=1)[..., 0]
+    smooth = synthetic.render([quad], K, w2c, supersample=6)[..., 0]
+    levels = lambda im: np.unique(np.round(im[10], 3))
+    assert len(levels(smooth)) > len(levels(aliased))
+    # the edge pixel's value is its coverage: the edge sits at x = cx - fx * 0.0137 / 4 in pixels
+    edge = K.cx - K.fx * 0.0137 / 4
+    px = int(edge)
+    assert smooth[10, px] == pytest.approx(1 - (edge - px), abs=1 / 6 + 0.03)
+
+
+def test_generation_is_deterministic_and_records_its_photos(tmp_path):
+    def digest(d):
+        return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file())).hexdigest()
+
+    kw = dict(width=64, height=48, supersample=1, num_points=500)
+    a = synthetic.generate_scene("forward", tmp_path / "a", seed=3, **kw)
+    synthetic.generate_scene("forward", tmp_path / "b", seed=3, **kw)
+    synthetic.generate_scene("forward", tmp_path / "c", seed=4, **kw)
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    assert digest(tmp_path / "a") != digest(tmp_path / "c")
+    assert set(a["textures"]) <= set(PHOTOS) and len(a["textures"]) >= 3
+    assert read_json(tmp_path / "a" / "synthetic.json")["textures"] == a["textures"]
+    assert len(list_images(tmp_path / "a" / "images")) == 20
+
+
+@pytest.mark.parametrize("scene, views", [("forward", 20), ("orbit", 24)])
+def test_generated_scene_reads_back_through_the_pose_stage(tmp_path, scene, views):
+    synthetic.generate_scene(scene, tmp_path / scene, 96, 72, 1, 2000, 0)
+    poses = load_scene_poses(tmp_path / scene, tmp_path / "work")
+    assert poses.source == "colmap" and len(poses.views) == views
+    assert len(poses.xyz) > 100
+    for v in poses.views:
+        uv, z = project(poses.xyz, v.intrinsics.K, v.world_to_camera)
+        assert (z > 0).mean() > 0.3 if scene == "orbit" else (z > 0).all()
+    # sampled points carry the colour of the surface where the renderer draws them
+    v = poses.views[0]
+    img = read_image(tmp_path / scene / v.image).astype(float)
+    uv, z = project(poses.xyz, v.intrinsics.K, v.world_to_camera)
+    inside = (z > 0) & (uv[:, 0] > 1) & (uv[:, 0] < 95) & (uv[:, 1] > 1) & (uv[:, 1] < 71)
+    drawn = img[uv[inside, 1].astype(int), uv[inside, 0].astype(int)]
+    err = np.abs(drawn - poses.rgb[inside]).mean()
+    assert err < 40, err  # textures are busy: a pixel mixes neighbours, but a wrong camera gives ~80
