@@ -69,15 +69,19 @@ def _entries(rec, where: Path):
     return entries, xyz, rgb
 
 
-def write_text_model(out_dir: Path, entries, xyz=None, rgb=None) -> None:
-    """Write cameras.txt / images.txt / points3D.txt (one PINHOLE camera per image, no tracks)."""
+def write_text_model(out_dir: Path, entries, xyz=None, rgb=None, ids: dict[str, tuple[int, int]] | None = None) -> None:
+    """Write cameras.txt / images.txt / points3D.txt (one PINHOLE camera per image, no tracks).
+
+    `ids` maps an image name to its (image_id, camera_id); by default both are the 1-based position.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     cams, imgs = ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"], ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME", "# POINTS2D[] as (X, Y, POINT3D_ID)"]
     for i, (name, K, w2c) in enumerate(entries, 1):
-        cams.append(f"{i} PINHOLE {K.width} {K.height} {float(K.fx)!r} {float(K.fy)!r} {float(K.cx)!r} {float(K.cy)!r}")
+        image_id, camera_id = ids[name] if ids else (i, i)
+        cams.append(f"{camera_id} PINHOLE {K.width} {K.height} {float(K.fx)!r} {float(K.fy)!r} {float(K.cx)!r} {float(K.cy)!r}")
         q = Rotation.from_matrix(w2c[:3, :3]).as_quat(scalar_first=True)
         t = w2c[:3, 3]
-        imgs.append(f"{i} {' '.join(repr(float(v)) for v in q)} {' '.join(repr(float(v)) for v in t)} {i} {name}")
+        imgs.append(f"{image_id} {' '.join(repr(float(v)) for v in q)} {' '.join(repr(float(v)) for v in t)} {camera_id} {name}")
         imgs.append("")
     pts = ["# POINT3D_ID X Y Z R G B ERROR TRACK[]"]
     if xyz is not None:
@@ -128,13 +132,15 @@ def triangulate(image_dir: Path, entries, work_dir: Path, max_image_size: int = 
     pycolmap = _quiet_pycolmap()
 
     shutil.rmtree(work_dir, ignore_errors=True)
-    (work_dir / "known").mkdir(parents=True)
-    write_text_model(work_dir / "known", entries)
+    work_dir.mkdir(parents=True)
     database = work_dir / "database.db"
     _extract_and_match(image_dir, [e[0] for e in entries], database, single_camera=False, max_image_size=max_image_size)
-    rec = pycolmap.Reconstruction(str(work_dir / "known"))
+    # Extraction runs in parallel, so ids follow completion order: the known model must reuse the
+    # database's image and camera ids (and so its one-camera rigs and one-image frames).
     with pycolmap.Database.open(database) as db:
-        rec.transcribe_image_ids_to_database(db)
+        ids = {im.name: (im.image_id, im.camera_id) for im in db.read_all_images()}
+    write_text_model(work_dir / "known", entries, ids=ids)
+    rec = pycolmap.Reconstruction(str(work_dir / "known"))
     (work_dir / "triangulated").mkdir()
     rec = pycolmap.triangulate_points(rec, database, image_dir, work_dir / "triangulated")
     _, xyz, rgb = _entries(rec, image_dir)

@@ -1,0 +1,72 @@
+"""`snakemake --cores all` end to end, on small configs (a minute at most)."""
+
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import yaml
+from PIL import Image
+
+from threedsr.io import read_json
+
+
+def _snakemake(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def _override(workflow_dir, cfg: dict) -> str:
+    (workflow_dir / "test.yaml").write_text(yaml.safe_dump(cfg))
+    return "test.yaml"
+
+
+def test_synthetic_and_real_scenes_end_to_end(workflow_dir, llff_root):
+    cfg = {
+        "datasets": {
+            # LR 1/32 of 512x384 is 16x12, HR 1/8 is 64x48; fern: LR 126x94, HR 504x376
+            "synthetic": {"scenes": ["forward", "orbit"], "width": 512, "height": 384, "supersample": 1, "num_points": 2000},
+            "llff": {"root": str(llff_root), "scenes": ["fern"]},
+        },
+        "resolution": {"lr_factor": 32, "hr_factor": 8},
+    }
+    args = ["--configfile", "params.yaml", _override(workflow_dir, cfg)]
+    r = _snakemake(workflow_dir, *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = pd.read_csv(workflow_dir / "results" / "reports" / "data" / "summary.csv")
+    assert sorted(zip(table.dataset, table.scene)) == [("llff", "fern"), ("synthetic", "forward"), ("synthetic", "orbit")]
+    fern = table[table.scene == "fern"].iloc[0]
+    assert (fern.views, fern.train, fern.test, fern.lr_size, fern.hr_size) == (20, 17, 3, "126x94", "504x376")
+    for d, s in zip(table.dataset, table.scene):
+        sheet = Image.open(workflow_dir / "results" / "reports" / "data" / f"contact_{d}_{s}.png")
+        assert sheet.width > 2 * int(table[table.scene == s].iloc[0].hr_size.split("x")[0])
+        assert (workflow_dir / "results" / "logs" / "prepare_scene" / d / f"{s}.log").exists()
+    assert read_json(workflow_dir / "results" / "raw" / "synthetic" / "orbit" / "synthetic.json")["textures"]
+
+    again = _snakemake(workflow_dir, *args)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    # a changed factor redoes the downsampling only, not the rendering or the poses
+    cfg["resolution"]["lr_factor"] = 16
+    dry = _snakemake(workflow_dir, "-n", "--configfile", "params.yaml", _override(workflow_dir, cfg))
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0
+    assert "prepare_scene" in out and "generate_synthetic" not in out and "rule poses" not in out
+
+
+def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, fern_dir, tmp_path):
+    root = tmp_path / "mydata"
+    scene = root / "fern8"
+    scene.mkdir(parents=True)
+    shutil.copytree(fern_dir / "images_8", scene / "images_8")
+    shutil.copy(fern_dir / "poses_bounds.npy", scene)
+    (scene / "sparse" / "0").mkdir(parents=True)
+    shutil.copy(fern_dir / "sparse" / "0" / "points3D.bin", scene / "sparse" / "0")
+    bad = scene / "images_8" / "image007.png"
+    bad.write_bytes(bad.read_bytes()[:3000])
+    cfg = {"datasets": {"synthetic": {"scenes": []}, "mine": {"root": str(root), "scenes": ["fern8"]}}, "resolution": {"lr_factor": 64, "hr_factor": 16}}
+    r = _snakemake(workflow_dir, "--configfile", "params.yaml", _override(workflow_dir, cfg))
+    assert r.returncode != 0
+    log = (workflow_dir / "results" / "logs" / "prepare_scene" / "mine" / "fern8.log").read_text()
+    assert "image007.png" in log and "Traceback" not in log
+    assert not (workflow_dir / "results" / "scenes" / "mine" / "fern8").exists()
+    assert not list((workflow_dir / "results" / "scenes" / "mine").glob(".fern8*"))
