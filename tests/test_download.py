@@ -92,8 +92,8 @@ def test_google_drive_confirmation_page_is_followed(server, tmp_path):
 def test_offline_error_says_what_to_download_and_where(tmp_path):
     dest = tmp_path / "downloads" / "nerf_llff_data.zip"
     with pytest.raises(OfflineError) as e:
-        download(Archive("nerf_llff_data.zip", "http://127.0.0.1:9/nerf_llff_data.zip"), dest, timeout=2)
-    assert "nerf_llff_data.zip" in str(e.value) and str(dest) in str(e.value) and "root" in str(e.value)
+        download(Archive("nerf_llff_data.zip", "http://127.0.0.1:9/nerf_llff_data.zip", "llff"), dest, timeout=2)
+    assert "nerf_llff_data.zip" in str(e.value) and str(dest) in str(e.value) and "datasets.llff.root" in str(e.value)
 
 
 def _zip(path: Path, members: dict, links: dict | None = None) -> Path:

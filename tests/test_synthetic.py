@@ -81,3 +81,17 @@ def test_generated_scene_reads_back_through_the_pose_stage(tmp_path, scene, view
     drawn = img[uv[inside, 1].astype(int), uv[inside, 0].astype(int)]
     err = np.abs(drawn - poses.rgb[inside]).mean()
     assert err < 40, err  # textures are busy: a pixel mixes neighbours, but a wrong camera gives ~80
+
+
+def test_prepared_synthetic_scene_reads_back(tmp_path):
+    from threedsr.prepare import prepare_scene
+    from threedsr.scene import PreparedScene
+
+    meta = synthetic.generate_scene("orbit", tmp_path / "raw", 128, 96, 1, 1000, 0)
+    prepare_scene(tmp_path / "raw", load_scene_poses(tmp_path / "raw", tmp_path / "work"), tmp_path / "scene", 8, 2, 8)
+    scene = PreparedScene(tmp_path / "scene")
+    assert scene.meta["photos_used"] == meta["textures"]
+    assert len(scene.train_views) == 21 and [v.name for v in scene.test_views] == ["view_000", "view_008", "view_016"]
+    v = scene.train_views[0]
+    assert scene.image(v, "lr").shape == (12, 16, 3) and scene.image(v, "hr").shape == (48, 64, 3)
+    assert scene.scale == 4 and len(scene.points()[0]) > 50

@@ -10,6 +10,11 @@ except ConfigError as e:
 
 SCENES = threedsr.config.scenes(config)
 
+# Every rule runs this checkout's package: in the active virtualenv, or in the rule's conda
+# environment (--software-deployment-method conda), which holds the dependencies only.
+THREEDSR = f'PYTHONPATH="{workflow.basedir}/workflow${{PYTHONPATH:+:$PYTHONPATH}}" python -m threedsr'
+CPU_ENV = "../../envs/cpu.yaml"
+
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_-]+",

@@ -10,13 +10,15 @@ rule generate_synthetic:
         supersample=config["datasets"]["synthetic"]["supersample"],
         num_points=config["datasets"]["synthetic"]["num_points"],
         seed=config["datasets"]["synthetic"]["seed"],
+    conda:
+        CPU_ENV,
     log:
         "results/logs/generate_synthetic/{scene}.log",
     resources:
         mem_mb=2000,
         gpu=0,
     shell:
-        "threedsr generate-synthetic --scene {wildcards.scene} --out {output} --width {params.width} "
+        "{THREEDSR} generate-synthetic --scene {wildcards.scene} --out {output} --width {params.width} "
         "--height {params.height} --supersample {params.supersample} --num-points {params.num_points} "
         "--seed {params.seed} > {log} 2>&1"
 
@@ -24,13 +26,15 @@ rule generate_synthetic:
 rule download_archive:
     output:
         "results/downloads/{archive}",
+    conda:
+        CPU_ENV,
     log:
         "results/logs/download_archive/{archive}.log",
     resources:
         mem_mb=500,
         gpu=0,
     shell:
-        "threedsr download --out {output} > {log} 2>&1"
+        "{THREEDSR} download --out {output} > {log} 2>&1"
 
 
 rule extract_scene:
@@ -40,13 +44,15 @@ rule extract_scene:
         directory("results/raw/{dataset}/{scene}"),
     wildcard_constraints:
         dataset="|".join(OFFICIAL_SCENES),
+    conda:
+        CPU_ENV,
     log:
         "results/logs/extract_scene/{dataset}/{scene}.log",
     resources:
         mem_mb=1000,
         gpu=0,
     shell:
-        "threedsr extract --archive {input} --dataset {wildcards.dataset} --scene {wildcards.scene} "
+        "{THREEDSR} extract --archive {input} --dataset {wildcards.dataset} --scene {wildcards.scene} "
         "--out {output} > {log} 2>&1"
 
 
@@ -58,6 +64,8 @@ rule poses:
     params:
         sfm_max_image_size=config["poses"]["sfm_max_image_size"],
         work_dir="results/work/poses/{dataset}/{scene}",
+    conda:
+        CPU_ENV,
     log:
         "results/logs/poses/{dataset}/{scene}.log",
     threads: 2
@@ -65,7 +73,7 @@ rule poses:
         mem_mb=4000,
         gpu=0,
     shell:
-        "threedsr poses --scene-dir {input} --out {output} --work-dir {params.work_dir} "
+        "{THREEDSR} poses --scene-dir {input} --out {output} --work-dir {params.work_dir} "
         "--sfm-max-image-size {params.sfm_max_image_size} > {log} 2>&1"
 
 
@@ -79,12 +87,14 @@ rule prepare_scene:
         lr_factor=config["resolution"]["lr_factor"],
         hr_factor=config["resolution"]["hr_factor"],
         test_every=config["test_every"],
+    conda:
+        CPU_ENV,
     log:
         "results/logs/prepare_scene/{dataset}/{scene}.log",
     resources:
         mem_mb=4000,
         gpu=0,
     shell:
-        "threedsr prepare --scene-dir {input.scene} --poses {input.poses} --out {output} "
+        "{THREEDSR} prepare --scene-dir {input.scene} --poses {input.poses} --out {output} "
         "--dataset {wildcards.dataset} --scene {wildcards.scene} --lr-factor {params.lr_factor} "
         "--hr-factor {params.hr_factor} --test-every {params.test_every} > {log} 2>&1"

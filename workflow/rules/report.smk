@@ -7,10 +7,12 @@ rule data_report:
     output:
         csv="results/reports/data/summary.csv",
         md="results/reports/data/summary.md",
+    conda:
+        CPU_ENV,
     log:
         "results/logs/data_report.log",
     resources:
         mem_mb=1000,
         gpu=0,
     shell:
-        "threedsr data-report --out-dir results/reports/data {input} > {log} 2>&1"
+        "{THREEDSR} data-report --out-dir results/reports/data {input} > {log} 2>&1"

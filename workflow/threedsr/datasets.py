@@ -10,6 +10,7 @@ from pathlib import Path
 class Archive:
     filename: str
     url: str
+    dataset: str = ""  # the params.yaml dataset whose scenes it holds
     gdrive: bool = False  # Google Drive: needs the large-file confirmation step
     sha256: str | None = None  # None: the first download prints it, so it can be pinned here
     size: int | None = None
@@ -19,10 +20,10 @@ ARCHIVES = {
     a.filename: a
     for a in [
         # LLFF, from the NeRF authors' shared drive (folder 128yBriW1IG_3NJ5Rp7APSTZsJqdJdfc1)
-        Archive("nerf_llff_data.zip", "https://drive.google.com/uc?export=download&id=16VnMcF1KJYxN9QId6TClMsZRahHNMW5g", gdrive=True),
+        Archive("nerf_llff_data.zip", "https://drive.google.com/uc?export=download&id=16VnMcF1KJYxN9QId6TClMsZRahHNMW5g", "llff", gdrive=True),
         # MipNeRF360, from the project's storage bucket
-        Archive("360_v2.zip", "https://storage.googleapis.com/gresearch/refraw360/360_v2.zip"),
-        Archive("360_extra_scenes.zip", "https://storage.googleapis.com/gresearch/refraw360/360_extra_scenes.zip"),
+        Archive("360_v2.zip", "https://storage.googleapis.com/gresearch/refraw360/360_v2.zip", "mipnerf360"),
+        Archive("360_extra_scenes.zip", "https://storage.googleapis.com/gresearch/refraw360/360_extra_scenes.zip", "mipnerf360"),
     ]
 }
 

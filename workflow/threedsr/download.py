@@ -89,7 +89,7 @@ def download(archive: Archive, dest: Path, timeout: float = 60.0) -> Path:
         raise OfflineError(
             f"cannot download {archive.filename} from {archive.url} ({type(e).__name__}). "
             f"Without network access, download it elsewhere and put it at {dest}, or extract its scenes "
-            "under the dataset's `root` in params.yaml."
+            f"into the folder that params.yaml's datasets.{archive.dataset or '<dataset>'}.root names (one sub-folder per scene)."
         ) from None
     except requests.HTTPError as e:
         raise DataError(f"downloading {archive.filename} from {archive.url} failed: {e}") from None

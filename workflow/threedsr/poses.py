@@ -48,6 +48,8 @@ class ScenePoses:
 
 def image_folders(scene_dir: Path) -> dict[int, Path]:
     """{downsampling factor: folder}: images/ is factor 1, images_N/ factor N (LLFF / MipNeRF360 layout)."""
+    if not scene_dir.is_dir():
+        raise DataError(f"{scene_dir}: scene folder not found")
     folders = {}
     for p in scene_dir.iterdir():
         m = re.fullmatch(r"images(?:_(\d+))?", p.name)

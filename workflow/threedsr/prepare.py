@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .cameras import Intrinsics, PosedView
 from .errors import ConfigError, DataError
 from .imaging import resize_uint8
-from .io import atomic_dir, read_image, write_json, write_png
+from .io import atomic_dir, read_image, read_json, write_json, write_png
 from .pointcloud import write_ply
 from .poses import ScenePoses
 
@@ -94,6 +94,8 @@ def prepare_scene(
             "lr_size": [records[0]["lr"]["width"], records[0]["lr"]["height"]] if records else None,
             "hr_size": [records[0]["hr"]["width"], records[0]["hr"]["height"]] if records else None,
             **(provenance or {}),
+            # photos a synthetic scene is textured with: no SR prior may train on them
+            "photos_used": read_json(scene_dir / "synthetic.json")["textures"] if (scene_dir / "synthetic.json").exists() else [],
             "views": records,
         }
         write_json(tmp / "scene.json", meta)

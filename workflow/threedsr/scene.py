@@ -1,0 +1,56 @@
+"""Read a prepared scene (the layout `prepare.py` writes) for the stages that train and evaluate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cameras import Intrinsics
+from .io import read_image, read_json
+from .pointcloud import read_ply
+from .prepare import FORMAT_VERSION
+from .errors import DataError
+
+
+@dataclass(frozen=True)
+class SceneView:
+    name: str
+    split: str  # "train" | "test"
+    world_to_camera: np.ndarray  # 4x4, OpenCV axes
+    lr: Intrinsics
+    hr: Intrinsics
+
+
+class PreparedScene:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.meta = read_json(self.root / "scene.json")
+        if self.meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{self.root / 'scene.json'}: format version {self.meta.get('format_version')}, expected {FORMAT_VERSION}; rerun the prepare_scene rule")
+        self.views = [
+            SceneView(v["name"], v["split"], np.array(v["world_to_camera"], dtype=np.float64), Intrinsics.from_dict(v["lr"]), Intrinsics.from_dict(v["hr"]))
+            for v in self.meta["views"]
+        ]
+
+    @property
+    def train_views(self) -> list[SceneView]:
+        return [v for v in self.views if v.split == "train"]
+
+    @property
+    def test_views(self) -> list[SceneView]:
+        return [v for v in self.views if v.split == "test"]
+
+    @property
+    def scale(self) -> int:
+        return int(self.meta["scale"])
+
+    def image(self, view: SceneView, resolution: str) -> np.ndarray:
+        """HxWx3 uint8 image of `view` at "lr" or "hr"."""
+        if resolution not in ("lr", "hr"):
+            raise ValueError(f"resolution must be 'lr' or 'hr', not {resolution!r}")
+        return read_image(self.root / resolution / f"{view.name}.png")
+
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        return read_ply(self.root / "points3d.ply")
