@@ -95,3 +95,20 @@ def test_prepared_synthetic_scene_reads_back(tmp_path):
     v = scene.train_views[0]
     assert scene.image(v, "lr").shape == (12, 16, 3) and scene.image(v, "hr").shape == (48, 64, 3)
     assert scene.scale == 4 and len(scene.points()[0]) > 50
+
+
+def test_binary_colmap_model_reads_like_the_text_one(tmp_path):
+    import pycolmap
+
+    synthetic.generate_scene("forward", tmp_path / "text", 64, 48, 1, 500, 0)
+    binary = tmp_path / "binary"
+    (binary / "sparse" / "0").mkdir(parents=True)
+    (binary / "images").symlink_to(tmp_path / "text" / "images")
+    pycolmap.Reconstruction(str(tmp_path / "text" / "sparse" / "0")).write_binary(str(binary / "sparse" / "0"))
+    assert (binary / "sparse" / "0" / "images.bin").exists()
+    a, b = load_scene_poses(tmp_path / "text", tmp_path / "w1"), load_scene_poses(binary, tmp_path / "w2")
+    assert [v.name for v in a.views] == [v.name for v in b.views]
+    for va, vb in zip(a.views, b.views):
+        np.testing.assert_allclose(va.world_to_camera, vb.world_to_camera, atol=1e-9)
+        assert va.intrinsics == vb.intrinsics
+    np.testing.assert_allclose(a.xyz, b.xyz)
