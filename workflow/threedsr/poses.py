@@ -137,8 +137,7 @@ def load_scene_poses(scene_dir: Path, work_dir: Path, max_image_size: int = 1600
         files = list_images(folder)
         if len(files) != len(poses):
             raise DataError(f"{llff}: {len(poses)} poses but {len(files)} images in {folder}")
-        original_names = [f.name for f in list_images(scene_dir / "images")] if (scene_dir / "images").is_dir() else [f.name for f in files]
-        entries = [(n, K, w2c) for n, (K, w2c) in zip(original_names, poses)]
+        entries = [(f.name, K, w2c) for f, (K, w2c) in zip(files, poses)]
         views = _views(scene_dir, entries, files)
         source = "llff"
         if (sparse / "points3D.bin").exists() or (sparse / "points3D.txt").exists():
