@@ -1,0 +1,80 @@
+"""Time forward+backward of the CPU rasterizer on one view of a prepared scene.
+
+    python benchmarks/rasterize_cpu.py results/scenes/llff/fern [--gaussians 20000] [--runs 7]
+
+Gaussians are initialised from the scene's points as 3DGS does (each point repeated with a small
+jitter up to --gaussians, isotropic scales from the mean distance to the 3 nearest neighbours,
+random rotations) with opacities drawn from U(0.05, 0.95) and random colours; the view is the
+first training view at HR. Prints the median of --runs timed runs after one warm-up (numba
+compiles on first use and caches the machine code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from threedsr.scene import PreparedScene
+from threedsr.splat import rasterization
+
+
+def gaussians_from_points(xyz: np.ndarray, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(xyz), n)
+    d, _ = cKDTree(xyz).query(xyz, k=4)
+    spacing = d[:, 1:].mean(axis=1)
+    means = xyz[idx] + rng.normal(size=(n, 3)) * spacing[idx, None] * 0.5
+    scales = np.repeat(spacing[idx, None], 3, axis=1)
+    as_t = lambda a: torch.tensor(a, dtype=torch.float32)
+    return (
+        as_t(means),
+        as_t(rng.normal(size=(n, 4))),
+        as_t(scales),
+        as_t(rng.uniform(0.05, 0.95, n)),
+        as_t(rng.uniform(0, 1, (n, 3))),
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scene")
+    p.add_argument("--gaussians", type=int, default=20_000)
+    p.add_argument("--runs", type=int, default=7)
+    a = p.parse_args()
+
+    scene = PreparedScene(a.scene)
+    view = scene.train_views[0]
+    params = [t.requires_grad_(True) for t in gaussians_from_points(scene.points()[0].astype(np.float64), a.gaussians)]
+    viewmat = torch.tensor(view.world_to_camera, dtype=torch.float32)[None]
+    K = torch.tensor(view.hr.K, dtype=torch.float32)[None]
+    target = torch.rand(1, view.hr.height, view.hr.width, 3)
+
+    def step():
+        t0 = time.perf_counter()
+        img, _, info = rasterization(*params, viewmat, K, view.hr.width, view.hr.height)
+        t1 = time.perf_counter()
+        (img - target).abs().mean().backward()
+        t2 = time.perf_counter()
+        return t1 - t0, t2 - t1, info
+
+    step()  # warm-up / compile
+    fwd, bwd = [], []
+    for _ in range(a.runs):
+        f, b, info = step()
+        fwd.append(f)
+        bwd.append(b)
+    visible = int((info["radii"] > 0).any(dim=-1).sum())
+    total = [f + b for f, b in zip(fwd, bwd)]
+    print(f"view {view.name} {view.hr.width}x{view.hr.height}, {a.gaussians} Gaussians ({visible} in view), threads {torch.get_num_threads()}")
+    print(f"forward  median {statistics.median(fwd):.4f} s")
+    print(f"backward median {statistics.median(bwd):.4f} s")
+    print(f"fwd+bwd  median {statistics.median(total):.4f} s over {a.runs} runs")
+
+
+if __name__ == "__main__":
+    main()

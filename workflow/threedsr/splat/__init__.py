@@ -1,0 +1,11 @@
+"""3D Gaussian splatting: gsplat on CUDA, the project's own rasterizer behind the same call on CPU."""
+
+import os
+from pathlib import Path
+
+# gsplat compiles its CUDA kernels on first use; keep them in the project's cache, not in ~/.cache.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(os.environ.get("THREEDSR_CACHE", Path.cwd() / ".cache")) / "torch_extensions"))
+
+from .rasterization import rasterization  # noqa: E402
+
+__all__ = ["rasterization"]

@@ -1,0 +1,230 @@
+"""Tile-based alpha compositing of projected Gaussians on the CPU (numba), forward and backward.
+
+The same rules as gsplat's CUDA kernels (RasterizeToPixels3DGS{Fwd,Bwd}): per 16x16 tile, the
+Gaussians whose bounding box touches it in front-to-back depth order; per pixel (centre at +0.5)
+sigma = 1/2 d^T conic d, alpha = min(0.999, opacity * exp(-sigma)); Gaussians with sigma < 0 or
+alpha < 1/255 are skipped; compositing stops before the Gaussian that would bring the
+transmittance to 1e-4 or below. The backward pass walks each pixel's list back to front from the
+saved final transmittance, and accumulates into per-thread buffers (no atomics on the CPU).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+ALPHA_MAX = 0.999
+ALPHA_THRESHOLD = 1.0 / 255.0
+T_MIN = 1e-4
+
+
+@njit(cache=True)
+def bin_gaussians(means2d, radii, depths, width, height, tile):
+    """CSR lists of Gaussian ids per (image, tile), sorted by depth: (offsets, ids)."""
+    n_img, n = radii.shape[0], radii.shape[1]
+    tw = (width + tile - 1) // tile
+    th = (height + tile - 1) // tile
+    per_img = tw * th
+    counts = np.zeros(n_img * per_img + 1, dtype=np.int64)
+    order = np.empty((n_img, n), dtype=np.int64)
+    for i in range(n_img):
+        order[i] = np.argsort(depths[i], kind="mergesort")
+        for g in range(n):
+            if radii[i, g, 0] <= 0 and radii[i, g, 1] <= 0:
+                continue
+            x0 = max(0, int(np.floor((means2d[i, g, 0] - radii[i, g, 0]) / tile)))
+            x1 = min(tw, int(np.ceil((means2d[i, g, 0] + radii[i, g, 0]) / tile)))
+            y0 = max(0, int(np.floor((means2d[i, g, 1] - radii[i, g, 1]) / tile)))
+            y1 = min(th, int(np.ceil((means2d[i, g, 1] + radii[i, g, 1]) / tile)))
+            for ty in range(y0, y1):
+                for tx in range(x0, x1):
+                    counts[i * per_img + ty * tw + tx + 1] += 1
+    offsets = np.cumsum(counts)
+    fill = offsets[:-1].copy()
+    ids = np.empty(offsets[-1], dtype=np.int32)
+    for i in range(n_img):
+        for k in range(n):
+            g = order[i, k]
+            if radii[i, g, 0] <= 0 and radii[i, g, 1] <= 0:
+                continue
+            x0 = max(0, int(np.floor((means2d[i, g, 0] - radii[i, g, 0]) / tile)))
+            x1 = min(tw, int(np.ceil((means2d[i, g, 0] + radii[i, g, 0]) / tile)))
+            y0 = max(0, int(np.floor((means2d[i, g, 1] - radii[i, g, 1]) / tile)))
+            y1 = min(th, int(np.ceil((means2d[i, g, 1] + radii[i, g, 1]) / tile)))
+            for ty in range(y0, y1):
+                for tx in range(x0, x1):
+                    t = i * per_img + ty * tw + tx
+                    ids[fill[t]] = g
+                    fill[t] += 1
+    return offsets, ids
+
+
+@njit(cache=True, inline="always")
+def _gather_tile(means2d, conics, colors, opacities, ids, i, start, end):
+    """The tile's Gaussians packed contiguously, in depth order: columns x, y, conic a, b, c, opacity."""
+    n_t = end - start
+    geo = np.empty((n_t, 6), dtype=means2d.dtype)
+    col = np.empty((n_t, colors.shape[2]), dtype=colors.dtype)
+    for j in range(n_t):
+        g = ids[start + j]
+        geo[j, 0] = means2d[i, g, 0]
+        geo[j, 1] = means2d[i, g, 1]
+        geo[j, 2] = conics[i, g, 0]
+        geo[j, 3] = conics[i, g, 1]
+        geo[j, 4] = conics[i, g, 2]
+        geo[j, 5] = opacities[i, g]
+        col[j] = colors[i, g]
+    return geo, col
+
+
+@njit(parallel=True, cache=True)
+def composite_forward(means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, out_color, t_final, n_done):
+    """n_done[pixel] = how many of its tile's Gaussians (in order) it went through, up to the last one composited."""
+    n_img, n_ch = colors.shape[0], colors.shape[2]
+    tw = (width + tile - 1) // tile
+    th = (height + tile - 1) // tile
+    per_img = tw * th
+    for t in prange(n_img * per_img):
+        i = t // per_img
+        ty = (t % per_img) // tw
+        tx = t % tw
+        start, end = offsets[t], offsets[t + 1]
+        geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
+        acc = np.zeros(n_ch, dtype=colors.dtype)
+        for py in range(ty * tile, min(height, ty * tile + tile)):
+            for px in range(tx * tile, min(width, tx * tile + tile)):
+                fx, fy = px + 0.5, py + 0.5
+                T = 1.0
+                acc[:] = 0.0
+                last = 0
+                for j in range(end - start):
+                    dx = geo[j, 0] - fx
+                    dy = geo[j, 1] - fy
+                    sigma = 0.5 * (geo[j, 2] * dx * dx + geo[j, 4] * dy * dy) + geo[j, 3] * dx * dy
+                    alpha = min(ALPHA_MAX, geo[j, 5] * np.exp(-sigma))
+                    if sigma < 0.0 or alpha < ALPHA_THRESHOLD:
+                        continue
+                    next_T = T * (1.0 - alpha)
+                    if next_T <= T_MIN:
+                        break
+                    w = alpha * T
+                    for k in range(n_ch):
+                        acc[k] += col[j, k] * w
+                    T = next_T
+                    last = j + 1
+                for k in range(n_ch):
+                    out_color[i, py, px, k] = acc[k] + T * background[i, k]
+                t_final[i, py, px] = T
+                n_done[i, py, px] = last
+
+
+@njit(parallel=True, cache=True)
+def composite_backward(
+    means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, t_final, n_done, v_color, v_alpha,
+    v_means2d, v_conics, v_colors, v_opacities, v_background,
+):
+    """Gradients into per-thread buffers v_*[thread, ...]; the caller sums over threads."""
+    n_img, n_ch = colors.shape[0], colors.shape[2]
+    tw = (width + tile - 1) // tile
+    th = (height + tile - 1) // tile
+    per_img = tw * th
+    for t in prange(n_img * per_img):
+        tid = numba.get_thread_id()
+        i = t // per_img
+        ty = (t % per_img) // tw
+        tx = t % tw
+        start, end = offsets[t], offsets[t + 1]
+        geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
+        # per-tile gradient sums: x, y, conic a, b, c, opacity | colours
+        v_geo = np.zeros((end - start, 6), dtype=means2d.dtype)
+        v_col = np.zeros((end - start, n_ch), dtype=colors.dtype)
+        buf = np.zeros(n_ch, dtype=colors.dtype)
+        for py in range(ty * tile, min(height, ty * tile + tile)):
+            for px in range(tx * tile, min(width, tx * tile + tile)):
+                fx, fy = px + 0.5, py + 0.5
+                T_end = t_final[i, py, px]
+                T = T_end
+                buf[:] = 0.0
+                va_pix = v_alpha[i, py, px]
+                bg_dot = 0.0
+                for k in range(n_ch):
+                    bg_dot += background[i, k] * v_color[i, py, px, k]
+                    v_background[tid, i, k] += T_end * v_color[i, py, px, k]
+                for j in range(n_done[i, py, px] - 1, -1, -1):
+                    dx = geo[j, 0] - fx
+                    dy = geo[j, 1] - fy
+                    c0, c1, c2, op = geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5]
+                    sigma = 0.5 * (c0 * dx * dx + c2 * dy * dy) + c1 * dx * dy
+                    vis = np.exp(-sigma)
+                    alpha = min(ALPHA_MAX, op * vis)
+                    if sigma < 0.0 or alpha < ALPHA_THRESHOLD:
+                        continue
+                    ra = 1.0 / (1.0 - alpha)
+                    T = T * ra
+                    fac = alpha * T
+                    v_a = 0.0
+                    for k in range(n_ch):
+                        vc = v_color[i, py, px, k]
+                        v_col[j, k] += fac * vc
+                        v_a += (col[j, k] * T - buf[k] * ra) * vc
+                    v_a += T_end * ra * (va_pix - bg_dot)
+                    if op * vis <= ALPHA_MAX:
+                        v_sigma = -op * vis * v_a
+                        v_geo[j, 0] += v_sigma * (c0 * dx + c1 * dy)
+                        v_geo[j, 1] += v_sigma * (c1 * dx + c2 * dy)
+                        v_geo[j, 2] += 0.5 * v_sigma * dx * dx
+                        v_geo[j, 3] += v_sigma * dx * dy
+                        v_geo[j, 4] += 0.5 * v_sigma * dy * dy
+                        v_geo[j, 5] += vis * v_a
+                    for k in range(n_ch):
+                        buf[k] += col[j, k] * fac
+        for j in range(end - start):
+            g = ids[start + j]
+            v_means2d[tid, i, g, 0] += v_geo[j, 0]
+            v_means2d[tid, i, g, 1] += v_geo[j, 1]
+            v_conics[tid, i, g, 0] += v_geo[j, 2]
+            v_conics[tid, i, g, 1] += v_geo[j, 3]
+            v_conics[tid, i, g, 2] += v_geo[j, 4]
+            v_opacities[tid, i, g] += v_geo[j, 5]
+            for k in range(n_ch):
+                v_colors[tid, i, g, k] += v_col[j, k]
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().contiguous().numpy()
+
+
+class RasterizeToPixelsCPU(torch.autograd.Function):
+    """(means2d, conics, colors, opacities, backgrounds) of C images -> (colors (C,H,W,D), alphas (C,H,W,1))."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, colors, opacities, backgrounds, radii, depths, width, height, tile_size):
+        dtype = colors.dtype
+        m, c, col, op, bg = (_np(x.to(dtype)) for x in (means2d, conics, colors, opacities, backgrounds))
+        offsets, ids = bin_gaussians(m, _np(radii), _np(depths), width, height, tile_size)
+        n_img, n_ch = col.shape[0], col.shape[2]
+        out = np.empty((n_img, height, width, n_ch), dtype=col.dtype)
+        t_final = np.empty((n_img, height, width), dtype=col.dtype)
+        n_done = np.empty((n_img, height, width), dtype=np.int64)
+        composite_forward(m, c, col, op, bg, offsets, ids, width, height, tile_size, out, t_final, n_done)
+        ctx.arrays = (m, c, col, op, bg, offsets, ids, t_final, n_done)
+        ctx.dims = (width, height, tile_size)
+        ctx.dtypes = tuple(x.dtype for x in (means2d, conics, colors, opacities, backgrounds))
+        alphas = torch.from_numpy(1.0 - t_final)[..., None]
+        return torch.from_numpy(out), alphas
+
+    @staticmethod
+    def backward(ctx, v_render, v_alphas):
+        m, c, col, op, bg, offsets, ids, t_final, n_done = ctx.arrays
+        width, height, tile = ctx.dims
+        threads = numba.get_num_threads()
+        n_img, n, n_ch = col.shape
+        bufs = [np.zeros((threads,) + shape, dtype=col.dtype) for shape in ((n_img, n, 2), (n_img, n, 3), (n_img, n, n_ch), (n_img, n), (n_img, n_ch))]
+        composite_backward(
+            m, c, col, op, bg, offsets, ids, width, height, tile, t_final, n_done,
+            _np(v_render.to(ctx.dtypes[2])), _np(v_alphas[..., 0].to(ctx.dtypes[2])), *bufs,
+        )
+        grads = [torch.from_numpy(b.sum(axis=0)).to(dt) for b, dt in zip(bufs, ctx.dtypes)]
+        return (*grads, None, None, None, None, None)
