@@ -5,7 +5,7 @@ Gaussians whose bounding box touches it in front-to-back depth order; per pixel 
 sigma = 1/2 d^T conic d, alpha = min(0.999, opacity * exp(-sigma)); Gaussians with sigma < 0 or
 alpha < 1/255 are skipped; compositing stops before the Gaussian that would bring the
 transmittance to 1e-4 or below. The backward pass walks each pixel's list back to front from the
-saved final transmittance, and accumulates into per-thread buffers (no atomics on the CPU).
+saved final transmittance; gradients are summed in a fixed order, so training is deterministic.
 """
 
 from __future__ import annotations
@@ -123,23 +123,23 @@ def composite_forward(means2d, conics, colors, opacities, background, offsets, i
 @njit(parallel=True, cache=True)
 def composite_backward(
     means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, t_final, n_done, v_color, v_alpha,
-    v_means2d, v_conics, v_colors, v_opacities, v_background,
+    v_isect_geo, v_isect_col, v_tile_background,
 ):
-    """Gradients into per-thread buffers v_*[thread, ...]; the caller sums over threads."""
+    """Gradients per intersection (each tile owns its slice of the CSR lists, so no two threads
+    write the same element) and per tile for the background; `scatter_gradients` sums them in a
+    fixed order, which keeps results bit-identical whatever the thread scheduling."""
     n_img, n_ch = colors.shape[0], colors.shape[2]
     tw = (width + tile - 1) // tile
     th = (height + tile - 1) // tile
     per_img = tw * th
     for t in prange(n_img * per_img):
-        tid = numba.get_thread_id()
         i = t // per_img
         ty = (t % per_img) // tw
         tx = t % tw
         start, end = offsets[t], offsets[t + 1]
         geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
-        # per-tile gradient sums: x, y, conic a, b, c, opacity | colours
-        v_geo = np.zeros((end - start, 6), dtype=means2d.dtype)
-        v_col = np.zeros((end - start, n_ch), dtype=colors.dtype)
+        v_geo = v_isect_geo[start:end]  # x, y, conic a, b, c, opacity
+        v_col = v_isect_col[start:end]
         buf = np.zeros(n_ch, dtype=colors.dtype)
         for py in range(ty * tile, min(height, ty * tile + tile)):
             for px in range(tx * tile, min(width, tx * tile + tile)):
@@ -151,7 +151,7 @@ def composite_backward(
                 bg_dot = 0.0
                 for k in range(n_ch):
                     bg_dot += background[i, k] * v_color[i, py, px, k]
-                    v_background[tid, i, k] += T_end * v_color[i, py, px, k]
+                    v_tile_background[t, k] += T_end * v_color[i, py, px, k]
                 for j in range(n_done[i, py, px] - 1, -1, -1):
                     dx = geo[j, 0] - fx
                     dy = geo[j, 1] - fy
@@ -180,16 +180,22 @@ def composite_backward(
                         v_geo[j, 5] += vis * v_a
                     for k in range(n_ch):
                         buf[k] += col[j, k] * fac
-        for j in range(end - start):
-            g = ids[start + j]
-            v_means2d[tid, i, g, 0] += v_geo[j, 0]
-            v_means2d[tid, i, g, 1] += v_geo[j, 1]
-            v_conics[tid, i, g, 0] += v_geo[j, 2]
-            v_conics[tid, i, g, 1] += v_geo[j, 3]
-            v_conics[tid, i, g, 2] += v_geo[j, 4]
-            v_opacities[tid, i, g] += v_geo[j, 5]
-            for k in range(n_ch):
-                v_colors[tid, i, g, k] += v_col[j, k]
+
+
+@njit(cache=True)
+def scatter_gradients(offsets, ids, per_img, v_isect_geo, v_isect_col, v_means2d, v_conics, v_colors, v_opacities):
+    for t in range(len(offsets) - 1):
+        i = t // per_img
+        for j in range(offsets[t], offsets[t + 1]):
+            g = ids[j]
+            v_means2d[i, g, 0] += v_isect_geo[j, 0]
+            v_means2d[i, g, 1] += v_isect_geo[j, 1]
+            v_conics[i, g, 0] += v_isect_geo[j, 2]
+            v_conics[i, g, 1] += v_isect_geo[j, 3]
+            v_conics[i, g, 2] += v_isect_geo[j, 4]
+            v_opacities[i, g] += v_isect_geo[j, 5]
+            for k in range(v_isect_col.shape[1]):
+                v_colors[i, g, k] += v_isect_col[j, k]
 
 
 def _np(x: torch.Tensor) -> np.ndarray:
@@ -219,12 +225,17 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
     def backward(ctx, v_render, v_alphas):
         m, c, col, op, bg, offsets, ids, t_final, n_done = ctx.arrays
         width, height, tile = ctx.dims
-        threads = numba.get_num_threads()
         n_img, n, n_ch = col.shape
-        bufs = [np.zeros((threads,) + shape, dtype=col.dtype) for shape in ((n_img, n, 2), (n_img, n, 3), (n_img, n, n_ch), (n_img, n), (n_img, n_ch))]
+        n_tiles = len(offsets) - 1
+        v_isect_geo = np.zeros((len(ids), 6), dtype=col.dtype)
+        v_isect_col = np.zeros((len(ids), n_ch), dtype=col.dtype)
+        v_tile_bg = np.zeros((n_tiles, n_ch), dtype=col.dtype)
         composite_backward(
             m, c, col, op, bg, offsets, ids, width, height, tile, t_final, n_done,
-            _np(v_render.to(ctx.dtypes[2])), _np(v_alphas[..., 0].to(ctx.dtypes[2])), *bufs,
+            _np(v_render.to(ctx.dtypes[2])), _np(v_alphas[..., 0].to(ctx.dtypes[2])), v_isect_geo, v_isect_col, v_tile_bg,
         )
-        grads = [torch.from_numpy(b.sum(axis=0)).to(dt) for b, dt in zip(bufs, ctx.dtypes)]
+        out = [np.zeros(shape, dtype=col.dtype) for shape in ((n_img, n, 2), (n_img, n, 3), (n_img, n, n_ch), (n_img, n))]
+        scatter_gradients(offsets, ids, n_tiles // n_img, v_isect_geo, v_isect_col, *out)
+        v_bg = v_tile_bg.reshape(n_img, n_tiles // n_img, n_ch).sum(axis=1)
+        grads = [torch.from_numpy(g).to(dt) for g, dt in zip((*out, v_bg), ctx.dtypes)]
         return (*grads, None, None, None, None, None)

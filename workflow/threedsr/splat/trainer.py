@@ -1,0 +1,162 @@
+"""Fitting a 3DGS model to posed images, on CPU or CUDA with the same code.
+
+Follows gsplat's simple_trainer: one Adam per parameter group, an exponentially decaying learning
+rate for the means, SH degree raised every `sh_degree_interval` steps, loss (1-delta) L1 +
+delta (1 - SSIM), densification by gsplat's DefaultStrategy (kept apart from the loop).
+Checkpoints hold everything needed to resume exactly (Gaussians, optimizers, scheduler, strategy
+state, step, RNG) and load with torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim
+from tqdm import tqdm
+
+from ..io import atomic_path
+from . import rasterization
+from .gaussians import activated
+from .strategy import OpacityResetStrategy
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 30_000
+    sh_degree: int = 3
+    sh_degree_interval: int = 1000
+    delta_dssim: float = 0.2
+    means_lr: float = 1.6e-4  # times the scene scale
+    means_lr_final: float = 1.6e-6
+    scales_lr: float = 5e-3
+    quats_lr: float = 1e-3
+    opacities_lr: float = 5e-2
+    sh0_lr: float = 2.5e-3
+    shN_lr: float = 2.5e-3 / 20
+    refine_start: int = 500
+    refine_stop: int = 15_000
+    refine_every: int = 100
+    reset_every: int = 3000
+    grow_grad2d: float = 2e-4
+    rasterize_mode: str = "classic"
+    seed: int = 0
+
+
+@dataclass
+class TrainView:
+    world_to_camera: torch.Tensor  # (4, 4)
+    K: torch.Tensor  # (3, 3)
+    width: int
+    height: int
+    target: torch.Tensor  # (H, W, 3) in [0, 1]
+
+
+def photometric_loss(render: torch.Tensor, target: torch.Tensor, delta_dssim: float) -> torch.Tensor:
+    """(1 - delta) L1 + delta (1 - SSIM) on (..., H, W, 3) images; SSIM with an 11x11, sigma 1.5 window."""
+    l1 = (render - target).abs().mean()
+    r, t = render.reshape(-1, *render.shape[-3:]).permute(0, 3, 1, 2), target.reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2)
+    return (1 - delta_dssim) * l1 + delta_dssim * (1 - ssim(r, t, data_range=1.0, size_average=True))
+
+
+def scene_scale(world_to_cameras: list[np.ndarray]) -> float:
+    """1.1 x the largest distance of a camera centre from their mean (3DGS' cameras_extent)."""
+    centres = np.array([-w[:3, :3].T @ w[:3, 3] for w in world_to_cameras])
+    return float(1.1 * np.linalg.norm(centres - centres.mean(0), axis=1).max()) or 1.0
+
+
+def render(params, viewmats, Ks, width, height, sh_degree, rasterize_mode="classic", render_mode="RGB", backgrounds=None):
+    a = activated(params)
+    return rasterization(
+        a["means"], a["quats"], a["scales"], a["opacities"], a["colors"], viewmats, Ks, width, height,
+        sh_degree=sh_degree, rasterize_mode=rasterize_mode, render_mode=render_mode, backgrounds=backgrounds, packed=False,
+    )
+
+
+class Trainer:
+    def __init__(self, params: torch.nn.ParameterDict, views: list[TrainView], cfg: TrainConfig, scale: float, device: str | torch.device = "cpu"):
+        self.cfg, self.views, self.scale, self.device = cfg, views, scale, torch.device(device)
+        self.params = params.to(self.device)
+        lrs = {"means": cfg.means_lr * scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr, "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
+        self.optimizers = {k: torch.optim.Adam([{"params": self.params[k], "lr": lr, "name": k}], eps=1e-15) for k, lr in lrs.items()}
+        gamma = (cfg.means_lr_final / cfg.means_lr) ** (1.0 / max(cfg.iterations, 1))
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
+        self.strategy = OpacityResetStrategy(
+            refine_start_iter=cfg.refine_start, refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
+            reset_every=cfg.reset_every, grow_grad2d=cfg.grow_grad2d,
+        )
+        self.strategy.check_sanity(self.params, self.optimizers)
+        self.strategy_state = self.strategy.initialize_state(scene_scale=scale)
+        self.step = 0
+        self.rng = torch.Generator().manual_seed(cfg.seed)
+        self._order: list[int] = []
+
+    def _next_view(self) -> TrainView:
+        if not self._order:
+            self._order = torch.randperm(len(self.views), generator=self.rng).tolist()
+        return self.views[self._order.pop()]
+
+    def train(self, until: int, loss_fn: Callable | None = None, desc: str = "train", on_step: Callable | None = None) -> None:
+        """Run steps self.step .. until-1. loss_fn(render, view) replaces the photometric loss."""
+        cfg = self.cfg
+        bar = tqdm(range(self.step, until), desc=desc, unit="step", mininterval=2.0)
+        for step in bar:
+            view = self._next_view()
+            vm, K = view.world_to_camera.to(self.device)[None], view.K.to(self.device)[None]
+            img, _, info = render(self.params, vm, K, view.width, view.height, min(step // cfg.sh_degree_interval, cfg.sh_degree), cfg.rasterize_mode)
+            self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
+            loss = loss_fn(img[0], view) if loss_fn else photometric_loss(img[0], view.target.to(self.device), cfg.delta_dssim)
+            loss.backward()
+            for opt in self.optimizers.values():
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info, packed=False)
+            self.step = step + 1
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}", gaussians=len(self.params["means"]))
+            if on_step:
+                on_step(self, loss.item())
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "scale": self.scale,
+            "config": asdict(self.cfg),
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scheduler": self.scheduler.state_dict(),
+            "strategy_state": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.strategy_state.items()},
+            "rng": self.rng.get_state(),
+            "order": list(self._order),
+        }
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None) -> "Trainer":
+        """Resume from a checkpoint; `cfg` overrides the stored config (e.g. more iterations)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = cfg or TrainConfig(**ckpt["config"])
+        params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()})
+        t = cls(params, views, cfg, ckpt["scale"], device)
+        for k, o in t.optimizers.items():
+            o.load_state_dict(ckpt["optimizers"][k])
+        t.scheduler.load_state_dict(ckpt["scheduler"])
+        t.strategy_state = {k: (v.to(t.device) if torch.is_tensor(v) else v) for k, v in ckpt["strategy_state"].items()}
+        t.step = ckpt["step"]
+        t.rng.set_state(ckpt["rng"])
+        t._order = list(ckpt["order"])
+        return t
+
+
+def load_params(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.ParameterDict, dict]:
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    return torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()}), ckpt
