@@ -92,6 +92,8 @@ class Trainer:
         self.strategy.check_sanity(self.params, self.optimizers)
         self.strategy_state = self.strategy.initialize_state(scene_scale=scale)
         self.step = 0
+        # gsplat's densification samples from torch's global generator: seed it, and checkpoint it
+        torch.manual_seed(cfg.seed)
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self._order: list[int] = []
 
@@ -133,6 +135,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "strategy_state": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.strategy_state.items()},
             "rng": self.rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "order": list(self._order),
         }
 
@@ -153,6 +157,9 @@ class Trainer:
         t.strategy_state = {k: (v.to(t.device) if torch.is_tensor(v) else v) for k, v in ckpt["strategy_state"].items()}
         t.step = ckpt["step"]
         t.rng.set_state(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if ckpt["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
         t._order = list(ckpt["order"])
         return t
 
