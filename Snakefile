@@ -11,10 +11,14 @@ validate(config, "workflow/schemas/params.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/gs.smk"
+include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         "results/reports/data/summary.csv",
+        "results/metrics/summary.csv",
+        [f"results/figures/crops_{d}_{s}.png" for d, s in SCENES],
     default_target: True

@@ -9,6 +9,7 @@ except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
 SCENES = threedsr.config.scenes(config)
+METHODS = config["methods"]
 
 # Every rule runs this checkout's package: in the active virtualenv, or in the rule's conda
 # environment (--software-deployment-method conda), which holds the dependencies only.
@@ -17,6 +18,7 @@ CPU_ENV = "../../envs/cpu.yaml"
 
 
 wildcard_constraints:
+    method="|".join(METHODS),
     dataset=r"[A-Za-z0-9_-]+",
     scene=r"[A-Za-z0-9_.-]+",
     archive=r"[A-Za-z0-9_.-]+\.zip",

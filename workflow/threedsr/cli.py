@@ -65,6 +65,46 @@ def _data_report(a):
     print(table.to_string(index=False))
 
 
+def _fit(a):
+    import json
+
+    from .fit import bicubic_views, fit, lr_views, resolve_device, train_config
+    from .scene import PreparedScene
+
+    gs = json.loads(a.gs)
+    cfg = train_config(gs, a.iterations)
+    scene = PreparedScene(a.scene)
+    views = lr_views(scene) if a.targets == "lr" else bicubic_views(scene)
+    trainer = fit(a.scene, a.out, cfg, views, resolve_device(a.device), init=a.init)
+    log.info("%s: %d steps on %s targets, %d Gaussians", a.out, trainer.step, a.targets, len(trainer.params["means"]))
+
+
+def _render(a):
+    from .evaluate import render_test_views
+    from .fit import resolve_device
+
+    render_test_views(a.ckpt, a.scene, a.out, resolve_device(a.device))
+
+
+def _evaluate(a):
+    from .evaluate import evaluate_renders
+
+    table = evaluate_renders(a.renders, a.scene, a.out, a.dataset, a.scene_name, a.method, a.lpips_backbone)
+    print(table.to_string(index=False))
+
+
+def _aggregate(a):
+    from .evaluate import aggregate
+
+    print(aggregate([Path(p) for p in a.per_view], a.out_dir).to_string(index=False))
+
+
+def _crops(a):
+    from .evaluate import crops_figure
+
+    crops_figure(a.scene, dict(zip(a.methods, (Path(p) for p in a.renders))), a.out)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="threedsr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -111,6 +151,45 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--hr-factor", type=int, required=True)
     c.add_argument("--test-every", type=int, required=True)
     c.set_defaults(func=_prepare)
+
+    c = sub.add_parser("fit", help="fit 3DGS to a scene's LR views or to their bicubic upsampling")
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--targets", choices=["lr", "bicubic"], required=True)
+    c.add_argument("--gs", required=True, help="params.yaml's gs block as JSON")
+    c.add_argument("--iterations", type=int, help="override gs.iterations")
+    c.add_argument("--init", type=Path, help="start from this checkpoint's Gaussians")
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_fit)
+
+    c = sub.add_parser("render", help="render a checkpoint at the test views (HR colour and depth)")
+    c.add_argument("--ckpt", type=Path, required=True)
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_render)
+
+    c = sub.add_parser("evaluate", help="PSNR / SSIM / LPIPS of rendered test views against the HR ground truth")
+    c.add_argument("--renders", type=Path, required=True)
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--dataset", required=True)
+    c.add_argument("--scene-name", required=True)
+    c.add_argument("--method", required=True)
+    c.add_argument("--lpips-backbone")
+    c.set_defaults(func=_evaluate)
+
+    c = sub.add_parser("aggregate", help="per-view and summary tables of all methods")
+    c.add_argument("--out-dir", type=Path, required=True)
+    c.add_argument("per_view", nargs="+")
+    c.set_defaults(func=_aggregate)
+
+    c = sub.add_parser("crops", help="side-by-side crops of the test views: LR input / methods / ground truth")
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--methods", nargs="+", required=True)
+    c.add_argument("--renders", nargs="+", required=True)
+    c.set_defaults(func=_crops)
 
     c = sub.add_parser("data-report", help="summary table and contact sheets of prepared scenes")
     c.add_argument("--out-dir", type=Path, required=True)

@@ -1,0 +1,71 @@
+# 3D Gaussian splatting: LR pretraining (method lr3dgs) and the bicubic baseline, then test renders.
+import json
+
+
+rule pretrain_lr:
+    input:
+        "results/scenes/{dataset}/{scene}",
+    output:
+        ckpt="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
+        ply="results/gs/{dataset}/{scene}/lr3dgs/point_cloud.ply",
+    params:
+        gs=json.dumps(config["gs"]),
+        device=config["device"],
+        out="results/gs/{dataset}/{scene}/lr3dgs",
+    log:
+        "results/logs/pretrain_lr/{dataset}/{scene}.log",
+    conda:
+        CPU_ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    shell:
+        "NUMBA_NUM_THREADS={threads} {THREEDSR} fit --scene {input} --out {params.out} --targets lr "
+        "--gs {params.gs:q} --device {params.device} > {log} 2>&1"
+
+
+rule fit_bicubic:
+    input:
+        scene="results/scenes/{dataset}/{scene}",
+        init="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
+    output:
+        ckpt="results/gs/{dataset}/{scene}/bicubic/ckpt.pt",
+        ply="results/gs/{dataset}/{scene}/bicubic/point_cloud.ply",
+    params:
+        gs=json.dumps(config["gs"]),
+        iterations=config["bicubic"]["iterations"],
+        device=config["device"],
+        out="results/gs/{dataset}/{scene}/bicubic",
+    log:
+        "results/logs/fit_bicubic/{dataset}/{scene}.log",
+    conda:
+        CPU_ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    shell:
+        "NUMBA_NUM_THREADS={threads} {THREEDSR} fit --scene {input.scene} --out {params.out} --targets bicubic "
+        "--init {input.init} --iterations {params.iterations} --gs {params.gs:q} --device {params.device} > {log} 2>&1"
+
+
+rule render_test:
+    input:
+        ckpt="results/gs/{dataset}/{scene}/{method}/ckpt.pt",
+        scene="results/scenes/{dataset}/{scene}",
+    output:
+        directory("results/renders/{dataset}/{scene}/{method}"),
+    params:
+        device=config["device"],
+    log:
+        "results/logs/render_test/{dataset}/{scene}/{method}.log",
+    conda:
+        CPU_ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    shell:
+        "NUMBA_NUM_THREADS={threads} {THREEDSR} render --ckpt {input.ckpt} --scene {input.scene} --out {output} "
+        "--device {params.device} > {log} 2>&1"

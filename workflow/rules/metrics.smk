@@ -1,0 +1,57 @@
+# Scores of every method on the test views, the summary tables and the crops figure.
+
+
+rule evaluate:
+    input:
+        renders="results/renders/{dataset}/{scene}/{method}",
+        scene="results/scenes/{dataset}/{scene}",
+    output:
+        "results/metrics/{dataset}/{scene}/{method}.csv",
+    params:
+        lpips_backbone=f"--lpips-backbone {config['metrics']['lpips_backbone']}" if config["metrics"]["lpips_backbone"] else "",
+    log:
+        "results/logs/evaluate/{dataset}/{scene}/{method}.log",
+    conda:
+        CPU_ENV
+    resources:
+        mem_mb=2000,
+        gpu=0,
+    shell:
+        "{THREEDSR} evaluate --renders {input.renders} --scene {input.scene} --out {output} --dataset {wildcards.dataset} "
+        "--scene-name {wildcards.scene} --method {wildcards.method} {params.lpips_backbone} > {log} 2>&1"
+
+
+rule aggregate_metrics:
+    input:
+        [f"results/metrics/{d}/{s}/{m}.csv" for d, s in SCENES for m in METHODS],
+    output:
+        per_view="results/metrics/per_view.csv",
+        summary="results/metrics/summary.csv",
+    log:
+        "results/logs/aggregate_metrics.log",
+    conda:
+        CPU_ENV
+    resources:
+        mem_mb=1000,
+        gpu=0,
+    shell:
+        "{THREEDSR} aggregate --out-dir results/metrics {input} > {log} 2>&1"
+
+
+rule crops_figure:
+    input:
+        scene="results/scenes/{dataset}/{scene}",
+        renders=[f"results/renders/{{dataset}}/{{scene}}/{m}" for m in METHODS],
+    output:
+        "results/figures/crops_{dataset}_{scene}.png",
+    params:
+        methods=" ".join(METHODS),
+    log:
+        "results/logs/crops_figure/{dataset}/{scene}.log",
+    conda:
+        CPU_ENV
+    resources:
+        mem_mb=1000,
+        gpu=0,
+    shell:
+        "{THREEDSR} crops --scene {input.scene} --out {output} --methods {params.methods} --renders {input.renders} > {log} 2>&1"

@@ -1,0 +1,90 @@
+"""Render test views, score them against the HR ground truth, aggregate, and draw the crops figure."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
+
+from .io import atomic_path, read_image, write_png
+from .metrics import image_metrics, load_lpips
+from .scene import PreparedScene
+from .splat.trainer import render
+
+
+def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.device) -> None:
+    """<out>/<view>.png (HR colour) and <out>/<view>_depth.npy (expected depth) for every test view."""
+    scene = PreparedScene(scene_dir)
+    state = torch.load(ckpt, map_location=device, weights_only=True)
+    params = {k: v.to(device) for k, v in state["params"].items()}
+    sh_degree = state["config"]["sh_degree"]
+    with torch.no_grad():
+        for v in scene.test_views:
+            vm = torch.tensor(v.world_to_camera, dtype=torch.float32, device=device)[None]
+            K = torch.tensor(v.hr.K, dtype=torch.float32, device=device)[None]
+            out, _, _ = render(params, vm, K, v.hr.width, v.hr.height, sh_degree, state["config"]["rasterize_mode"], render_mode="RGB+ED")
+            rgb = (out[0, ..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
+            write_png(Path(out_dir) / f"{v.name}.png", rgb)
+            with atomic_path(Path(out_dir) / f"{v.name}_depth.npy") as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, out[0, ..., 3].cpu().numpy().astype(np.float32))
+
+
+def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: str, scene_name: str, method: str, lpips_backbone: str | None) -> pd.DataFrame:
+    scene = PreparedScene(scene_dir)
+    lpips = load_lpips(lpips_backbone)
+    rows = []
+    for v in scene.test_views:
+        img = torch.from_numpy(np.array(read_image(Path(render_dir) / f"{v.name}.png"))).float() / 255
+        gt = torch.from_numpy(np.array(scene.image(v, "hr"))).float() / 255
+        rows.append({"dataset": dataset, "scene": scene_name, "method": method, "view": v.name, **image_metrics(img, gt, lpips)})
+    table = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def aggregate(per_view_csvs: list[Path], out_dir: Path) -> pd.DataFrame:
+    """per_view.csv, summary.csv (per scene and method, plus a mean row per dataset and method), <dataset>.md tables."""
+    per_view = pd.concat([pd.read_csv(p) for p in per_view_csvs], ignore_index=True)
+    per_scene = per_view.groupby(["dataset", "scene", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean()
+    means = per_scene.groupby(["dataset", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean().assign(scene="mean")
+    summary = pd.concat([per_scene, means[per_scene.columns]], ignore_index=True)
+    out_dir = Path(out_dir)
+    for name, df in (("per_view.csv", per_view), ("summary.csv", summary)):
+        with atomic_path(out_dir / name) as tmp:
+            df.to_csv(tmp, index=False)
+    for dataset, df in summary.groupby("dataset"):
+        lines = [f"# {dataset}: test views at HR", "", "| method | scene | PSNR ↑ | SSIM ↑ | LPIPS ↓ |", "|---|---|---|---|---|"]
+        for r in df.sort_values(["scene", "method"]).itertuples():
+            lp = "n/a" if math.isnan(r.lpips) else f"{r.lpips:.3f}"
+            lines.append(f"| {r.method} | {r.scene} | {r.psnr:.2f} | {r.ssim:.4f} | {lp} |")
+        with atomic_path(out_dir / f"{dataset}.md") as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def crops_figure(scene_dir: Path, render_dirs: dict[str, Path], out_png: Path, crop: int = 96) -> None:
+    """Per test view, one row: LR input (nearest-upsampled) | each method | ground truth, on a centre crop."""
+    scene = PreparedScene(scene_dir)
+    rows = []
+    for v in scene.test_views:
+        gt = np.array(scene.image(v, "hr"))
+        h, w = gt.shape[:2]
+        c = min(crop, h, w)
+        y0, x0 = (h - c) // 2, (w - c) // 2
+        lr = np.asarray(Image.fromarray(np.array(scene.image(v, "lr"))).resize((w, h), Image.NEAREST))
+        panels = [("LR input", lr)] + [(m, np.array(read_image(Path(d) / f"{v.name}.png"))) for m, d in render_dirs.items()] + [("ground truth", gt)]
+        tiles = []
+        for label, img in panels:
+            tile = Image.fromarray(np.ascontiguousarray(img[y0 : y0 + c, x0 : x0 + c])).resize((2 * c, 2 * c), Image.NEAREST)
+            d = ImageDraw.Draw(tile)
+            d.rectangle((0, 0, 6 * len(label) + 4, 12), fill=(0, 0, 0))
+            d.text((2, 1), label, fill=(255, 255, 255))
+            tiles.append(np.asarray(tile))
+        rows.append(np.concatenate(tiles, axis=1))
+    write_png(out_png, np.concatenate(rows, axis=0))

@@ -1,0 +1,96 @@
+"""The 3DGS stages: LR pretraining and fitting to other targets (bicubic-upsampled LR views).
+
+Each run writes <out>/ckpt.pt (the final, resumable checkpoint), <out>/point_cloud.ply (3DGS PLY)
+and <out>/train_log.csv. Every `checkpoint_every` steps it also writes <out>/resume.pt, which a
+rerun of a killed job continues from.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .io import atomic_path
+from .scene import PreparedScene
+from .splat.gaussians import export_ply, init_from_points
+from .splat.trainer import TrainConfig, Trainer, TrainView, scene_scale
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
+    """TrainConfig from params.yaml's `gs` block (densification under `gs.densify`)."""
+    d = gs["densify"]
+    return TrainConfig(
+        iterations=iterations or gs["iterations"], sh_degree=gs["sh_degree"], sh_degree_interval=gs["sh_degree_interval"],
+        delta_dssim=gs["delta_dssim"], refine_start=d["start"], refine_stop=d["stop"], refine_every=d["every"],
+        reset_every=d["reset_every"], grow_grad2d=d["grow_grad2d"], rasterize_mode=gs["rasterize_mode"], seed=gs["seed"],
+    )
+
+
+def _image(scene: PreparedScene, view, res: str) -> torch.Tensor:
+    return torch.from_numpy(np.array(scene.image(view, res))).float() / 255
+
+
+def lr_views(scene: PreparedScene) -> list[TrainView]:
+    """The LR training views as they are."""
+    return [
+        TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.lr.K, dtype=torch.float32), v.lr.width, v.lr.height, _image(scene, v, "lr"))
+        for v in scene.train_views
+    ]
+
+
+def bicubic_views(scene: PreparedScene) -> list[TrainView]:
+    """The LR training views upsampled (bicubic) to HR, with the HR cameras."""
+    out = []
+    for v in scene.train_views:
+        lr = _image(scene, v, "lr").permute(2, 0, 1)[None]
+        up = F.interpolate(lr, size=(v.hr.height, v.hr.width), mode="bicubic", align_corners=False).clamp(0, 1)[0].permute(1, 2, 0)
+        out.append(TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.hr.K, dtype=torch.float32), v.hr.width, v.hr.height, up))
+    return out
+
+
+def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView], device: torch.device, init: Path | None = None, checkpoint_every: int = 1000) -> Trainer:
+    """Fit from the scene's points (or the Gaussians of checkpoint `init`) to `views`, resuming if a resume.pt exists."""
+    scene = PreparedScene(scene_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resume = out_dir / "resume.pt"
+    if resume.exists():
+        trainer = Trainer.load(resume, views, device, cfg)
+        log.info("resuming from %s at step %d", resume, trainer.step)
+    else:
+        if init is not None:
+            params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in torch.load(init, map_location="cpu", weights_only=True)["params"].items()})
+        else:
+            xyz, rgb = scene.points()
+            params = init_from_points(xyz, rgb, cfg.sh_degree, seed=cfg.seed)
+        trainer = Trainer(params, views, cfg, scene_scale([v.world_to_camera for v in scene.train_views]), device)
+    history = []
+
+    def on_step(t: Trainer, loss: float):
+        if t.step % 50 == 0:
+            history.append({"step": t.step, "loss": loss, "gaussians": len(t.params["means"])})
+        if t.step % checkpoint_every == 0 and t.step < cfg.iterations:
+            t.save(resume)
+
+    trainer.train(cfg.iterations, on_step=on_step, desc=f"fit {scene.meta['scene']}")
+    export_ply(trainer.params, out_dir / "point_cloud.ply")
+    with atomic_path(out_dir / "train_log.csv") as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
+    trainer.save(out_dir / "ckpt.pt")
+    resume.unlink(missing_ok=True)
+    return trainer
