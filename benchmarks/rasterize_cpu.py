@@ -1,11 +1,12 @@
 """Time forward+backward of the CPU rasterizer on one view of a prepared scene.
 
-    python benchmarks/rasterize_cpu.py results/scenes/llff/fern [--gaussians 20000] [--runs 7]
+    python benchmarks/rasterize_cpu.py results/scenes/llff/fern [--ckpt results/gs/llff/fern/bicubic/ckpt.pt] [--gaussians 20000] [--runs 7]
 
-Gaussians are initialised from the scene's points as 3DGS does (each point repeated with a small
-jitter up to --gaussians, isotropic scales from the mean distance to the 3 nearest neighbours,
-random rotations) with opacities drawn from U(0.05, 0.95) and random colours; the view is the
-first training view at HR. Prints the median of --runs timed runs after one warm-up (numba
+With --ckpt, the Gaussians of a fitted model (randomly subsampled to --gaussians if it has more;
+SH colours of its degree). Otherwise they are initialised from the scene's points as 3DGS does
+(each point repeated with a small jitter up to --gaussians, isotropic scales from the mean
+distance to the 3 nearest neighbours, random rotations), with opacities drawn from U(0.05, 0.95)
+and random colours. The view is the first training view at HR. Prints the median of --runs timed runs after one warm-up (numba
 compiles on first use and caches the machine code).
 """
 
@@ -40,23 +41,37 @@ def gaussians_from_points(xyz: np.ndarray, n: int, seed: int = 0):
     )
 
 
+def gaussians_from_checkpoint(path: str, n: int, seed: int = 0):
+    """(means, quats, scales, opacities, sh coefficients) of a fitted model, and its SH degree."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    p = ckpt["params"]
+    keep = torch.randperm(len(p["means"]), generator=torch.Generator().manual_seed(seed))[:n]
+    sh = torch.cat([p["sh0"], p["shN"]], dim=1)[keep]
+    return (p["means"][keep], p["quats"][keep], p["scales"][keep].exp(), torch.sigmoid(p["opacities"][keep]), sh), ckpt["config"]["sh_degree"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scene")
     p.add_argument("--gaussians", type=int, default=20_000)
     p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--ckpt", help="take the Gaussians of this fitted checkpoint")
     a = p.parse_args()
 
     scene = PreparedScene(a.scene)
     view = scene.train_views[0]
-    params = [t.requires_grad_(True) for t in gaussians_from_points(scene.points()[0].astype(np.float64), a.gaussians)]
+    if a.ckpt:
+        gaussians, sh_degree = gaussians_from_checkpoint(a.ckpt, a.gaussians)
+    else:
+        gaussians, sh_degree = gaussians_from_points(scene.points()[0].astype(np.float64), a.gaussians), None
+    params = [t.clone().requires_grad_(True) for t in gaussians]
     viewmat = torch.tensor(view.world_to_camera, dtype=torch.float32)[None]
     K = torch.tensor(view.hr.K, dtype=torch.float32)[None]
     target = torch.rand(1, view.hr.height, view.hr.width, 3)
 
     def step():
         t0 = time.perf_counter()
-        img, _, info = rasterization(*params, viewmat, K, view.hr.width, view.hr.height)
+        img, _, info = rasterization(*params, viewmat, K, view.hr.width, view.hr.height, sh_degree=sh_degree)
         t1 = time.perf_counter()
         (img - target).abs().mean().backward()
         t2 = time.perf_counter()
@@ -70,7 +85,8 @@ def main() -> None:
         bwd.append(b)
     visible = int((info["radii"] > 0).any(dim=-1).sum())
     total = [f + b for f, b in zip(fwd, bwd)]
-    print(f"view {view.name} {view.hr.width}x{view.hr.height}, {a.gaussians} Gaussians ({visible} in view), threads {torch.get_num_threads()}")
+    source = a.ckpt or "initialised from the scene's points"
+    print(f"view {view.name} {view.hr.width}x{view.hr.height}, {len(params[0])} Gaussians ({visible} in view) {source}, threads {torch.get_num_threads()}")
     print(f"forward  median {statistics.median(fwd):.4f} s")
     print(f"backward median {statistics.median(bwd):.4f} s")
     print(f"fwd+bwd  median {statistics.median(total):.4f} s over {a.runs} runs")

@@ -76,3 +76,28 @@ def test_snakemake_rejects_bad_key_before_any_job(workflow_dir):
     assert r.returncode != 0
     assert "hr_factr" in r.stdout + r.stderr
     assert not (workflow_dir / "results").exists()
+
+
+def test_visible_gpus_follows_cuda_visible_devices(monkeypatch):
+    from threedsr.devices import visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    assert visible_gpus() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == 0
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert visible_gpus() == 0
+
+
+def test_gpu_jobs_are_capped_at_the_gpus_present(workflow_dir):
+    """With one GPU visible, snakemake gets gpu=1 as a global resource: one training at a time."""
+    import os
+
+    (workflow_dir / "tiny.yaml").write_text("datasets:\n  synthetic: {scenes: [forward], width: 64, height: 48, supersample: 1}\n")
+    cmd = [sys.executable, "-m", "snakemake", "results/reports/data/summary.csv", "--cores", "2", "--configfile", "params.yaml", "tiny.yaml"]
+    one_gpu = subprocess.run(cmd, cwd=workflow_dir, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
+    assert one_gpu.returncode == 0, one_gpu.stderr[-2000:]
+    assert 'gpu=Resource("gpu", 1)' in one_gpu.stdout + one_gpu.stderr
+    no_gpu = subprocess.run(cmd + ["--forcerun", "data_report"], cwd=workflow_dir, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert no_gpu.returncode == 0 and "Provided resources: gpu" not in no_gpu.stdout + no_gpu.stderr

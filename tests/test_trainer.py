@@ -82,3 +82,32 @@ def test_ply_export_has_the_3dgs_layout(tmp_path):
     assert props[54:] == ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
     data = np.frombuffer(body, dtype="<f4").reshape(50, 62)
     np.testing.assert_allclose(data[:, :3], xyz, rtol=1e-6)
+
+
+def test_a_killed_fit_resumes_from_its_last_checkpoint(tiny_scene, tmp_path):
+    from threedsr.fit import fit, lr_views
+
+    cfg = _trainer(tiny_scene).cfg
+    straight = fit(tiny_scene.root, tmp_path / "straight", cfg, lr_views(tiny_scene), torch.device("cpu"))
+    # what a job killed after step 20 leaves behind: resume.pt, and no ckpt.pt
+    partial = _trainer(tiny_scene)
+    partial.train(20)
+    (tmp_path / "killed").mkdir()
+    partial.save(tmp_path / "killed" / "resume.pt")
+    resumed = fit(tiny_scene.root, tmp_path / "killed", cfg, lr_views(tiny_scene), torch.device("cpu"))
+    for k in straight.params:
+        assert torch.equal(resumed.params[k], straight.params[k]), k
+    assert (tmp_path / "killed" / "ckpt.pt").exists() and not (tmp_path / "killed" / "resume.pt").exists()
+
+
+def test_a_stale_resume_checkpoint_is_not_used(tiny_scene, tmp_path, caplog):
+    from dataclasses import replace
+
+    from threedsr.fit import fit, lr_views
+
+    partial = _trainer(tiny_scene)
+    partial.train(20)
+    (tmp_path / "out").mkdir()
+    partial.save(tmp_path / "out" / "resume.pt")
+    t = fit(tiny_scene.root, tmp_path / "out", replace(partial.cfg, iterations=30, delta_dssim=0.5), lr_views(tiny_scene), torch.device("cpu"))
+    assert "other settings" in caplog.text and t.step == 30

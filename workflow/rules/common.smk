@@ -1,12 +1,18 @@
 # Shared helpers: cross-key config checks (before any job starts) and where each scene comes from.
 import threedsr.config
 from threedsr.datasets import OFFICIAL_SCENES, local_scene
+from threedsr.devices import visible_gpus
 from threedsr.errors import ConfigError
 
 try:
     threedsr.config.check(config)
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
+
+# One GPU job per GPU: unless `--resources gpu=N` was given, cap the `gpu` resource that training
+# rules request at the GPUs present. Without GPUs there is no cap: CPU jobs are bounded by threads.
+if "gpu" not in workflow.global_resources and (n_gpus := visible_gpus()) > 0:
+    workflow.register_resource("gpu", n_gpus)
 
 SCENES = threedsr.config.scenes(config)
 METHODS = config["methods"]

@@ -68,7 +68,8 @@ def _data_report(a):
 def _fit(a):
     import json
 
-    from .fit import bicubic_views, fit, lr_views, resolve_device, train_config
+    from .devices import resolve_device
+    from .fit import bicubic_views, fit, lr_views, train_config
     from .scene import PreparedScene
 
     gs = json.loads(a.gs)
@@ -80,8 +81,8 @@ def _fit(a):
 
 
 def _render(a):
+    from .devices import resolve_device
     from .evaluate import render_test_views
-    from .fit import resolve_device
 
     render_test_views(a.ckpt, a.scene, a.out, resolve_device(a.device))
 

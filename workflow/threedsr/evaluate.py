@@ -17,21 +17,21 @@ from .splat.trainer import render
 
 
 def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.device) -> None:
-    """<out>/<view>.png (HR colour) and <out>/<view>_depth.npy (expected depth) for every test view."""
+    """Per test view: <view>.png (HR), <view>_depth.npy (HR expected depth, float32) and <view>_lr.png (LR)."""
     scene = PreparedScene(scene_dir)
     state = torch.load(ckpt, map_location=device, weights_only=True)
     params = {k: v.to(device) for k, v in state["params"].items()}
-    sh_degree = state["config"]["sh_degree"]
+    cfg = state["config"]
     with torch.no_grad():
         for v in scene.test_views:
             vm = torch.tensor(v.world_to_camera, dtype=torch.float32, device=device)[None]
-            K = torch.tensor(v.hr.K, dtype=torch.float32, device=device)[None]
-            out, _, _ = render(params, vm, K, v.hr.width, v.hr.height, sh_degree, state["config"]["rasterize_mode"], render_mode="RGB+ED")
-            rgb = (out[0, ..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
-            write_png(Path(out_dir) / f"{v.name}.png", rgb)
-            with atomic_path(Path(out_dir) / f"{v.name}_depth.npy") as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, out[0, ..., 3].cpu().numpy().astype(np.float32))
+            for K, suffix in ((v.hr, ""), (v.lr, "_lr")):
+                Kt = torch.tensor(K.K, dtype=torch.float32, device=device)[None]
+                out, _, _ = render(params, vm, Kt, K.width, K.height, cfg["sh_degree"], cfg["rasterize_mode"], render_mode="RGB+ED")
+                write_png(Path(out_dir) / f"{v.name}{suffix}.png", (out[0, ..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy())
+                if not suffix:
+                    with atomic_path(Path(out_dir) / f"{v.name}_depth.npy") as tmp, open(tmp, "wb") as f:
+                        np.save(f, out[0, ..., 3].cpu().numpy().astype(np.float32))
 
 
 def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: str, scene_name: str, method: str, lpips_backbone: str | None) -> pd.DataFrame:

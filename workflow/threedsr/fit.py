@@ -8,6 +8,7 @@ rerun of a killed job continues from.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,6 @@ from .splat.gaussians import export_ply, init_from_points
 from .splat.trainer import TrainConfig, Trainer, TrainView, scene_scale
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for, but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
@@ -69,6 +62,9 @@ def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume = out_dir / "resume.pt"
+    if resume.exists() and torch.load(resume, map_location="cpu", weights_only=True)["config"] != asdict(cfg):
+        log.warning("%s was written with other settings; starting over", resume)
+        resume.unlink()
     if resume.exists():
         trainer = Trainer.load(resume, views, device, cfg)
         log.info("resuming from %s at step %d", resume, trainer.step)
@@ -87,7 +83,7 @@ def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView]
         if t.step % checkpoint_every == 0 and t.step < cfg.iterations:
             t.save(resume)
 
-    trainer.train(cfg.iterations, on_step=on_step, desc=f"fit {scene.meta['scene']}")
+    trainer.train(cfg.iterations, on_step=on_step, desc=f"fit {scene.root.name}")
     export_ply(trainer.params, out_dir / "point_cloud.ply")
     with atomic_path(out_dir / "train_log.csv") as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
