@@ -20,6 +20,16 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 T_MIN = 1e-4
 
 
+@njit(cache=True, inline="always")
+def _tile_rect(mean, radius, tile, tw, th):
+    """Tiles [x0, x1) x [y0, y1) touched by the bounding box mean +- radius."""
+    x0 = max(0, int(np.floor((mean[0] - radius[0]) / tile)))
+    x1 = min(tw, int(np.ceil((mean[0] + radius[0]) / tile)))
+    y0 = max(0, int(np.floor((mean[1] - radius[1]) / tile)))
+    y1 = min(th, int(np.ceil((mean[1] + radius[1]) / tile)))
+    return x0, x1, y0, y1
+
+
 @njit(cache=True)
 def bin_gaussians(means2d, radii, depths, width, height, tile):
     """CSR lists of Gaussian ids per (image, tile), sorted by depth: (offsets, ids)."""
@@ -34,10 +44,7 @@ def bin_gaussians(means2d, radii, depths, width, height, tile):
         for g in range(n):
             if radii[i, g, 0] <= 0 and radii[i, g, 1] <= 0:
                 continue
-            x0 = max(0, int(np.floor((means2d[i, g, 0] - radii[i, g, 0]) / tile)))
-            x1 = min(tw, int(np.ceil((means2d[i, g, 0] + radii[i, g, 0]) / tile)))
-            y0 = max(0, int(np.floor((means2d[i, g, 1] - radii[i, g, 1]) / tile)))
-            y1 = min(th, int(np.ceil((means2d[i, g, 1] + radii[i, g, 1]) / tile)))
+            x0, x1, y0, y1 = _tile_rect(means2d[i, g], radii[i, g], tile, tw, th)
             for ty in range(y0, y1):
                 for tx in range(x0, x1):
                     counts[i * per_img + ty * tw + tx + 1] += 1
@@ -49,10 +56,7 @@ def bin_gaussians(means2d, radii, depths, width, height, tile):
             g = order[i, k]
             if radii[i, g, 0] <= 0 and radii[i, g, 1] <= 0:
                 continue
-            x0 = max(0, int(np.floor((means2d[i, g, 0] - radii[i, g, 0]) / tile)))
-            x1 = min(tw, int(np.ceil((means2d[i, g, 0] + radii[i, g, 0]) / tile)))
-            y0 = max(0, int(np.floor((means2d[i, g, 1] - radii[i, g, 1]) / tile)))
-            y1 = min(th, int(np.ceil((means2d[i, g, 1] + radii[i, g, 1]) / tile)))
+            x0, x1, y0, y1 = _tile_rect(means2d[i, g], radii[i, g], tile, tw, th)
             for ty in range(y0, y1):
                 for tx in range(x0, x1):
                     t = i * per_img + ty * tw + tx
@@ -90,9 +94,7 @@ def composite_forward(means2d, conics, colors, opacities, background, offsets, i
     th = (height + tile - 1) // tile
     per_img = tw * th
     for t in prange(n_img * per_img):
-        i = t // per_img
-        ty = (t % per_img) // tw
-        tx = t % tw
+        i, tx, ty = t // per_img, (t % per_img) % tw, (t % per_img) // tw
         start, end = offsets[t], offsets[t + 1]
         geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
         acc = np.zeros(n_ch, dtype=colors.dtype)
@@ -138,9 +140,7 @@ def composite_backward(
     th = (height + tile - 1) // tile
     per_img = tw * th
     for t in prange(n_img * per_img):
-        i = t // per_img
-        ty = (t % per_img) // tw
-        tx = t % tw
+        i, tx, ty = t // per_img, (t % per_img) % tw, (t % per_img) // tw
         start, end = offsets[t], offsets[t + 1]
         geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
         v_geo = v_isect_geo[start:end]  # x, y, conic a, b, c, opacity
