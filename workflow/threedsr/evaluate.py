@@ -13,14 +13,13 @@ from PIL import Image, ImageDraw
 from .io import atomic_path, read_image, write_png
 from .metrics import image_metrics, load_lpips
 from .scene import PreparedScene
-from .splat.trainer import render
+from .splat.trainer import load_params, render
 
 
 def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.device) -> None:
     """Per test view: <view>.png (HR), <view>_depth.npy (HR expected depth, float32) and <view>_lr.png (LR)."""
     scene = PreparedScene(scene_dir)
-    state = torch.load(ckpt, map_location=device, weights_only=True)
-    params = {k: v.to(device) for k, v in state["params"].items()}
+    params, state = load_params(ckpt, device)
     cfg = state["config"]
     with torch.no_grad():
         for v in scene.test_views:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .io import atomic_path
 from .scene import PreparedScene
 from .splat.gaussians import export_ply, init_from_points
-from .splat.trainer import TrainConfig, Trainer, TrainView, scene_scale
+from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, scene_scale
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView]
         log.info("resuming from %s at step %d", resume, trainer.step)
     else:
         if init is not None:
-            params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in torch.load(init, map_location="cpu", weights_only=True)["params"].items()})
+            params, _ = load_params(init)
         else:
             xyz, rgb = scene.points()
             params = init_from_points(xyz, rgb, cfg.sh_degree, seed=cfg.seed)
