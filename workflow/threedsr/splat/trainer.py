@@ -9,7 +9,7 @@ state, step, RNG) and load with torch.load(weights_only=True).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -79,7 +79,9 @@ def render(params, viewmats, Ks, width, height, sh_degree, rasterize_mode="class
 
 class Trainer:
     def __init__(self, params: torch.nn.ParameterDict, views: list[TrainView], cfg: TrainConfig, scale: float, device: str | torch.device = "cpu"):
-        self.cfg, self.views, self.scale, self.device = cfg, views, scale, torch.device(device)
+        self.cfg, self.scale, self.device = cfg, scale, torch.device(device)
+        # cameras and targets move to the device once, not at every step
+        self.views = [replace(v, world_to_camera=v.world_to_camera.to(self.device), K=v.K.to(self.device), target=v.target.to(self.device)) for v in views]
         self.params = params.to(self.device)
         lrs = {"means": cfg.means_lr * scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr, "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
         self.optimizers = {k: torch.optim.Adam([{"params": self.params[k], "lr": lr, "name": k}], eps=1e-15) for k, lr in lrs.items()}
@@ -108,10 +110,10 @@ class Trainer:
         bar = tqdm(range(self.step, until), desc=desc, unit="step", mininterval=2.0)
         for step in bar:
             view = self._next_view()
-            vm, K = view.world_to_camera.to(self.device)[None], view.K.to(self.device)[None]
-            img, _, info = render(self.params, vm, K, view.width, view.height, min(step // cfg.sh_degree_interval, cfg.sh_degree), cfg.rasterize_mode)
+            sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
+            img, _, info = render(self.params, view.world_to_camera[None], view.K[None], view.width, view.height, sh_degree, cfg.rasterize_mode)
             self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
-            loss = loss_fn(img[0], view) if loss_fn else photometric_loss(img[0], view.target.to(self.device), cfg.delta_dssim)
+            loss = loss_fn(img[0], view) if loss_fn else photometric_loss(img[0], view.target, cfg.delta_dssim)
             loss.backward()
             for opt in self.optimizers.values():
                 opt.step()
