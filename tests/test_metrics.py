@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from threedsr.metrics import LPIPS, image_metrics, load_lpips, psnr, ssim
+from threedsr.metrics import image_metrics, load_lpips, psnr, ssim
 
 
 @pytest.fixture(scope="module")

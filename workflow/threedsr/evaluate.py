@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
+from .imaging import to_float
 from .io import atomic_path, read_image, write_png
 from .metrics import image_metrics, load_lpips
 from .scene import PreparedScene
@@ -38,8 +39,8 @@ def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: 
     lpips = load_lpips(lpips_backbone)
     rows = []
     for v in scene.test_views:
-        img = torch.from_numpy(np.array(read_image(Path(render_dir) / f"{v.name}.png"))).float() / 255
-        gt = torch.from_numpy(np.array(scene.image(v, "hr"))).float() / 255
+        img = to_float(read_image(Path(render_dir) / f"{v.name}.png"))
+        gt = to_float(scene.image(v, "hr"))
         rows.append({"dataset": dataset, "scene": scene_name, "method": method, "view": v.name, **image_metrics(img, gt, lpips)})
     table = pd.DataFrame(rows)
     with atomic_path(out_csv) as tmp:

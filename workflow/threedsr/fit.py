@@ -11,11 +11,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .imaging import to_float
 from .io import atomic_path
 from .scene import PreparedScene
 from .splat.gaussians import export_ply, init_from_points
@@ -34,14 +34,10 @@ def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
     )
 
 
-def _image(scene: PreparedScene, view, res: str) -> torch.Tensor:
-    return torch.from_numpy(np.array(scene.image(view, res))).float() / 255
-
-
 def lr_views(scene: PreparedScene) -> list[TrainView]:
     """The LR training views as they are."""
     return [
-        TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.lr.K, dtype=torch.float32), v.lr.width, v.lr.height, _image(scene, v, "lr"))
+        TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.lr.K, dtype=torch.float32), v.lr.width, v.lr.height, to_float(scene.image(v, "lr")))
         for v in scene.train_views
     ]
 
@@ -50,7 +46,7 @@ def bicubic_views(scene: PreparedScene) -> list[TrainView]:
     """The LR training views upsampled (bicubic) to HR, with the HR cameras."""
     out = []
     for v in scene.train_views:
-        lr = _image(scene, v, "lr").permute(2, 0, 1)[None]
+        lr = to_float(scene.image(v, "lr")).permute(2, 0, 1)[None]
         up = F.interpolate(lr, size=(v.hr.height, v.hr.width), mode="bicubic", align_corners=False).clamp(0, 1)[0].permute(1, 2, 0)
         out.append(TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.hr.K, dtype=torch.float32), v.hr.width, v.hr.height, up))
     return out

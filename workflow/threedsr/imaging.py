@@ -15,8 +15,13 @@ def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out.reshape(*shape[:-2], height, width)
 
 
+def to_float(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> HxWx3 float32 in [0, 1] (a copy: decoded images are read-only)."""
+    return torch.from_numpy(np.array(image, copy=True)).float().div_(255)
+
+
 def resize_uint8(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """resize() for one HxWx3 uint8 image, rounded back to uint8."""
-    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255)
+    x = to_float(image).permute(2, 0, 1)
     y = resize(x, height, width).clamp_(0, 1).mul_(255).round_()
     return y.to(torch.uint8).permute(1, 2, 0).numpy()

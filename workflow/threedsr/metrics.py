@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from pytorch_msssim import ssim as _ssim
 
 from .errors import DataError

@@ -10,7 +10,6 @@ saved final transmittance; gradients are summed in a fixed order, so training is
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange

@@ -15,7 +15,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pytorch_msssim import ssim
 from tqdm import tqdm
 
