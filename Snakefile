@@ -12,6 +12,7 @@ validate(config, "workflow/schemas/params.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/gs.smk"
+include: "workflow/rules/sr.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 

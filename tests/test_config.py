@@ -46,6 +46,12 @@ def _with(tmp_path, override: dict) -> dict:
         ({"resolution": {"lr_factor": 6, "hr_factor": 4}}, "resolution.lr_factor"),
         ({"datasets": {"mine": {"root": "/nonexistent", "scenes": ["a"]}}}, "datasets.mine.scenes"),
         ({"datasets": {"llff": {"root": "/nonexistent", "scenes": ["not_an_llff_scene"]}}}, "datasets.llff.scenes"),
+        ({"methods": ["lr3dgs", "sr2d-esrgan"]}, "methods.1"),
+        ({"sr": {"model": "stablesr"}}, "sr.model"),
+        ({"sr": {"tiny": {"patch": 4}}}, "sr.tiny.patch"),
+        ({"threedsr": {"update": "euler"}}, "threedsr.update"),
+        ({"threedsr": {"eta": 2}}, "threedsr.eta"),
+        ({"resolution": {"lr_factor": 4, "hr_factor": 2}}, "methods"),  # x4 SR models, x2 asked
     ],
 )
 def test_bad_params_name_the_key(tmp_path, override, key):

@@ -64,6 +64,17 @@ def test_generation_is_deterministic_and_records_its_photos(tmp_path):
     assert len(list_images(tmp_path / "a" / "images")) == 20
 
 
+@pytest.mark.parametrize("scene", sorted(synthetic.SCENES))
+def test_scenes_are_textured_only_with_texture_photos(scene):
+    """The SR prior trains on the other photos: a synthetic scene must never show one of them."""
+    from threedsr.photos import PRIOR_PHOTOS, TEXTURE_PHOTOS
+
+    make, views = synthetic.SCENES[scene]
+    quads, _ = make(np.random.default_rng(0), 64, 48, views)
+    used = {q.texture_id for q in quads}
+    assert used <= set(TEXTURE_PHOTOS) and not used & set(PRIOR_PHOTOS)
+
+
 @pytest.mark.parametrize("scene, views", [("forward", 20), ("orbit", 24)])
 def test_generated_scene_reads_back_through_the_pose_stage(tmp_path, scene, views):
     synthetic.generate_scene(scene, tmp_path / scene, 96, 72, 1, 2000, 0)

@@ -19,6 +19,8 @@ def _snakemake(cwd, *args):
 FAST = {
     "gs": {"iterations": 60, "sh_degree": 1, "sh_degree_interval": 30, "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002}},
     "bicubic": {"iterations": 20},
+    "isr": {"iterations": 20},
+    "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
 }
 
 
@@ -51,11 +53,20 @@ def test_synthetic_and_real_scenes_end_to_end(workflow_dir, llff_root):
 
     summary = pd.read_csv(workflow_dir / "results" / "metrics" / "summary.csv")
     assert set(summary.columns) >= {"dataset", "scene", "method", "psnr", "ssim", "lpips"}
-    assert len(summary) == 2 * 2 + 2 * 2  # 2 scenes x 2 methods, plus a mean row per dataset and method
+    methods = ["lr3dgs", "bicubic", "isr", "sr2d", "sr2d-realesrgan"]  # the default list
+    assert sorted(set(summary.method)) == sorted(methods)
+    assert len(summary) == 2 * 5 + 2 * 5  # 2 scenes x 5 methods, plus a mean row per dataset and method
     assert summary.psnr.between(5, 60).all() and summary.ssim.between(0, 1).all()
+    assert set(summary[summary.method.str.startswith("sr2d")].kind) == {"2D"} and set(summary[summary.method == "isr"].kind) == {"3D"}
+    # isr fits to SR images of every view, sr2d-realesrgan needs the test views only
+    assert len(list((workflow_dir / "results" / "sr" / "llff" / "fern" / "tiny").glob("*.png"))) == 20
+    assert len(list((workflow_dir / "results" / "sr" / "llff" / "fern" / "realesrgan").glob("*.png"))) == 3
+    prior = read_json(workflow_dir / "results" / "models" / "tiny" / "tiny_sr.json")
+    assert prior["training"]["photos"] and not set(prior["training"]["photos"]) & set(read_json(workflow_dir / "results" / "raw" / "synthetic" / "forward" / "synthetic.json")["textures"])
     per_view = pd.read_csv(workflow_dir / "results" / "metrics" / "per_view.csv")
     assert sorted(per_view[(per_view.scene == "fern") & (per_view.method == "bicubic")].view) == ["IMG_4026", "IMG_4034", "IMG_4042"]
     assert (workflow_dir / "results" / "metrics" / "llff.md").read_text().count("| lr3dgs |") == 2
+    assert (workflow_dir / "results" / "metrics" / "llff.md").read_text().count("| sr2d-realesrgan (2D) |") == 2
     for d, s in zip(table.dataset, table.scene):
         assert Image.open(workflow_dir / "results" / "figures" / f"crops_{d}_{s}.png").width > 0
         ply = (workflow_dir / "results" / "gs" / d / s / "lr3dgs" / "point_cloud.ply").read_bytes()

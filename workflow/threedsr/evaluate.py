@@ -48,21 +48,32 @@ def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: 
     return table
 
 
+def is_2d(method: str) -> bool:
+    """sr2d methods score 2D SR of the test views themselves, without a 3D model."""
+    return method.split("-")[0] == "sr2d"
+
+
 def aggregate(per_view_csvs: list[Path], out_dir: Path) -> pd.DataFrame:
     """per_view.csv, summary.csv (per scene and method, plus a mean row per dataset and method), <dataset>.md tables."""
     per_view = pd.concat([pd.read_csv(p) for p in per_view_csvs], ignore_index=True)
     per_scene = per_view.groupby(["dataset", "scene", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean()
     means = per_scene.groupby(["dataset", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean().assign(scene="mean")
     summary = pd.concat([per_scene, means[per_scene.columns]], ignore_index=True)
+    summary["kind"] = ["2D" if is_2d(m) else "3D" for m in summary["method"]]
     out_dir = Path(out_dir)
     for name, df in (("per_view.csv", per_view), ("summary.csv", summary)):
         with atomic_path(out_dir / name) as tmp:
             df.to_csv(tmp, index=False)
     for dataset, df in summary.groupby("dataset"):
-        lines = [f"# {dataset}: test views at HR", "", "| method | scene | PSNR ↑ | SSIM ↑ | LPIPS ↓ |", "|---|---|---|---|---|"]
+        lines = [
+            f"# {dataset}: test views at HR", "",
+            "sr2d rows are 2D super-resolution of each test view's own LR image (no 3D model): a reference, not a 3D method.", "",
+            "| method | scene | PSNR ↑ | SSIM ↑ | LPIPS ↓ |", "|---|---|---|---|---|",
+        ]
         for r in df.sort_values(["scene", "method"]).itertuples():
             lp = "n/a" if math.isnan(r.lpips) else f"{r.lpips:.3f}"
-            lines.append(f"| {r.method} | {r.scene} | {r.psnr:.2f} | {r.ssim:.4f} | {lp} |")
+            name = f"{r.method} (2D)" if is_2d(r.method) else r.method
+            lines.append(f"| {name} | {r.scene} | {r.psnr:.2f} | {r.ssim:.4f} | {lp} |")
         with atomic_path(out_dir / f"{dataset}.md") as tmp:
             tmp.write_text("\n".join(lines) + "\n")
     return summary
@@ -78,7 +89,7 @@ def crops_figure(scene_dir: Path, render_dirs: dict[str, Path], out_png: Path, c
         c = min(crop, h, w)
         y0, x0 = (h - c) // 2, (w - c) // 2
         lr = np.asarray(Image.fromarray(np.array(scene.image(v, "lr"))).resize((w, h), Image.NEAREST))
-        panels = [("LR input", lr)] + [(m, np.array(read_image(Path(d) / f"{v.name}.png"))) for m, d in render_dirs.items()] + [("ground truth", gt)]
+        panels = [("LR input", lr)] + [(f"{m} (2D)" if is_2d(m) else m, np.array(read_image(Path(d) / f"{v.name}.png"))) for m, d in render_dirs.items()] + [("ground truth", gt)]
         tiles = []
         for label, img in panels:
             tile = Image.fromarray(np.ascontiguousarray(img[y0 : y0 + c, x0 : x0 + c])).resize((2 * c, 2 * c), Image.NEAREST)

@@ -1,4 +1,4 @@
-"""The 3DGS stages: LR pretraining and fitting to other targets (bicubic-upsampled LR views).
+"""The 3DGS stages: LR pretraining and fitting to other targets (bicubic-upsampled or super-resolved LR views).
 
 Each run writes <out>/ckpt.pt (the final, resumable checkpoint), <out>/point_cloud.ply (3DGS PLY)
 and <out>/train_log.csv. Every `checkpoint_every` steps it also writes <out>/resume.pt, which a
@@ -15,11 +15,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .imaging import to_float
-from .io import atomic_path
+from .imaging import resize, to_float
+from .io import atomic_path, read_image
 from .scene import PreparedScene
 from .splat.gaussians import export_ply, init_from_points
-from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, scene_scale
+from .errors import DataError
+from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, photometric_loss, scene_scale
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,34 @@ def bicubic_views(scene: PreparedScene) -> list[TrainView]:
     return out
 
 
-def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView], device: torch.device, init: Path | None = None, checkpoint_every: int = 1000) -> Trainer:
+def sr_views(scene: PreparedScene, sr_dir: Path) -> list[TrainView]:
+    """The training views' SR images (<sr_dir>/<view>.png) as HR targets, each with its LR image for L_lr."""
+    out = []
+    for v in scene.train_views:
+        path = Path(sr_dir) / f"{v.name}.png"
+        sr = to_float(read_image(path))
+        if sr.shape[:2] != (v.hr.height, v.hr.width):
+            raise DataError(f"{path}: {sr.shape[1]}x{sr.shape[0]}, expected the HR size {v.hr.width}x{v.hr.height}")
+        w2c, K = torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.hr.K, dtype=torch.float32)
+        out.append(TrainView(w2c, K, v.hr.width, v.hr.height, sr, lr_target=to_float(scene.image(v, "lr"))))
+    return out
+
+
+def hr_lr_loss(lambda_lr: float, delta_dssim: float):
+    """L = L_hr(H, R) + λ·L_lr(L, down(R)), each (1−δ)·L1 + δ·D-SSIM; down = antialiased bicubic to the LR size."""
+
+    def loss(render: torch.Tensor, view: TrainView) -> torch.Tensor:
+        hr = photometric_loss(render, view.target, delta_dssim)
+        if lambda_lr == 0 or view.lr_target is None:
+            return hr
+        h, w = view.lr_target.shape[:2]
+        down = resize(render.permute(2, 0, 1), h, w).permute(1, 2, 0)
+        return hr + lambda_lr * photometric_loss(down, view.lr_target, delta_dssim)
+
+    return loss
+
+
+def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView], device: torch.device, init: Path | None = None, checkpoint_every: int = 1000, loss_fn=None) -> Trainer:
     """Fit from the scene's points (or the Gaussians of checkpoint `init`) to `views`, resuming if a resume.pt exists."""
     scene = PreparedScene(scene_dir)
     out_dir = Path(out_dir)
@@ -79,7 +107,7 @@ def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView]
         if t.step % checkpoint_every == 0 and t.step < cfg.iterations:
             t.save(resume)
 
-    trainer.train(cfg.iterations, on_step=on_step, desc=f"fit {scene.root.name}")
+    trainer.train(cfg.iterations, loss_fn=loss_fn, on_step=on_step, desc=f"fit {scene.root.name}")
     export_ply(trainer.params, out_dir / "point_cloud.ply")
     with atomic_path(out_dir / "train_log.csv") as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)

@@ -1,7 +1,7 @@
 """Natural photographs that ship inside installed packages: the project's offline image source.
 
-Synthetic scenes are textured with some of them; a later stage trains an SR prior on others
-and must never train on a photo a scene under evaluation uses (see `synthetic.json`).
+Synthetic scenes are textured only with TEXTURE_PHOTOS; the offline SR prior trains on the others
+(PRIOR_PHOTOS), and additionally skips any photo a scene under evaluation lists in `synthetic.json`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,18 @@ PHOTOS: dict[str, tuple[str, str]] = {
     "sklearn:china": ("sklearn", "datasets/images/china.jpg"),
     "sklearn:flower": ("sklearn", "datasets/images/flower.jpg"),
     "matplotlib:grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    # greyscale photographs (loaded as RGB): edges and textures for the SR prior
+    "skimage:camera": ("skimage", "data/camera.png"),
+    "skimage:coins": ("skimage", "data/coins.png"),
+    "skimage:cell": ("skimage", "data/cell.png"),
+    "skimage:text": ("skimage", "data/text.png"),
 }
+
+TEXTURE_PHOTOS = (
+    "skimage:astronaut", "skimage:chelsea", "skimage:coffee", "skimage:gravel", "skimage:grass",
+    "skimage:brick", "skimage:ihc", "skimage:retina", "sklearn:flower",
+)
+PRIOR_PHOTOS = tuple(p for p in PHOTOS if p not in TEXTURE_PHOTOS)
 
 
 def load_photo(photo_id: str) -> np.ndarray:

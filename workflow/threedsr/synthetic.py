@@ -151,11 +151,11 @@ def orbit_scene(rng: np.random.Generator, width: int, height: int, num_views: in
     r = 10.0
     quads = [
         Quad((0, 1, 0), (r, 0, 0), (0, 0, r), _texture("skimage:grass"), "skimage:grass"),
-        Quad((0, -6, 0), (r, 0, 0), (0, 0, -r), _texture("skimage:hubble_deep_field"), "skimage:hubble_deep_field"),
-        Quad((0, -2.5, r), (r, 0, 0), (0, 3.5, 0), _texture("sklearn:china"), "sklearn:china"),
-        Quad((0, -2.5, -r), (-r, 0, 0), (0, 3.5, 0), _texture("skimage:rocket"), "skimage:rocket"),
-        Quad((r, -2.5, 0), (0, 0, -r), (0, 3.5, 0), _texture("skimage:motorcycle_left"), "skimage:motorcycle_left"),
-        Quad((-r, -2.5, 0), (0, 0, r), (0, 3.5, 0), _texture("matplotlib:grace_hopper"), "matplotlib:grace_hopper"),
+        Quad((0, -6, 0), (r, 0, 0), (0, 0, -r), _texture("skimage:brick"), "skimage:brick"),
+        Quad((0, -2.5, r), (r, 0, 0), (0, 3.5, 0), _texture("skimage:coffee"), "skimage:coffee"),
+        Quad((0, -2.5, -r), (-r, 0, 0), (0, 3.5, 0), _texture("skimage:gravel"), "skimage:gravel"),
+        Quad((r, -2.5, 0), (0, 0, -r), (0, 3.5, 0), _texture("sklearn:flower"), "sklearn:flower"),
+        Quad((-r, -2.5, 0), (0, 0, r), (0, 3.5, 0), _texture("skimage:ihc"), "skimage:ihc"),
         *_box((0, 0.4, 0), (0.6, 0.6, 0.6), ["skimage:astronaut", "skimage:coffee", "skimage:chelsea", "sklearn:flower", "skimage:ihc"]),
         *_box((1.3, 0.6, -0.9), (0.4, 0.4, 0.4), ["skimage:retina", "skimage:brick", "sklearn:flower", "skimage:coffee", "skimage:chelsea"]),
         Quad((-1.2, 0.2, 1.0), _rot_y(40) @ (0.5, 0, 0), (0, 0.8, 0), _texture("skimage:astronaut"), "skimage:astronaut"),

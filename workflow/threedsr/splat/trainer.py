@@ -53,6 +53,7 @@ class TrainView:
     width: int
     height: int
     target: torch.Tensor  # (H, W, 3) in [0, 1]
+    lr_target: torch.Tensor | None = None  # the view's LR image, for losses that also compare at LR
 
 
 def photometric_loss(render: torch.Tensor, target: torch.Tensor, delta_dssim: float) -> torch.Tensor:
@@ -80,7 +81,11 @@ class Trainer:
     def __init__(self, params: torch.nn.ParameterDict, views: list[TrainView], cfg: TrainConfig, scale: float, device: str | torch.device = "cpu"):
         self.cfg, self.scale, self.device = cfg, scale, torch.device(device)
         # cameras and targets move to the device once, not at every step
-        self.views = [replace(v, world_to_camera=v.world_to_camera.to(self.device), K=v.K.to(self.device), target=v.target.to(self.device)) for v in views]
+        self.views = [
+            replace(v, world_to_camera=v.world_to_camera.to(self.device), K=v.K.to(self.device), target=v.target.to(self.device),
+                    lr_target=None if v.lr_target is None else v.lr_target.to(self.device))
+            for v in views
+        ]
         self.params = params.to(self.device)
         lrs = {"means": cfg.means_lr * scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr, "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
         self.optimizers = {k: torch.optim.Adam([{"params": self.params[k], "lr": lr, "name": k}], eps=1e-15) for k, lr in lrs.items()}

@@ -1,0 +1,63 @@
+"""Per-image SR of a prepared scene's views: what `isr` fits 3DGS to and `sr2d` scores."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..errors import DataError
+from ..imaging import to_float
+from ..io import atomic_dir, write_json, write_png
+from ..scene import PreparedScene
+from .base import SRModel
+from .sampling import SamplerConfig, view_seeds
+
+log = logging.getLogger(__name__)
+
+
+def check_no_leak(model: SRModel, scene: PreparedScene) -> None:
+    """Refuse a prior that was trained on a photo this (synthetic) scene is textured with."""
+    trained_on = set(getattr(model, "meta", {}).get("training", {}).get("photos", []))
+    used = trained_on & set(scene.meta.get("photos_used", []))
+    if used:
+        raise DataError(f"{scene.root}: the SR prior was trained on {sorted(used)}, which this scene is textured with; retrain it without them")
+
+
+def super_resolve_scene(scene_dir: Path, model: SRModel, sampler: SamplerConfig, out_dir: Path, batch_size: int = 4, which: str = "all") -> dict:
+    """<out_dir>/<view>.png for every view, or the test views only (each from its own LR image alone), and sr.json."""
+    scene = PreparedScene(scene_dir)
+    check_no_leak(model, scene)
+    views = scene.views if which == "all" else scene.test_views
+    seeds = view_seeds(sampler.seed, [v.name for v in views])
+    start = time.perf_counter()
+    with atomic_dir(out_dir) as tmp:
+        bar = tqdm(total=len(views), desc=f"{model.name} {scene.root.name}", unit="view")
+        for i in range(0, len(views), batch_size):
+            chunk = views[i : i + batch_size]
+            lr = torch.stack([to_float(scene.image(v, "lr")).permute(2, 0, 1) for v in chunk])
+            sr = model.super_resolve(lr, sampler, seeds[i : i + batch_size]).float().cpu()
+            for v, img in zip(chunk, sr):
+                if img.shape[-2:] != (v.hr.height, v.hr.width):
+                    raise DataError(f"{model.name} gave {tuple(img.shape[-2:])} for view {v.name}, expected HR {(v.hr.height, v.hr.width)}")
+                write_png(tmp / f"{v.name}.png", (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+            bar.update(len(chunk))
+        bar.close()
+        seconds = time.perf_counter() - start
+        info = {"model": model.name, "which": which, "sampler": sampler.__dict__ if model.is_diffusion else None, "views": len(views), "seconds": round(seconds, 2), "seconds_per_view": round(seconds / max(1, len(views)), 3)}
+        write_json(tmp / "sr.json", info)
+    log.info("%s: %d views super-resolved by %s in %.1f s", scene.root, len(views), model.name, seconds)
+    return info
+
+
+def collect_test_views(scene_dir: Path, sr_dir: Path, out_dir: Path) -> None:
+    """The test views' SR images as a method's 'renders' (sr2d: 2D SR alone, no 3D model)."""
+    scene = PreparedScene(scene_dir)
+    with atomic_dir(out_dir) as tmp:
+        for v in scene.test_views:
+            shutil.copy2(Path(sr_dir) / f"{v.name}.png", tmp / f"{v.name}.png")
+        shutil.copy2(Path(sr_dir) / "sr.json", tmp / "sr.json")

@@ -1,0 +1,148 @@
+"""Train the `tiny` prior on natural photographs (and optionally a scene's own LR views).
+
+Training pairs are made the way the pipeline makes its LR/HR views: an HR patch from a photo
+(seen at a random zoom, antialiased) and its antialiased bicubic ×1/scale downsampling as LR.
+Timesteps: 40 % at the first sampling timestep (the one-pass prediction from the start latent, a
+pure SR regression and the hardest to learn), 30 % on the rest of the respaced grid the sampler
+visits, 30 % uniform (so other step counts still work). The UNet's last layer starts at zero, so
+training starts from the bicubic upsampling and only learns what improves on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ..imaging import resize, to_float
+from ..io import atomic_dir
+from .base import upsample
+from .sampling import noised, respaced_timesteps
+from .tiny import TinySR, build_scheduler, build_unet, pixel_encode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TinyTrainConfig:
+    iterations: int = 1200
+    batch_size: int = 16
+    patch: int = 24  # LR pixels; HR patches are patch*scale
+    lr: float = 3e-4
+    warmup: int = 100
+    scale: int = 4
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 1
+    zoom: tuple[float, float] = (0.3, 1.0)  # photos are seen at these fractions of their size
+    sampler_steps: int = 4
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+    extra: dict = field(default_factory=dict)
+
+
+class PatchSampler:
+    """Random HR patches (flips, 90° turns) from a pyramid of the training images, and their LR."""
+
+    def __init__(self, images: list[np.ndarray], cfg: TinyTrainConfig, generator: torch.Generator):
+        self.cfg, self.g = cfg, generator
+        hr = cfg.patch * cfg.scale
+        self.pyramid: list[torch.Tensor] = []
+        for im in images:
+            x = to_float(im).permute(2, 0, 1)
+            for zoom in np.linspace(cfg.zoom[0], cfg.zoom[1], 4):
+                h, w = int(x.shape[1] * zoom), int(x.shape[2] * zoom)
+                if min(h, w) >= hr:
+                    self.pyramid.append(resize(x, h, w).clamp(0, 1) if zoom < 1 else x)
+        if not self.pyramid:
+            raise ValueError(f"no training image is at least {hr} pixels on each side")
+        areas = torch.tensor([p.shape[1] * p.shape[2] for p in self.pyramid], dtype=torch.float64)
+        self.weights = areas / areas.sum()
+
+    def __call__(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        hr_size, g = self.cfg.patch * self.cfg.scale, self.g
+        picks = torch.multinomial(self.weights, n, replacement=True, generator=g)
+        out = []
+        for i in picks.tolist():
+            im = self.pyramid[i]
+            y = int(torch.randint(0, im.shape[1] - hr_size + 1, (1,), generator=g))
+            x = int(torch.randint(0, im.shape[2] - hr_size + 1, (1,), generator=g))
+            p = im[:, y : y + hr_size, x : x + hr_size]
+            if torch.rand(1, generator=g) < 0.5:
+                p = p.flip(2)
+            p = torch.rot90(p, int(torch.randint(0, 4, (1,), generator=g)), dims=(1, 2))
+            out.append(p)
+        hr = torch.stack(out)
+        lr = resize(hr, self.cfg.patch, self.cfg.patch).clamp(0, 1)
+        return hr, lr
+
+
+def residual_std(sampler: PatchSampler, scale: int, n: int = 256) -> float:
+    hr, lr = sampler(n)
+    return float((pixel_encode(hr, scale) - pixel_encode(upsample(lr, scale), scale)).std())
+
+
+def train(images: dict[str, np.ndarray], cfg: TinyTrainConfig, out_dir: Path, device="cpu") -> dict:
+    """Train on {source id: HxWx3 uint8 image} and save_pretrained into out_dir (atomically); returns a summary.
+
+    The source ids are recorded, so a scene textured with one of them can refuse the prior.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    patches = PatchSampler(list(images.values()), cfg, g)
+    scheduler = build_scheduler()
+    model = TinySR(build_unet(cfg.scale, cfg.block_out_channels, cfg.layers_per_block), scheduler, residual_std(patches, cfg.scale), cfg.scale, device)
+    torch.nn.init.zeros_(model.unet.conv_out.weight)
+    torch.nn.init.zeros_(model.unet.conv_out.bias)
+    model.unet.train().requires_grad_(True)
+    abar = model.alphas_cumprod.float()
+    grid = torch.tensor(respaced_timesteps(len(abar), cfg.sampler_steps))
+    opt = torch.optim.AdamW(model.unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.iterations) / cfg.iterations))
+    )
+    rows, start = [], time.perf_counter()
+    bar = tqdm(range(cfg.iterations), desc="train tiny prior", unit="step", mininterval=5)
+    for step in bar:
+        hr, lr = patches(cfg.batch_size)
+        hr, lr = hr.to(device), lr.to(device)
+        x0 = pixel_encode(hr, cfg.scale)
+        base = pixel_encode(upsample(lr, cfg.scale), cfg.scale)
+        n = cfg.batch_size
+        u = torch.rand(n, generator=g)
+        t = torch.where(
+            u < 0.4, grid[0],
+            torch.where(u < 0.7, grid[torch.randint(0, len(grid), (n,), generator=g)], torch.randint(0, len(abar), (n,), generator=g)),
+        )
+        z = torch.randn(x0.shape, generator=g).to(device)
+        a = abar[t].view(-1, 1, 1, 1).to(device)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * z
+        pred = base + model.residual(x_t, t.to(device), lr * 2 - 1)
+        loss = (pred - x0).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        rows.append({"step": step + 1, "loss": loss.item(), "base_l1": (base - x0).abs().mean().item(), "lr": sched.get_last_lr()[0]})
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", bicubic=f"{rows[-1]['base_l1']:.4f}")
+    seconds = time.perf_counter() - start
+    model.unet.eval().requires_grad_(False)
+    summary = {
+        "train_seconds": round(seconds, 1), "parameters": sum(p.numel() for p in model.unet.parameters()),
+        "photos": sorted(images), "config": asdict(cfg),
+    }
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, training=summary)
+        pd.DataFrame(rows).to_csv(tmp / "train_log.csv", index=False)
+    log.info("tiny prior: %d steps in %.0f s, %d parameters -> %s", cfg.iterations, seconds, summary["parameters"], out_dir)
+    return summary
