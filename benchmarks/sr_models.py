@@ -4,7 +4,8 @@
         [--lpips ../shared/...alexnet.pth] [--views test|all]
 
 Prints a markdown table (PSNR / SSIM / LPIPS against the HR views, seconds per view). "one-pass" is
-x̂0 predicted once from the start latent (1 step); "sampler" runs `--steps` steps with DDIM at η=0 and η=1.
+x̂0 predicted once from the start latent (1 step); "sampler" runs `--steps` steps with DDIM at η=0 and η=1
+and with the DDPM posterior update. Every view has its own seed, as in the pipeline.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def main() -> None:
     if model.is_diffusion:
         runs["one-pass (1 step)"] = lambda: model.super_resolve(lr, SamplerConfig(steps=1), seeds)
         for eta in (0.0, 1.0):
-            runs[f"sampler {args.steps} steps, η={eta:g}"] = lambda eta=eta: model.super_resolve(lr, SamplerConfig(steps=args.steps, eta=eta), seeds)
+            runs[f"sampler {args.steps} steps, DDIM η={eta:g}"] = lambda eta=eta: model.super_resolve(lr, SamplerConfig(steps=args.steps, eta=eta), seeds)
+        runs[f"sampler {args.steps} steps, DDPM posterior"] = lambda: model.super_resolve(lr, SamplerConfig(steps=args.steps, update="ddpm_posterior"), seeds)
     else:
         runs[model.name] = lambda: model.super_resolve(lr, SamplerConfig(), seeds)
     print(f"{args.scene}: {len(views)} {args.views} views, LR {tuple(lr.shape[-2:])}, model {model.name}")

@@ -75,8 +75,8 @@ def test_synthetic_and_real_scenes_end_to_end(workflow_dir, llff_root):
     again = _snakemake(workflow_dir, *args)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
-    # a changed factor redoes the downsampling only, not the rendering or the poses
-    cfg["resolution"]["lr_factor"] = 16
+    # changed factors redo the downsampling only, not the rendering or the poses (x4 kept: the SR models are x4)
+    cfg["resolution"] = {"lr_factor": 16, "hr_factor": 4}
     dry = _snakemake(workflow_dir, "-n", "--configfile", "params.yaml", _override(workflow_dir, cfg))
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0
