@@ -248,3 +248,30 @@ def test_invalid_settings(tiny_dir):
         SDX4Upscaler.from_pretrained(tiny_dir, tile=8, tile_overlap=8)
     with pytest.raises(ValueError, match="noise_level"):
         SDX4Upscaler.from_pretrained(tiny_dir, noise_level=351)  # max_noise_level of the pipeline
+
+
+def test_cli_super_resolves_a_scene_with_params_options(tiny_dir, tmp_path):
+    """What the super_resolve rule runs: params.yaml's sr block reaches the model (path, noise level, prompt)."""
+    from threedsr import cli, synthetic
+    from threedsr.io import read_image, read_json
+    from threedsr.poses import load_scene_poses
+    from threedsr.prepare import prepare_scene
+    from threedsr.scene import PreparedScene
+
+    synthetic.generate_scene("forward", tmp_path / "raw", 128, 96, 1, 500, 0)
+    prepare_scene(tmp_path / "raw", load_scene_poses(tmp_path / "raw", tmp_path / "work"), tmp_path / "scene", 8, 2, 8)
+    sr = {"model": "sd-x4-upscaler", "dtype": "auto", "batch_size": 2, "tile": 128, "tile_overlap": 32,
+          "sd_x4_upscaler": {"path": str(tiny_dir), "noise_level": 30, "prompt": ""}}
+    args = ["super-resolve", "--scene", str(tmp_path / "scene"), "--out", str(tmp_path / "sr"), "--model", "sd-x4-upscaler",
+            "--sr", json.dumps(sr), "--views", "test", "--steps", "2", "--update", "ddpm_posterior"]
+    assert cli.main(args) == 0
+    scene = PreparedScene(tmp_path / "scene")
+    for v in scene.test_views:
+        assert read_image(tmp_path / "sr" / f"{v.name}.png").shape == (v.hr.height, v.hr.width, 3)
+    info = read_json(tmp_path / "sr" / "sr.json")
+    assert info["model"] == "sd-x4-upscaler" and info["views"] == len(scene.test_views) and info["sampler"]["update"] == "ddpm_posterior"
+    # offline without weights: one readable error, no traceback, nothing that looks finished
+    sr["sd_x4_upscaler"]["path"] = str(tmp_path / "missing")
+    args[4] = str(tmp_path / "sr2")
+    assert cli.main(args[:7] + ["--sr", json.dumps(sr)] + args[9:]) == 1
+    assert not (tmp_path / "sr2").exists()

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .errors import DataError
 from .imaging import resize, to_float
 from .io import atomic_path, read_image
 from .scene import PreparedScene
 from .splat.gaussians import export_ply, init_from_points
-from .errors import DataError
 from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, photometric_loss, scene_scale
 
 log = logging.getLogger(__name__)
