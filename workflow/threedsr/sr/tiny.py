@@ -4,8 +4,8 @@ E is a fixed pixel transform: HR pixels in [-1, 1], space-to-depth by the scale 
 at the LR resolution), so the latent lives on the LR grid like Stable Diffusion's ×4 upscaler and
 the UNet runs on 16× fewer positions than the HR image. D is its exact inverse.
 
-The UNet (diffusers' UNet2DModel) sees x_t and the LR image and predicts the clean latent as a
-residual over the bicubic upsampling: x̂0 = E(up(L)) + s·UNet(x_t, L, t), with s the residual's
+The UNet (diffusers' UNet2DModel) sees √ᾱ_t·x_t and the LR image and predicts the clean latent as
+a residual over the bicubic upsampling: x̂0 = E(up(L)) + s·UNet(√ᾱ_t·x_t, L, t), with s the residual's
 standard deviation on the training data ("sample" prediction). Its noise schedule is an ordinary
 diffusers scheduler stored beside it, so `from_pretrained` gives back exactly what was trained.
 """
