@@ -17,7 +17,7 @@ if "gpu" not in workflow.global_resources and (n_gpus := visible_gpus()) > 0:
 SCENES = threedsr.config.scenes(config)
 METHODS = config["methods"]
 # methods with a 3DGS model to render (sr2d is 2D super-resolution alone)
-GS_METHODS = [m for m in METHODS if not m.startswith("sr2d")]
+GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"]
 
 # Every rule runs this checkout's package: in the active virtualenv, or in the rule's conda
 # environment (--software-deployment-method conda), which holds the dependencies only.

@@ -4,8 +4,7 @@ import json
 
 def sr_model(method):
     """The SR model a method uses: the one after the hyphen (sr2d-realesrgan), else sr.model."""
-    _, _, model = method.partition("-")
-    return model or config["sr"]["model"]
+    return threedsr.config.split_method(method)[1] or config["sr"]["model"]
 
 
 def sr_weights(wildcards):
@@ -19,7 +18,7 @@ def sr_weights(wildcards):
 
 def sr_views(model):
     """All views when an isr method fits 3DGS to this model's output, else only the test views (sr2d)."""
-    return "all" if any(m.split("-")[0] == "isr" and sr_model(m) == model for m in METHODS) else "test"
+    return "all" if any(threedsr.config.split_method(m)[0] == "isr" and sr_model(m) == model for m in METHODS) else "test"
 
 
 SAMPLER_ARGS = (

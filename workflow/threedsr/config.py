@@ -48,12 +48,18 @@ def validate(config: dict) -> None:
     check(config)
 
 
+def split_method(method: str) -> tuple[str, str | None]:
+    """A method name's base and the SR model it names: 'sr2d-realesrgan' -> ('sr2d', 'realesrgan'), 'isr' -> ('isr', None)."""
+    base, _, model = method.partition("-")
+    return base, model or None
+
+
 def check(config: dict) -> None:
     """What the schema cannot say: factor relations and that every scene can be found or downloaded."""
     lr, hr = config["resolution"]["lr_factor"], config["resolution"]["hr_factor"]
     if lr <= hr or lr % hr:
         raise ConfigError(f"resolution.lr_factor ({lr}) must be a multiple of resolution.hr_factor ({hr}) and larger than it")
-    sr_methods = [m for m in config["methods"] if m.split("-")[0] in ("isr", "sr2d")]
+    sr_methods = [m for m in config["methods"] if split_method(m)[0] in ("isr", "sr2d")]
     if sr_methods and lr // hr != 4:
         raise ConfigError(
             f"methods: {', '.join(sr_methods)} use x4 SR models, but resolution.lr_factor / resolution.hr_factor = {lr}/{hr} = {lr // hr}"

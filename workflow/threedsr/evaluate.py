@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
+from .config import split_method
 from .imaging import to_float
 from .io import atomic_path, read_image, write_png
 from .metrics import image_metrics, load_lpips
@@ -50,7 +51,7 @@ def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: 
 
 def is_2d(method: str) -> bool:
     """sr2d methods score 2D SR of the test views themselves, without a 3D model."""
-    return method.split("-")[0] == "sr2d"
+    return split_method(method)[0] == "sr2d"
 
 
 def aggregate(per_view_csvs: list[Path], out_dir: Path) -> pd.DataFrame:
