@@ -11,7 +11,7 @@ from threedsr.errors import DataError, ModelUnavailable
 from threedsr.imaging import resize, to_float
 from threedsr.io import list_images, read_image
 from threedsr.sr import realesrgan as rg
-from threedsr.sr.base import upsample
+from threedsr.imaging import upsample
 from threedsr.sr.sampling import SamplerConfig
 
 

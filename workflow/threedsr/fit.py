@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from .errors import DataError
-from .imaging import resize, to_float
+from .imaging import resize, to_float, upsample
 from .io import atomic_path, read_image
 from .scene import PreparedScene
 from .splat.gaussians import export_ply, init_from_points
@@ -47,8 +46,7 @@ def bicubic_views(scene: PreparedScene) -> list[TrainView]:
     """The LR training views upsampled (bicubic) to HR, with the HR cameras."""
     out = []
     for v in scene.train_views:
-        lr = to_float(scene.image(v, "lr")).permute(2, 0, 1)[None]
-        up = F.interpolate(lr, size=(v.hr.height, v.hr.width), mode="bicubic", align_corners=False).clamp(0, 1)[0].permute(1, 2, 0)
+        up = upsample(to_float(scene.image(v, "lr")).permute(2, 0, 1)[None], scene.scale)[0].permute(1, 2, 0)
         out.append(TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.hr.K, dtype=torch.float32), v.hr.width, v.hr.height, up))
     return out
 

@@ -15,6 +15,11 @@ def resize(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return out.reshape(*shape[:-2], height, width)
 
 
+def upsample(images: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic ×scale upsampling of (N, C, H, W) images, clamped to [0, 1]: the bicubic baseline."""
+    return F.interpolate(images, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
 def to_float(image: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> HxWx3 float32 in [0, 1] (a copy: decoded images are read-only)."""
     return torch.from_numpy(np.array(image, copy=True)).float().div_(255)

@@ -14,15 +14,10 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from ..imaging import upsample
 from . import sampling
 from .sampling import SamplerConfig, ViewNoise
-
-
-def upsample(lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic ×scale upsampling (the baseline every SR model is compared with)."""
-    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def auto_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
@@ -30,6 +25,16 @@ def auto_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
     if dtype == "auto":
         return torch.float16 if torch.device(device).type == "cuda" else torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def frozen(module: torch.nn.Module, device, dtype: torch.dtype) -> torch.nn.Module:
+    """A network for inference on `device` in `dtype`: eval mode, no gradients.
+
+    Casts only when needed: diffusers warns about casting a loaded model with .to(dtype).
+    """
+    if any(p.dtype != dtype for p in module.parameters() if p.is_floating_point()):
+        module = module.to(dtype=dtype)
+    return module.to(device).eval().requires_grad_(False)
 
 
 class SRModel(ABC):

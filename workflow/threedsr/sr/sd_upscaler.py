@@ -27,7 +27,7 @@ import torch
 
 from ..errors import ModelUnavailable, ThreeDSRError
 from . import tiling
-from .base import DiffusionSR, auto_dtype
+from .base import DiffusionSR, auto_dtype, frozen
 from .sampling import ViewNoise
 
 log = logging.getLogger(__name__)
@@ -163,13 +163,6 @@ def encode_prompt(tokenizer, text_encoder, prompt: str) -> torch.Tensor:
     return text_encoder(ids, attention_mask=None if mask is None else mask.to(device)).last_hidden_state
 
 
-def _to(module, device: torch.device, dtype: torch.dtype):
-    """Move a module; cast only if needed (diffusers warns about casting a loaded model with .to(dtype))."""
-    if any(p.dtype != dtype for p in module.parameters() if p.is_floating_point()):
-        module = module.to(dtype=dtype)
-    return module.to(device)
-
-
 # ------------------------------------------------------------------------------------------------
 # The model
 
@@ -202,8 +195,8 @@ class SDX4Upscaler(DiffusionSR):
         self.dtype = dtype
         # The VAE overflows in fp16 (diffusers upcasts it for decoding too, `force_upcast`): keep it in fp32 then.
         self.vae_dtype = torch.float32 if dtype == torch.float16 and getattr(vae.config, "force_upcast", False) else dtype
-        self.unet = _to(unet, self.device, dtype).eval().requires_grad_(False)
-        self.vae = _to(vae, self.device, self.vae_dtype).eval().requires_grad_(False)
+        self.unet = frozen(unet, self.device, dtype)
+        self.vae = frozen(vae, self.device, self.vae_dtype)
         self.low_res_scheduler = low_res_scheduler
         self.noise_level = int(noise_level)
         self.tile, self.tile_overlap = int(tile), int(tile_overlap)

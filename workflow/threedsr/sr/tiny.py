@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelUnavailable
-from .base import DiffusionSR, upsample
+from ..imaging import upsample
+from .base import DiffusionSR, frozen
 from .sampling import ViewNoise
 from .tiling import tiled
 
@@ -59,10 +60,7 @@ class TinySR(DiffusionSR):
     prediction_type = "sample"
 
     def __init__(self, unet, scheduler, residual_scale: float, scale: int = 4, device="cpu", dtype=torch.float32, tile: int = 128, tile_overlap: int = 16, meta: dict | None = None):
-        unet = unet.to(device)
-        if unet.dtype != dtype:  # cast only when asked: diffusers warns on every .to(dtype)
-            unet = unet.to(dtype=dtype)
-        self.unet = unet.eval().requires_grad_(False)
+        self.unet = frozen(unet, device, dtype)
         self.scheduler = scheduler
         self.alphas_cumprod = scheduler.alphas_cumprod.double().cpu()
         self.residual_scale = float(residual_scale)

@@ -21,9 +21,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..imaging import resize, to_float
+from ..imaging import resize, to_float, upsample
 from ..io import atomic_dir
-from .base import upsample
 from .sampling import noised, respaced_timesteps
 from .tiny import TinySR, build_scheduler, build_unet, pixel_encode
 
