@@ -1,6 +1,8 @@
 # Super-resolution models and the per-image SR methods: isr (SR each view, then 3DGS) and sr2d (SR alone).
 import json
 
+from threedsr.sr.names import MODELS
+
 
 def sr_model(method):
     """The SR model a method uses: the one after the hyphen (sr2d-realesrgan), else sr.model."""
@@ -28,7 +30,7 @@ SAMPLER_ARGS = (
 
 
 wildcard_constraints:
-    model="tiny|sd-x4-upscaler|realesrgan",
+    model="|".join(MODELS),
     sr2d=r"sr2d(-[a-z0-9-]+)?",
     isr=r"isr(-[a-z0-9-]+)?",
 

