@@ -23,6 +23,7 @@ GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"
 # environment (--software-deployment-method conda), which holds the dependencies only.
 THREEDSR = f'PYTHONPATH="{workflow.basedir}/workflow${{PYTHONPATH:+:$PYTHONPATH}}" python -m threedsr'
 CPU_ENV = "../../envs/cpu.yaml"
+LPIPS_ARG = f"--lpips-backbone {config['metrics']['lpips_backbone']}" if config["metrics"]["lpips_backbone"] else ""
 
 
 wildcard_constraints:

@@ -8,7 +8,7 @@ rule evaluate:
     output:
         "results/metrics/{dataset}/{scene}/{method}.csv",
     params:
-        lpips_backbone=f"--lpips-backbone {config['metrics']['lpips_backbone']}" if config["metrics"]["lpips_backbone"] else "",
+        lpips_backbone=LPIPS_ARG,
     log:
         "results/logs/evaluate/{dataset}/{scene}/{method}.log",
     conda:
@@ -23,10 +23,12 @@ rule evaluate:
 
 rule aggregate_metrics:
     input:
-        [f"results/metrics/{d}/{s}/{m}.csv" for d, s in SCENES for m in METHODS],
+        per_view=[f"results/metrics/{d}/{s}/{m}.csv" for d, s in SCENES for m in METHODS],
+        consistency=[f"results/metrics/{d}/{s}/consistency.csv" for d, s in SCENES],
     output:
         per_view="results/metrics/per_view.csv",
         summary="results/metrics/summary.csv",
+        consistency="results/metrics/consistency.csv",
     log:
         "results/logs/aggregate_metrics.log",
     conda:
@@ -35,7 +37,7 @@ rule aggregate_metrics:
         mem_mb=1000,
         gpu=0,
     shell:
-        "{THREEDSR} aggregate --out-dir results/metrics {input} > {log} 2>&1"
+        "{THREEDSR} aggregate --out-dir results/metrics --consistency {input.consistency} -- {input.per_view} > {log} 2>&1"
 
 
 rule crops_figure:

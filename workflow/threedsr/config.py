@@ -8,6 +8,7 @@ import yaml
 
 from .datasets import OFFICIAL_SCENES, local_scene
 from .errors import ConfigError
+from .sr.names import DIFFUSION_MODELS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 
@@ -59,11 +60,16 @@ def check(config: dict) -> None:
     lr, hr = config["resolution"]["lr_factor"], config["resolution"]["hr_factor"]
     if lr <= hr or lr % hr:
         raise ConfigError(f"resolution.lr_factor ({lr}) must be a multiple of resolution.hr_factor ({hr}) and larger than it")
-    sr_methods = [m for m in config["methods"] if split_method(m)[0] in ("isr", "sr2d")]
+    sr_methods = [m for m in config["methods"] if split_method(m)[0] in ("isr", "sr2d", "3dsr")]
     if sr_methods and lr // hr != 4:
         raise ConfigError(
             f"methods: {', '.join(sr_methods)} use x4 SR models, but resolution.lr_factor / resolution.hr_factor = {lr}/{hr} = {lr // hr}"
         )
+    for m in config["methods"]:
+        base, model = split_method(m)
+        if base == "3dsr" and (model or config["sr"]["model"]) not in DIFFUSION_MODELS:
+            where = f"the model after the hyphen ({model})" if model else f"sr.model ({config['sr']['model']})"
+            raise ConfigError(f"methods: {m} needs a diffusion SR model ({', '.join(DIFFUSION_MODELS)}), but {where} is not one")
     for dataset, spec in config["datasets"].items():
         if dataset == "synthetic":
             continue

@@ -14,8 +14,21 @@ from .config import split_method
 from .imaging import to_float
 from .io import atomic_path, read_image, write_png
 from .metrics import image_metrics, load_lpips
-from .scene import PreparedScene
+from .scene import PreparedScene, SceneView
 from .splat.trainer import load_params, render
+
+
+@torch.no_grad()
+def render_views(params, views: list[SceneView], sh_degree: int, rasterize_mode: str, device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """HR colour (H×W×3, CPU, clamped to [0, 1]) and expected depth (H×W, CPU) of each view."""
+    rgb, depth = [], []
+    for v in views:
+        w2c = torch.tensor(v.world_to_camera, dtype=torch.float32, device=device)[None]
+        K = torch.tensor(v.hr.K, dtype=torch.float32, device=device)[None]
+        out, _, _ = render(params, w2c, K, v.hr.width, v.hr.height, sh_degree, rasterize_mode, render_mode="RGB+ED")
+        rgb.append(out[0, ..., :3].clamp(0, 1).cpu())
+        depth.append(out[0, ..., 3].cpu())
+    return rgb, depth
 
 
 def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.device) -> None:
@@ -54,8 +67,9 @@ def is_2d(method: str) -> bool:
     return split_method(method)[0] == "sr2d"
 
 
-def aggregate(per_view_csvs: list[Path], out_dir: Path) -> pd.DataFrame:
-    """per_view.csv, summary.csv (per scene and method, plus a mean row per dataset and method), <dataset>.md tables."""
+def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[Path] = ()) -> pd.DataFrame:
+    """per_view.csv, summary.csv (per scene and method, plus a mean row per dataset and method), <dataset>.md tables;
+    with the consistency rule's per-view tables also consistency.csv (mean per scene and image set)."""
     per_view = pd.concat([pd.read_csv(p) for p in per_view_csvs], ignore_index=True)
     per_scene = per_view.groupby(["dataset", "scene", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean()
     means = per_scene.groupby(["dataset", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean().assign(scene="mean")
@@ -65,6 +79,12 @@ def aggregate(per_view_csvs: list[Path], out_dir: Path) -> pd.DataFrame:
     for name, df in (("per_view.csv", per_view), ("summary.csv", summary)):
         with atomic_path(out_dir / name) as tmp:
             df.to_csv(tmp, index=False)
+    cons = None
+    if consistency_csvs:
+        cons = pd.concat([pd.read_csv(p) for p in consistency_csvs], ignore_index=True)
+        cons = cons.groupby(["dataset", "scene", "images"], as_index=False, sort=False)[["l1", "psnr", "valid"]].mean()
+        with atomic_path(out_dir / "consistency.csv") as tmp:
+            cons.to_csv(tmp, index=False)
     for dataset, df in summary.groupby("dataset"):
         lines = [
             f"# {dataset}: test views at HR", "",
@@ -75,6 +95,16 @@ def aggregate(per_view_csvs: list[Path], out_dir: Path) -> pd.DataFrame:
             lp = "n/a" if math.isnan(r.lpips) else f"{r.lpips:.3f}"
             name = f"{r.method} (2D)" if is_2d(r.method) else r.method
             lines.append(f"| {name} | {r.scene} | {r.psnr:.2f} | {r.ssim:.4f} | {lp} |")
+        if cons is not None and (cons["dataset"] == dataset).any():
+            lines += [
+                "", "## Multi-view consistency of the training views' images", "",
+                "Each view warped into its nearest training view with the LR model's HR depth; masked error against that view's image",
+                "(lower L1 / higher PSNR = more consistent; the ground truth row is the floor set by depth errors and lighting;",
+                "blurry images also agree more, so read it beside the test-view scores).", "",
+                "| images | scene | warp L1 ×255 ↓ | warp PSNR ↑ | valid |", "|---|---|---|---|---|",
+            ]
+            for r in cons[cons["dataset"] == dataset].itertuples():
+                lines.append(f"| {r.images} | {r.scene} | {r.l1:.2f} | {r.psnr:.2f} | {r.valid:.2f} |")
         with atomic_path(out_dir / f"{dataset}.md") as tmp:
             tmp.write_text("\n".join(lines) + "\n")
     return summary

@@ -8,7 +8,7 @@ rerun of a killed job continues from.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -81,6 +81,9 @@ def hr_lr_loss(lambda_lr: float, delta_dssim: float):
 def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView], device: torch.device, init: Path | None = None, checkpoint_every: int = 1000, loss_fn=None) -> Trainer:
     """Fit from the scene's points (or the Gaussians of checkpoint `init`) to `views`, resuming if a resume.pt exists."""
     scene = PreparedScene(scene_dir)
+    if init is not None:
+        # the initial model's SH coefficients are trained: use them all from the first step
+        cfg = replace(cfg, sh_degree_start=cfg.sh_degree)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume = out_dir / "resume.pt"

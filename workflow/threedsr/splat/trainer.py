@@ -29,6 +29,7 @@ class TrainConfig:
     iterations: int = 30_000
     sh_degree: int = 3
     sh_degree_interval: int = 1000
+    sh_degree_start: int = 0  # a fit from a trained model starts at its full degree
     delta_dssim: float = 0.2
     means_lr: float = 1.6e-4  # times the scene scale
     means_lr_final: float = 1.6e-6
@@ -89,7 +90,7 @@ class Trainer:
         self.params = params.to(self.device)
         lrs = {"means": cfg.means_lr * scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr, "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
         self.optimizers = {k: torch.optim.Adam([{"params": self.params[k], "lr": lr, "name": k}], eps=1e-15) for k, lr in lrs.items()}
-        gamma = (cfg.means_lr_final / cfg.means_lr) ** (1.0 / max(cfg.iterations, 1))
+        gamma = (cfg.means_lr_final / cfg.means_lr) ** (1.0 / max(cfg.iterations, 1)) if cfg.means_lr > 0 else 1.0
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
         self.strategy = OpacityResetStrategy(
             refine_start_iter=cfg.refine_start, refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
@@ -114,7 +115,7 @@ class Trainer:
         bar = tqdm(range(self.step, until), desc=desc, unit="step", mininterval=2.0)
         for step in bar:
             view = self._next_view()
-            sh_degree = min(step // cfg.sh_degree_interval, cfg.sh_degree)
+            sh_degree = min(cfg.sh_degree_start + step // cfg.sh_degree_interval, cfg.sh_degree)
             img, _, info = render(self.params, view.world_to_camera[None], view.K[None], view.width, view.height, sh_degree, cfg.rasterize_mode)
             self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
             loss = loss_fn(img[0], view) if loss_fn else photometric_loss(img[0], view.target, cfg.delta_dssim)

@@ -4,3 +4,5 @@ MODELS = ("tiny", "sd-x4-upscaler", "realesrgan")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 UPDATES = ("ddim", "ddpm_posterior")
 INITS = ("noised_lr", "noise")
+COLORFIXES = ("wavelet", "adain", "none")
+DIFFUSION_MODELS = ("tiny", "sd-x4-upscaler")  # the ones 3dsr can drive step by step

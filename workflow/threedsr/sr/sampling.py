@@ -113,8 +113,12 @@ def update(cfg: SamplerConfig, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.T
 class ViewNoise:
     """One seeded CPU generator per view, so a view's noise does not depend on batching or device."""
 
-    def __init__(self, seeds: list[int]):
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    def __init__(self, seeds: list[int], generators: list[torch.Generator] | None = None):
+        self.generators = generators if generators is not None else [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def subset(self, indices: list[int]) -> "ViewNoise":
+        """The same generators for some of the views (a batch): drawing from it advances them."""
+        return ViewNoise([], [self.generators[i] for i in indices])
 
     def __call__(self, shape: tuple[int, ...], device, dtype=torch.float32) -> torch.Tensor:
         return torch.stack([torch.randn(shape, generator=g) for g in self.generators]).to(device=device, dtype=dtype)
