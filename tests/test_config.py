@@ -52,6 +52,11 @@ def _with(tmp_path, override: dict) -> dict:
         ({"threedsr": {"update": "euler"}}, "threedsr.update"),
         ({"threedsr": {"eta": 2}}, "threedsr.eta"),
         ({"resolution": {"lr_factor": 4, "hr_factor": 2}}, "methods"),  # x4 SR models, x2 asked
+        ({"threedsr": {"colorfix": "histogram"}}, "threedsr.colorfix"),
+        ({"threedsr": {"iters_per_step": 0}}, "threedsr.iters_per_step"),
+        ({"threedsr": {"freeze_means": "yes"}}, "threedsr.freeze_means"),
+        ({"sr": {"model": "realesrgan"}}, "methods: 3dsr needs a diffusion"),  # 3dsr in the default methods
+        ({"methods": ["3dsr-realesrgan"]}, "methods.0"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, override, key):

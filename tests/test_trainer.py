@@ -84,20 +84,46 @@ def test_ply_export_has_the_3dgs_layout(tmp_path):
     np.testing.assert_allclose(data[:, :3], xyz, rtol=1e-6)
 
 
-def test_a_killed_fit_resumes_from_its_last_checkpoint(tiny_scene, tmp_path):
+def _killed_fit(scene, out, cfg, views, monkeypatch, at=25):
+    """fit() killed after step `at` (resume.pt written every 20 steps)."""
+    from threedsr.fit import fit
+
+    real = Trainer.train
+
+    def dying(self, until, **kw):
+        real(self, at, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train", dying)
+    with pytest.raises(KeyboardInterrupt):
+        fit(scene.root, out, cfg, views, torch.device("cpu"), checkpoint_every=20)
+    monkeypatch.setattr(Trainer, "train", real)
+
+
+def test_a_killed_fit_resumes_from_its_last_checkpoint(tiny_scene, tmp_path, monkeypatch):
     from threedsr.fit import fit, lr_views
 
     cfg = _trainer(tiny_scene).cfg
     straight = fit(tiny_scene.root, tmp_path / "straight", cfg, lr_views(tiny_scene), torch.device("cpu"))
-    # what a job killed after step 20 leaves behind: resume.pt, and no ckpt.pt
-    partial = _trainer(tiny_scene)
-    partial.train(20)
-    (tmp_path / "killed").mkdir()
-    partial.save(tmp_path / "killed" / "resume.pt")
+    _killed_fit(tiny_scene, tmp_path / "killed", cfg, lr_views(tiny_scene), monkeypatch)
+    # what the killed job left behind: resume.pt, and no ckpt.pt
+    assert (tmp_path / "killed" / "resume.pt").exists() and not (tmp_path / "killed" / "ckpt.pt").exists()
     resumed = fit(tiny_scene.root, tmp_path / "killed", cfg, lr_views(tiny_scene), torch.device("cpu"))
     for k in straight.params:
         assert torch.equal(resumed.params[k], straight.params[k]), k
     assert (tmp_path / "killed" / "ckpt.pt").exists() and not (tmp_path / "killed" / "resume.pt").exists()
+
+
+def test_a_resume_point_for_other_targets_is_not_used(tiny_scene, tmp_path, monkeypatch, caplog):
+    from dataclasses import replace as dc_replace
+
+    from threedsr.fit import fit, lr_views
+
+    cfg = _trainer(tiny_scene).cfg
+    _killed_fit(tiny_scene, tmp_path / "out", cfg, lr_views(tiny_scene), monkeypatch)
+    other = [dc_replace(v, target=v.target.flip(1)) for v in lr_views(tiny_scene)]  # the same settings, other images
+    t = fit(tiny_scene.root, tmp_path / "out", cfg, other, torch.device("cpu"))
+    assert "other settings, targets" in caplog.text and t.step == cfg.iterations
 
 
 def test_a_stale_resume_checkpoint_is_not_used(tiny_scene, tmp_path, caplog):

@@ -20,6 +20,7 @@ FAST = {
     "gs": {"iterations": 60, "sh_degree": 1, "sh_degree_interval": 30, "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002}},
     "bicubic": {"iterations": 20},
     "isr": {"iterations": 20},
+    "threedsr": {"iters_per_step": 5},
     "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
 }
 
@@ -53,9 +54,9 @@ def test_synthetic_and_real_scenes_end_to_end(workflow_dir, llff_root):
 
     summary = pd.read_csv(workflow_dir / "results" / "metrics" / "summary.csv")
     assert set(summary.columns) >= {"dataset", "scene", "method", "psnr", "ssim", "lpips"}
-    methods = ["lr3dgs", "bicubic", "isr", "sr2d", "sr2d-realesrgan"]  # the default list
+    methods = ["lr3dgs", "bicubic", "isr", "sr2d", "sr2d-realesrgan", "3dsr"]  # the default list
     assert sorted(set(summary.method)) == sorted(methods)
-    assert len(summary) == 2 * 5 + 2 * 5  # 2 scenes x 5 methods, plus a mean row per dataset and method
+    assert len(summary) == 2 * 6 + 2 * 6  # 2 scenes x 6 methods, plus a mean row per dataset and method
     assert summary.psnr.between(5, 60).all() and summary.ssim.between(0, 1).all()
     assert set(summary[summary.method.str.startswith("sr2d")].kind) == {"2D"} and set(summary[summary.method == "isr"].kind) == {"3D"}
     # isr fits to SR images of every view, sr2d-realesrgan needs the test views only
@@ -67,6 +68,17 @@ def test_synthetic_and_real_scenes_end_to_end(workflow_dir, llff_root):
     assert sorted(per_view[(per_view.scene == "fern") & (per_view.method == "bicubic")].view) == ["IMG_4026", "IMG_4034", "IMG_4042"]
     assert (workflow_dir / "results" / "metrics" / "llff.md").read_text().count("| lr3dgs |") == 2
     assert (workflow_dir / "results" / "metrics" / "llff.md").read_text().count("| sr2d-realesrgan (2D) |") == 2
+    # 3dsr: per-step table and plot, strips, and the consistency table beside isr's SR images
+    for d, s in zip(table.dataset, table.scene):
+        steps = pd.read_csv(workflow_dir / "results" / "gs" / d / s / "3dsr" / "steps.csv")
+        assert list(steps.step) == [0, 1, 2, 3, 4] and list(steps.t[1:]) == [999, 666, 333, 0]
+        assert (workflow_dir / "results" / "gs" / d / s / "3dsr" / "steps.png").stat().st_size > 0
+        assert len(list((workflow_dir / "results" / "gs" / d / s / "3dsr" / "strips").glob("*.png"))) == 3
+        assert not (workflow_dir / "results" / "gs" / d / s / "3dsr" / "state.pt").exists()
+    consistency = pd.read_csv(workflow_dir / "results" / "metrics" / "consistency.csv")
+    assert set(consistency.images) == {"ground truth", "bicubic", "isr: SR images", "3dsr: H, decoded x0", "3dsr: R, renders"}
+    assert len(consistency) == 2 * 5 and consistency.l1.notna().all()
+    assert "Multi-view consistency" in (workflow_dir / "results" / "metrics" / "llff.md").read_text()
     for d, s in zip(table.dataset, table.scene):
         assert Image.open(workflow_dir / "results" / "figures" / f"crops_{d}_{s}.png").width > 0
         ply = (workflow_dir / "results" / "gs" / d / s / "lr3dgs" / "point_cloud.ply").read_bytes()

@@ -7,6 +7,7 @@ rerun of a killed job continues from.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -64,6 +65,16 @@ def sr_views(scene: PreparedScene, sr_dir: Path) -> list[TrainView]:
     return out
 
 
+def targets_fingerprint(views: list[TrainView]) -> str:
+    """A digest of what a fit is fit to (images and cameras): a resume point is only reused for the same."""
+    h = hashlib.sha256()
+    for v in views:
+        for t in (v.target, v.lr_target, v.world_to_camera, v.K):
+            if t is not None:
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def hr_lr_loss(lambda_lr: float, delta_dssim: float):
     """L = L_hr(H, R) + λ·L_lr(L, down(R)), each (1−δ)·L1 + δ·D-SSIM; down = antialiased bicubic to the LR size."""
 
@@ -87,9 +98,12 @@ def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume = out_dir / "resume.pt"
-    if resume.exists() and torch.load(resume, map_location="cpu", weights_only=True)["config"] != asdict(cfg):
-        log.warning("%s was written with other settings; starting over", resume)
-        resume.unlink()
+    key = {"config": asdict(cfg), "targets": targets_fingerprint(views), "init": init and hashlib.sha256(Path(init).read_bytes()).hexdigest()}
+    if resume.exists():
+        stored = torch.load(resume, map_location="cpu", weights_only=True)
+        if {k: stored.get(k) for k in key} != key:
+            log.warning("%s was written with other settings, targets or initial model; starting over", resume)
+            resume.unlink()
     if resume.exists():
         trainer = Trainer.load(resume, views, device, cfg)
         log.info("resuming from %s at step %d", resume, trainer.step)
@@ -106,7 +120,8 @@ def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView]
         if t.step % 50 == 0:
             history.append({"step": t.step, "loss": loss, "gaussians": len(t.params["means"])})
         if t.step % checkpoint_every == 0 and t.step < cfg.iterations:
-            t.save(resume)
+            with atomic_path(resume) as tmp:
+                torch.save({**t.state_dict(), **key}, tmp)
 
     trainer.train(cfg.iterations, loss_fn=loss_fn, on_step=on_step, desc=f"fit {scene.root.name}")
     export_ply(trainer.params, out_dir / "point_cloud.ply")
