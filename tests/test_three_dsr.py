@@ -9,7 +9,8 @@ import torch
 
 from threedsr import synthetic
 from threedsr.consistency import consistency, nearest_neighbours, warp
-from threedsr.fit import fit, hr_lr_loss, lr_views, sr_views
+from threedsr.errors import ConfigError
+from threedsr.fit import fit, lr_views
 from threedsr.imaging import to_float
 from threedsr.io import read_image
 from threedsr.metrics import psnr
@@ -170,7 +171,7 @@ def test_a_killed_run_resumes_to_the_same_numbers(scene_and_lr_model, tmp_path, 
         run(tmp_path / "killed")
     assert (tmp_path / "killed" / "state.pt").exists() and not (tmp_path / "killed" / "ckpt.pt").exists()
     monkeypatch.setattr(trainer_module.Trainer, "train", real_train)
-    resumed = run(tmp_path / "killed")
+    resumed = ThreeDSR(scene_dir, model, cfg, GS, lr_ckpt, tmp_path / "killed", torch.device("cpu"), batch_size=3).run()  # other batching
 
     cols = [c for c in straight.columns if c != "seconds"]
     pd.testing.assert_frame_equal(straight[cols], resumed[cols])
@@ -185,15 +186,25 @@ def test_a_killed_run_resumes_to_the_same_numbers(scene_and_lr_model, tmp_path, 
         assert len(list((tmp_path / out / "views" / "R").glob("*.png"))) == len(scene.train_views)
 
 
-def test_a_state_from_other_settings_is_not_resumed(scene_and_lr_model, tmp_path):
+def test_a_state_from_other_settings_is_not_resumed(scene_and_lr_model, tmp_path, monkeypatch, caplog):
     scene_dir, lr_ckpt = scene_and_lr_model
-    scene = PreparedScene(scene_dir)
-    model = OracleSR(scene)
+    model = OracleSR(PreparedScene(scene_dir))
     out = tmp_path / "run"
-    cfg = ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=5)
-    first = ThreeDSR(scene_dir, model, cfg, GS, lr_ckpt, out, torch.device("cpu"))
-    other = ThreeDSR(scene_dir, model, ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=6), GS, lr_ckpt, out, torch.device("cpu"))
-    assert first.fingerprint != other.fingerprint
+    real_train = trainer_module.Trainer.train
+    calls = {"n": 0}
+
+    def dying_train(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_train(self, *a, **kw)
+
+    monkeypatch.setattr(trainer_module.Trainer, "train", dying_train)
+    with pytest.raises(KeyboardInterrupt):
+        ThreeDSR(scene_dir, model, ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=5), GS, lr_ckpt, out, torch.device("cpu")).run()
+    monkeypatch.setattr(trainer_module.Trainer, "train", real_train)
+    table = ThreeDSR(scene_dir, model, ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=6), GS, lr_ckpt, out, torch.device("cpu")).run()
+    assert "other settings" in caplog.text and list(table.step) == [0, 1, 2]
 
 
 def test_round_config_densifies_in_the_first_half_without_reset():
@@ -211,7 +222,7 @@ def test_3dsr_refuses_a_model_that_is_not_a_diffusion_model(scene_and_lr_model, 
         def super_resolve(self, lr, sampler, seeds):
             return lr
 
-    with pytest.raises(ValueError, match="diffusion"):
+    with pytest.raises(ConfigError, match="diffusion"):
         ThreeDSR(scene_and_lr_model[0], Plain(), ThreeDSRConfig(), GS, scene_and_lr_model[1], tmp_path, torch.device("cpu"))
 
 

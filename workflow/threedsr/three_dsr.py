@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 
 from .consistency import consistency
+from .errors import ConfigError
 from .evaluate import render_views
 from .fit import hr_lr_loss
 from .imaging import to_float, upsample
@@ -48,6 +49,7 @@ from .splat.gaussians import export_ply
 from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, scene_scale
 from .sr.base import DiffusionSR
 from .sr.colorfix import color_fix
+from .sr.names import DIFFUSION_MODELS
 from .sr.run import check_no_leak
 from .sr.sampling import SamplerConfig, ViewNoise, update, view_seeds
 
@@ -111,7 +113,7 @@ class ThreeDSR:
     def __init__(self, scene_dir: Path, model: DiffusionSR, cfg: ThreeDSRConfig, gs: TrainConfig, init: Path, out_dir: Path,
                  device: torch.device, batch_size: int = 4, lpips_backbone: str | None = None):
         if not model.is_diffusion:
-            raise ValueError(f"3DSR needs a diffusion SR model; {model.name} is not one")
+            raise ConfigError(f"3DSR needs a diffusion SR model ({', '.join(DIFFUSION_MODELS)}); {model.name} is not one")
         self.scene = PreparedScene(scene_dir)
         check_no_leak(model, self.scene)
         self.model, self.cfg, self.gs, self.init, self.device = model, cfg, gs, Path(init), torch.device(device)
@@ -202,7 +204,7 @@ class ThreeDSR:
             if state["fingerprint"] == self.fingerprint:
                 k0, rows = state["round"], json.loads(state["rows"])
                 params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in state["params"].items()})
-                x = [v.to(x_b.device) for v, x_b in zip(state["latents"], x)]
+                x = [torch.stack([state["latents"][i] for i in b]).to(x_b.device) for b, x_b in zip(self.batches, x)]
                 noise.set_state(state["noise"])
                 log.info("resuming %s after step %d of %d", self.out, k0, len(self.timesteps))
             else:
@@ -231,7 +233,7 @@ class ThreeDSR:
                 torch.save({
                     "fingerprint": self.fingerprint, "round": k + 1, "rows": json.dumps(rows),
                     "params": {kk: v.detach().cpu() for kk, v in params.items()},
-                    "latents": [x_b.cpu() for x_b in x], "noise": noise.get_state(),
+                    "latents": [lat.cpu() for x_b in x for lat in x_b], "noise": noise.get_state(),  # per view: any batching resumes
                 }, tmp)
             bar.set_postfix(test_psnr=f"{rows[-1]['test_psnr']:.2f}")
         if trainer is None:  # every round was already done: rebuild the last round's trainer state

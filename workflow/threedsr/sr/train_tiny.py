@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..imaging import resize, to_float, upsample
 from ..io import atomic_dir
-from .sampling import noised, respaced_timesteps
+from .sampling import respaced_timesteps
 from .tiny import TinySR, build_scheduler, build_unet, pixel_encode
 
 log = logging.getLogger(__name__)
