@@ -83,7 +83,8 @@ def scene_consistency(scene_dir: Path, depth_ckpt: Path, sets: dict[str, str], o
     """
     from .devices import resolve_device
     from .evaluate import render_views
-    from .imaging import to_float, upsample
+    from .fit import bicubic_views
+    from .imaging import to_float
     from .io import atomic_path, read_image
     from .scene import PreparedScene
     from .splat.trainer import load_params
@@ -98,7 +99,7 @@ def scene_consistency(scene_dir: Path, depth_ckpt: Path, sets: dict[str, str], o
         if folder == "hr":
             images = [to_float(scene.image(v, "hr")) for v in views]
         elif folder == "bicubic":
-            images = [upsample(to_float(scene.image(v, "lr")).permute(2, 0, 1)[None], scene.scale)[0].permute(1, 2, 0) for v in views]
+            images = [v.target for v in bicubic_views(scene)]
         else:
             images = [to_float(read_image(Path(folder) / f"{v.name}.png")) for v in views]
         for v, img in zip(views, images):

@@ -19,13 +19,14 @@ from .splat.trainer import load_params, render
 
 
 @torch.no_grad()
-def render_views(params, views: list[SceneView], sh_degree: int, rasterize_mode: str, device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """HR colour (H×W×3, CPU, clamped to [0, 1]) and expected depth (H×W, CPU) of each view."""
+def render_views(params, views: list[SceneView], sh_degree: int, rasterize_mode: str, device, resolution: str = "hr") -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Colour (H×W×3, CPU, clamped to [0, 1]) and expected depth (H×W, CPU) of each view at "hr" or "lr"."""
     rgb, depth = [], []
     for v in views:
+        intr = getattr(v, resolution)
         w2c = torch.tensor(v.world_to_camera, dtype=torch.float32, device=device)[None]
-        K = torch.tensor(v.hr.K, dtype=torch.float32, device=device)[None]
-        out, _, _ = render(params, w2c, K, v.hr.width, v.hr.height, sh_degree, rasterize_mode, render_mode="RGB+ED")
+        K = torch.tensor(intr.K, dtype=torch.float32, device=device)[None]
+        out, _, _ = render(params, w2c, K, intr.width, intr.height, sh_degree, rasterize_mode, render_mode="RGB+ED")
         rgb.append(out[0, ..., :3].clamp(0, 1).cpu())
         depth.append(out[0, ..., 3].cpu())
     return rgb, depth
@@ -36,16 +37,13 @@ def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.
     scene = PreparedScene(scene_dir)
     params, state = load_params(ckpt, device)
     cfg = state["config"]
-    with torch.no_grad():
-        for v in scene.test_views:
-            vm = torch.tensor(v.world_to_camera, dtype=torch.float32, device=device)[None]
-            for K, suffix in ((v.hr, ""), (v.lr, "_lr")):
-                Kt = torch.tensor(K.K, dtype=torch.float32, device=device)[None]
-                out, _, _ = render(params, vm, Kt, K.width, K.height, cfg["sh_degree"], cfg["rasterize_mode"], render_mode="RGB+ED")
-                write_png(Path(out_dir) / f"{v.name}{suffix}.png", (out[0, ..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy())
-                if not suffix:
-                    with atomic_path(Path(out_dir) / f"{v.name}_depth.npy") as tmp, open(tmp, "wb") as f:
-                        np.save(f, out[0, ..., 3].cpu().numpy().astype(np.float32))
+    rgb, depth = render_views(params, scene.test_views, cfg["sh_degree"], cfg["rasterize_mode"], device)
+    rgb_lr, _ = render_views(params, scene.test_views, cfg["sh_degree"], cfg["rasterize_mode"], device, "lr")
+    for v, hr, d, lr in zip(scene.test_views, rgb, depth, rgb_lr):
+        write_png(Path(out_dir) / f"{v.name}.png", (hr * 255).round().byte().numpy())
+        write_png(Path(out_dir) / f"{v.name}_lr.png", (lr * 255).round().byte().numpy())
+        with atomic_path(Path(out_dir) / f"{v.name}_depth.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, d.numpy().astype(np.float32))
 
 
 def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: str, scene_name: str, method: str, lpips_backbone: str | None) -> pd.DataFrame:
@@ -110,6 +108,14 @@ def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[P
     return summary
 
 
+def labelled(tile: Image.Image, label: str) -> np.ndarray:
+    """The tile with its label in white on black in the top-left corner (figures and strips)."""
+    d = ImageDraw.Draw(tile)
+    d.rectangle((0, 0, 6 * len(label) + 4, 12), fill=(0, 0, 0))
+    d.text((2, 1), label, fill=(255, 255, 255))
+    return np.asarray(tile)
+
+
 def crops_figure(scene_dir: Path, render_dirs: dict[str, Path], out_png: Path, crop: int = 96) -> None:
     """Per test view, one row: LR input (nearest-upsampled) | each method | ground truth, on a centre crop."""
     scene = PreparedScene(scene_dir)
@@ -121,12 +127,6 @@ def crops_figure(scene_dir: Path, render_dirs: dict[str, Path], out_png: Path, c
         y0, x0 = (h - c) // 2, (w - c) // 2
         lr = np.asarray(Image.fromarray(np.array(scene.image(v, "lr"))).resize((w, h), Image.NEAREST))
         panels = [("LR input", lr)] + [(f"{m} (2D)" if is_2d(m) else m, np.array(read_image(Path(d) / f"{v.name}.png"))) for m, d in render_dirs.items()] + [("ground truth", gt)]
-        tiles = []
-        for label, img in panels:
-            tile = Image.fromarray(np.ascontiguousarray(img[y0 : y0 + c, x0 : x0 + c])).resize((2 * c, 2 * c), Image.NEAREST)
-            d = ImageDraw.Draw(tile)
-            d.rectangle((0, 0, 6 * len(label) + 4, 12), fill=(0, 0, 0))
-            d.text((2, 1), label, fill=(255, 255, 255))
-            tiles.append(np.asarray(tile))
+        tiles = [labelled(Image.fromarray(np.ascontiguousarray(img[y0 : y0 + c, x0 : x0 + c])).resize((2 * c, 2 * c), Image.NEAREST), label) for label, img in panels]
         rows.append(np.concatenate(tiles, axis=1))
     write_png(out_png, np.concatenate(rows, axis=0))

@@ -18,7 +18,7 @@ import torch
 from .errors import DataError
 from .imaging import resize, to_float, upsample
 from .io import atomic_path, read_image
-from .scene import PreparedScene
+from .scene import PreparedScene, SceneView
 from .splat.gaussians import export_ply, init_from_points
 from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, photometric_loss, scene_scale
 
@@ -35,12 +35,16 @@ def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
     )
 
 
+def train_view(v: SceneView, resolution: str, target: torch.Tensor, lr_target: torch.Tensor | None = None) -> TrainView:
+    """A scene view's camera at "lr" or "hr" with the image to fit there (and its LR image for L_lr)."""
+    intr = getattr(v, resolution)
+    w2c, K = torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(intr.K, dtype=torch.float32)
+    return TrainView(w2c, K, intr.width, intr.height, target, lr_target=lr_target)
+
+
 def lr_views(scene: PreparedScene) -> list[TrainView]:
     """The LR training views as they are."""
-    return [
-        TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.lr.K, dtype=torch.float32), v.lr.width, v.lr.height, to_float(scene.image(v, "lr")))
-        for v in scene.train_views
-    ]
+    return [train_view(v, "lr", to_float(scene.image(v, "lr"))) for v in scene.train_views]
 
 
 def bicubic_views(scene: PreparedScene) -> list[TrainView]:
@@ -48,7 +52,7 @@ def bicubic_views(scene: PreparedScene) -> list[TrainView]:
     out = []
     for v in scene.train_views:
         up = upsample(to_float(scene.image(v, "lr")).permute(2, 0, 1)[None], scene.scale)[0].permute(1, 2, 0)
-        out.append(TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.hr.K, dtype=torch.float32), v.hr.width, v.hr.height, up))
+        out.append(train_view(v, "hr", up))
     return out
 
 
@@ -60,8 +64,7 @@ def sr_views(scene: PreparedScene, sr_dir: Path) -> list[TrainView]:
         sr = to_float(read_image(path))
         if sr.shape[:2] != (v.hr.height, v.hr.width):
             raise DataError(f"{path}: {sr.shape[1]}x{sr.shape[0]}, expected the HR size {v.hr.width}x{v.hr.height}")
-        w2c, K = torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.hr.K, dtype=torch.float32)
-        out.append(TrainView(w2c, K, v.hr.width, v.hr.height, sr, lr_target=to_float(scene.image(v, "lr"))))
+        out.append(train_view(v, "hr", sr, lr_target=to_float(scene.image(v, "lr"))))
     return out
 
 

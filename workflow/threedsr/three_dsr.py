@@ -39,14 +39,14 @@ from tqdm import tqdm
 
 from .consistency import consistency
 from .errors import ConfigError
-from .evaluate import render_views
-from .fit import hr_lr_loss
+from .evaluate import labelled, render_views
+from .fit import hr_lr_loss, train_view
 from .imaging import to_float, upsample
 from .io import atomic_dir, atomic_path, read_image, write_png
 from .metrics import image_metrics, load_lpips
 from .scene import PreparedScene
 from .splat.gaussians import export_ply
-from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, scene_scale
+from .splat.trainer import TrainConfig, Trainer, load_params, scene_scale
 from .sr.base import DiffusionSR
 from .sr.colorfix import color_fix
 from .sr.names import DIFFUSION_MODELS
@@ -168,10 +168,7 @@ class ThreeDSR:
 
     # -- the 3DGS side --------------------------------------------------------------------------
     def fit_round(self, params, hr: list[torch.Tensor], k: int) -> Trainer:
-        views = []
-        for v, h, lr in zip(self.views, hr, self.lr):
-            w2c, K = torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(v.hr.K, dtype=torch.float32)
-            views.append(TrainView(w2c, K, v.hr.width, v.hr.height, h, lr_target=lr.permute(1, 2, 0)))
+        views = [train_view(v, "hr", h, lr_target=lr.permute(1, 2, 0)) for v, h, lr in zip(self.views, hr, self.lr)]
         cfg = round_config(self.gs, self.cfg, k)
         trainer = Trainer(params, views, cfg, scene_scale([v.world_to_camera for v in self.views]), self.device)
         t = self.timesteps[k]
@@ -197,7 +194,7 @@ class ThreeDSR:
         # consistency is measured with one geometry for every image set: the LR model's depth
         _, ref_depth = render_views(params.to(self.device), self.views, self.gs.sh_degree, self.gs.rasterize_mode, self.device)
         conds, x, noise = self.start()
-        k0, rows = 0, [{"step": 0, "t": math.nan, "seconds": 0.0, **self.test_metrics(params.to(self.device))}]
+        k0, rows = 0, None
         state_path = self.out / STATE
         if state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -209,6 +206,8 @@ class ThreeDSR:
                 log.info("resuming %s after step %d of %d", self.out, k0, len(self.timesteps))
             else:
                 log.warning("%s was written with other settings, model or initial 3DGS; starting over", state_path)
+        if rows is None:
+            rows = [{"step": 0, "t": math.nan, "seconds": 0.0, **self.test_metrics(params.to(self.device))}]
         trainer = None
         bar = tqdm(range(k0, len(self.timesteps)), desc=f"3dsr {self.scene.root.name}", unit="step", initial=k0, total=len(self.timesteps))
         for k in bar:
@@ -267,7 +266,7 @@ class ThreeDSR:
 
     def strip(self, name: str) -> np.ndarray:
         """Top row: LR input, then H at every step; bottom row: ground truth, then R at every step."""
-        from PIL import Image, ImageDraw
+        from PIL import Image
 
         i = self.names.index(name)
         gt = _uint8(self.gt[i])
@@ -280,14 +279,7 @@ class ThreeDSR:
             bottom.append((f"R step {k} (t={t})", read_image(folder / f"{name}_R.png")))
 
         def row(panels):
-            tiles = []
-            for label, img in panels:
-                tile = Image.fromarray(np.ascontiguousarray(img[..., :3]))
-                d = ImageDraw.Draw(tile)
-                d.rectangle((0, 0, 6 * len(label) + 4, 12), fill=(0, 0, 0))
-                d.text((2, 1), label, fill=(255, 255, 255))
-                tiles.append(np.asarray(tile))
-            return np.concatenate(tiles, axis=1)
+            return np.concatenate([labelled(Image.fromarray(np.ascontiguousarray(img)), label) for label, img in panels], axis=1)
 
         return np.concatenate([row(top), row(bottom)], axis=0)
 
