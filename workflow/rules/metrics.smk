@@ -28,7 +28,9 @@ rule aggregate_metrics:
     output:
         per_view="results/metrics/per_view.csv",
         summary="results/metrics/summary.csv",
+        json="results/metrics/summary.json",
         consistency="results/metrics/consistency.csv",
+        tables=[f"results/metrics/{d}.md" for d in sorted({d for d, _ in SCENES})],
     log:
         "results/logs/aggregate_metrics.log",
     conda:

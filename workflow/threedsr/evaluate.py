@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from .config import split_method
 from .imaging import to_float
-from .io import atomic_path, read_image, write_png
+from .io import atomic_path, read_image, write_json, write_png
 from .metrics import image_metrics, load_lpips
 from .scene import PreparedScene, SceneView
 from .splat.trainer import load_params, render
@@ -66,7 +66,8 @@ def is_2d(method: str) -> bool:
 
 
 def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[Path] = ()) -> pd.DataFrame:
-    """per_view.csv, summary.csv (per scene and method, plus a mean row per dataset and method), <dataset>.md tables;
+    """per_view.csv, summary.csv (per scene and method, plus a mean row per dataset and method), summary.json (the
+    means), <dataset>.md tables;
     with the consistency rule's per-view tables also consistency.csv (mean per scene and image set)."""
     per_view = pd.concat([pd.read_csv(p) for p in per_view_csvs], ignore_index=True)
     per_scene = per_view.groupby(["dataset", "scene", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean()
@@ -77,6 +78,11 @@ def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[P
     for name, df in (("per_view.csv", per_view), ("summary.csv", summary)):
         with atomic_path(out_dir / name) as tmp:
             df.to_csv(tmp, index=False)
+    # DVC's metrics (`dvc metrics show`, `dvc exp show`): the mean over scenes per dataset and method
+    write_json(out_dir / "summary.json", {
+        dataset: {r.method: {k: None if math.isnan(getattr(r, k)) else round(float(getattr(r, k)), 4) for k in ("psnr", "ssim", "lpips")} for r in df.itertuples()}
+        for dataset, df in means.groupby("dataset")
+    })
     cons = None
     if consistency_csvs:
         cons = pd.concat([pd.read_csv(p) for p in consistency_csvs], ignore_index=True)
