@@ -8,7 +8,6 @@ import pandas as pd
 import yaml
 from PIL import Image
 
-from threedsr.io import read_json
 
 
 def _snakemake(cwd, *args):
@@ -30,40 +29,34 @@ def _override(workflow_dir, cfg: dict) -> str:
     return "test.yaml"
 
 
-def test_synthetic_and_real_scenes_end_to_end(workflow_dir, llff_root):
+def test_real_scene_end_to_end(workflow_dir, llff_root):
+    # the synthetic scenes run end to end in tests/test_dvc.py
     cfg = {
-        "datasets": {
-            # LR 1/32 of 512x384 is 16x12, HR 1/8 is 64x48; fern: LR 126x94, HR 504x376
-            "synthetic": {"scenes": ["forward"], "width": 512, "height": 384, "supersample": 1, "num_points": 2000},
-            "llff": {"root": str(llff_root), "scenes": ["fern"]},
-        },
-        "resolution": {"lr_factor": 32, "hr_factor": 8},
+        "datasets": {"synthetic": {"scenes": []}, "llff": {"root": str(llff_root), "scenes": ["fern"]}},
+        "resolution": {"lr_factor": 64, "hr_factor": 16},  # fern: LR 63x47, HR 252x188
     }
     args = ["--configfile", "params.yaml", _override(workflow_dir, cfg)]
     r = _snakemake(workflow_dir, *args)
     assert r.returncode == 0, r.stderr[-3000:]
     table = pd.read_csv(workflow_dir / "results" / "reports" / "data" / "summary.csv")
-    assert sorted(zip(table.dataset, table.scene)) == [("llff", "fern"), ("synthetic", "forward")]
+    assert sorted(zip(table.dataset, table.scene)) == [("llff", "fern")]
     fern = table[table.scene == "fern"].iloc[0]
-    assert (fern.views, fern.train, fern.test, fern.lr_size, fern.hr_size) == (20, 17, 3, "126x94", "504x376")
+    assert (fern.views, fern.train, fern.test, fern.lr_size, fern.hr_size) == (20, 17, 3, "63x47", "252x188")
     for d, s in zip(table.dataset, table.scene):
         sheet = Image.open(workflow_dir / "results" / "reports" / "data" / f"contact_{d}_{s}.png")
         assert sheet.width > 2 * int(table[table.scene == s].iloc[0].hr_size.split("x")[0])
         assert (workflow_dir / "results" / "logs" / "prepare_scene" / d / f"{s}.log").exists()
-    assert read_json(workflow_dir / "results" / "raw" / "synthetic" / "forward" / "synthetic.json")["textures"]
 
     summary = pd.read_csv(workflow_dir / "results" / "metrics" / "summary.csv")
     assert set(summary.columns) >= {"dataset", "scene", "method", "psnr", "ssim", "lpips"}
     methods = ["lr3dgs", "bicubic", "isr", "sr2d", "sr2d-realesrgan", "3dsr"]  # the default list
     assert sorted(set(summary.method)) == sorted(methods)
-    assert len(summary) == 2 * 6 + 2 * 6  # 2 scenes x 6 methods, plus a mean row per dataset and method
+    assert len(summary) == 6 + 6  # 6 methods, plus a mean row per method
     assert summary.psnr.between(5, 60).all() and summary.ssim.between(0, 1).all()
     assert set(summary[summary.method.str.startswith("sr2d")].kind) == {"2D"} and set(summary[summary.method == "isr"].kind) == {"3D"}
     # isr fits to SR images of every view, sr2d-realesrgan needs the test views only
     assert len(list((workflow_dir / "results" / "sr" / "llff" / "fern" / "tiny").glob("*.png"))) == 20
     assert len(list((workflow_dir / "results" / "sr" / "llff" / "fern" / "realesrgan").glob("*.png"))) == 3
-    prior = read_json(workflow_dir / "results" / "models" / "tiny" / "tiny_sr.json")
-    assert prior["training"]["photos"] and not set(prior["training"]["photos"]) & set(read_json(workflow_dir / "results" / "raw" / "synthetic" / "forward" / "synthetic.json")["textures"])
     per_view = pd.read_csv(workflow_dir / "results" / "metrics" / "per_view.csv")
     assert sorted(per_view[(per_view.scene == "fern") & (per_view.method == "bicubic")].view) == ["IMG_4026", "IMG_4034", "IMG_4042"]
     assert (workflow_dir / "results" / "metrics" / "llff.md").read_text().count("| lr3dgs |") == 2
@@ -77,7 +70,7 @@ def test_synthetic_and_real_scenes_end_to_end(workflow_dir, llff_root):
         assert not (workflow_dir / "results" / "gs" / d / s / "3dsr" / "state.pt").exists()
     consistency = pd.read_csv(workflow_dir / "results" / "metrics" / "consistency.csv")
     assert set(consistency.images) == {"ground truth", "bicubic", "isr: SR images", "3dsr: H, decoded x0", "3dsr: R, renders"}
-    assert len(consistency) == 2 * 5 and consistency.l1.notna().all()
+    assert len(consistency) == 5 and consistency.l1.notna().all()
     assert "Multi-view consistency" in (workflow_dir / "results" / "metrics" / "llff.md").read_text()
     for d, s in zip(table.dataset, table.scene):
         assert Image.open(workflow_dir / "results" / "figures" / f"crops_{d}_{s}.png").width > 0
@@ -87,12 +80,12 @@ def test_synthetic_and_real_scenes_end_to_end(workflow_dir, llff_root):
     again = _snakemake(workflow_dir, *args)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
-    # changed factors redo the downsampling only, not the rendering or the poses (x4 kept: the SR models are x4)
-    cfg["resolution"] = {"lr_factor": 16, "hr_factor": 4}
+    # changed factors redo the downsampling only, not the poses (x4 kept: the SR models are x4)
+    cfg["resolution"] = {"lr_factor": 32, "hr_factor": 8}
     dry = _snakemake(workflow_dir, "-n", "--configfile", "params.yaml", _override(workflow_dir, cfg))
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0
-    assert "prepare_scene" in out and "generate_synthetic" not in out and "rule poses" not in out
+    assert "prepare_scene" in out and "rule poses" not in out
 
 
 def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, fern_dir, tmp_path):

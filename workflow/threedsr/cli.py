@@ -190,6 +190,30 @@ def _crops(a):
     crops_figure(a.scene, dict(zip(a.methods, (Path(p) for p in a.renders))), a.out)
 
 
+def _dvc_yaml(a):
+    import yaml
+
+    from .dvc_stages import dvc_yaml
+    from .io import atomic_path
+
+    text = dvc_yaml(Path("."))
+    target = Path("dvc.yaml")
+    if a.check:
+        if not target.exists() or target.read_text() != text:
+            raise ThreeDSRError("dvc.yaml is not what `threedsr dvc-yaml` generates from the workflow and params.yaml: regenerate it")
+        print("ok: dvc.yaml is current")
+        return
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    print(f"wrote dvc.yaml: {len(yaml.safe_load(text)['stages'])} stages")
+
+
+def _mark_current(a):
+    from .dvc_stages import mark_current
+
+    mark_current(Path("."), a.snakemake_args)
+
+
 def parser() -> argparse.ArgumentParser:
     from .sr.names import INITS, MODELS, UPDATES
 
@@ -338,6 +362,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out-dir", type=Path, required=True)
     c.add_argument("scenes", nargs="+")
     c.set_defaults(func=_data_report)
+
+    c = sub.add_parser("dvc-yaml", help="write dvc.yaml from the Snakemake workflow and params.yaml (run in the project folder)")
+    c.add_argument("--check", action="store_true", help="fail if dvc.yaml is not current instead of writing it")
+    c.set_defaults(func=_dvc_yaml)
+
+    c = sub.add_parser("mark-current", help="after dvc pull / checkout / run-cache restore: make Snakemake trust the restored outputs")
+    c.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="extra snakemake arguments (e.g. --configfile ...)")
+    c.set_defaults(func=_mark_current)
     return p
 
 

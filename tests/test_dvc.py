@@ -1,0 +1,212 @@
+"""DVC over the Snakemake workflow: dvc.yaml is generated from the workflow, and reruns reuse what was computed.
+
+The end-to-end test runs in a temporary git repository on a tiny synthetic config (about 3 minutes):
+a no-op rerun, a lambda_lr change that retrains only 3DSR, `dvc exp run -S`, a run-cache restore and
+sharing through a DVC remote.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from threedsr import dvc_stages
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = str(Path(sys.executable).parent)  # snakemake and dvc of this environment, as the stages call them
+
+TINY = {
+    "datasets": {"synthetic": {"scenes": ["forward"], "width": 512, "height": 384, "supersample": 1, "num_points": 2000}},
+    "resolution": {"lr_factor": 32, "hr_factor": 8},  # LR 16x12, HR 64x48
+    "methods": ["lr3dgs", "3dsr"],
+    "gs": {"iterations": 60, "sh_degree": 1, "sh_degree_interval": 30, "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002}},
+    "threedsr": {"steps": 2, "iters_per_step": 5},
+    "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
+}
+TRAINING = {"train_prior", "pretrain_lr", "fit_3dsr"}
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def _run(cwd, *cmd) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    t = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r, time.perf_counter() - t
+
+
+def _snakemake(cwd, *args):
+    return _run(cwd, sys.executable, "-m", "snakemake", "--cores", "2", *args)
+
+
+def _dvc(cwd, *args):
+    return _run(cwd, sys.executable, "-m", "dvc", *args)
+
+
+def _git(cwd, *args):
+    return _run(cwd, "git", *args)
+
+
+def _jobs_ran(r: subprocess.CompletedProcess) -> set[str]:
+    """Rules in Snakemake's "Job stats" table (empty when there was nothing to do)."""
+    out = r.stdout + r.stderr
+    if "Nothing to be done" in out:
+        return set()
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", table, re.M)} - {"all"}
+
+
+def _stages_ran(r: subprocess.CompletedProcess) -> set[str]:
+    return {m.group(1).split("-")[0] for m in re.finditer(r"Running stage '([^']+)'", r.stdout + r.stderr)}
+
+
+def _set_lambda(repo: Path, value: float):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["threedsr"]["lambda_lr"] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def tiny_repo(tmp_path) -> Path:
+    """A git + DVC repository holding the workflow (the package is the installed one) and a tiny params.yaml."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    for name in ("Snakefile", ".gitignore"):
+        shutil.copy(REPO / name, repo / name)
+    for sub in ("workflow/rules", "workflow/schemas", "envs"):
+        shutil.copytree(REPO / sub, repo / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    params = _merged(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.name", "test")
+    _git(repo, "config", "user.email", "test@example.com")
+    _dvc(repo, "init", "-q")
+    _dvc(repo, "config", "core.analytics", "false")
+    _run(repo, sys.executable, "-m", "threedsr", "dvc-yaml")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "tiny project")
+    return repo
+
+
+def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
+    text = dvc_stages.dvc_yaml(REPO)
+    assert (REPO / "dvc.yaml").read_text() == text, "dvc.yaml is stale: run `threedsr dvc-yaml` and commit it"
+    jobs = dvc_stages.workflow_jobs(REPO)
+    stages = yaml.safe_load(text)["stages"]
+    by_rule = {}
+    for job in jobs.values():
+        if job.rule == "all":
+            continue
+        stage = stages[dvc_stages.stage_name(job)]
+        outs = [next(iter(o)) if isinstance(o, dict) else o for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+        assert sorted(outs) == sorted(job.outputs), job.rule
+        assert sorted(stage.get("deps", [])) == sorted(set(job.inputs)), job.rule
+        assert f"--allowed-rules {job.rule} " in stage["cmd"]
+        by_rule[job.rule] = set(stage.get("params", []))
+    assert len(stages) == sum(j.rule != "all" for j in jobs.values())
+    # what the rules' params pass on, as far as a reader of the .smk files can tell
+    assert by_rule["pretrain_lr"] == {"device", "gs"}
+    assert by_rule["train_prior"] == {"sr.tiny", "threedsr.steps"}
+    assert {"threedsr", "gs", "sr", "metrics"} <= by_rule["fit_3dsr"]
+    assert "threedsr.lambda_lr" in by_rule["fit_isr"] and "threedsr" not in by_rule["fit_isr"]
+    assert "threedsr.lambda_lr" not in by_rule["super_resolve"] and "threedsr.steps" in by_rule["super_resolve"]
+    assert by_rule["prepare_scene"] == {"resolution", "test_every"}  # lr/hr factors are only valid together
+    assert not any("scenes" in k or k == "methods" for keys in by_rule.values() for k in keys)
+    summary = next(s for s in stages.values() if "metrics" in s)
+    assert summary["metrics"] == [{"results/metrics/summary.json": {"cache": False}}]
+
+
+def test_a_key_no_valid_value_can_replace_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(dvc_stages, "_alternatives", lambda value, schema: [])
+    config = yaml.safe_load((REPO / "params.yaml").read_text())
+    with pytest.raises(dvc_stages.ConfigError, match="test_every"):
+        dvc_stages.params_read(REPO, {"test_every": config["test_every"]}, {})
+
+
+def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
+    repo = tiny_repo
+    timings = {}
+
+    # 3. `dvc repro` runs the pipeline, one Snakemake job per stage
+    r, timings["first run (dvc repro)"] = _dvc(repo, "repro")
+    assert {"train_prior", "pretrain_lr", "fit_3dsr", "aggregate_metrics"} <= _stages_ran(r)
+    first = json.loads((repo / "results/metrics/summary.json").read_text())
+    assert first["synthetic"]["3dsr"]["psnr"] > 5
+    # the synthetic scene records its textures, and the prior never saw them
+    textures = json.loads((repo / "results/raw/synthetic/forward/synthetic.json").read_text())["textures"]
+    photos = json.loads((repo / "results/models/tiny/tiny_sr.json").read_text())["training"]["photos"]
+    assert textures and photos and not set(textures) & set(photos)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "first run")
+    # git holds the DVC metrics and plots (cache: false); DVC's cache holds the rest
+    tracked = set(_git(repo, "ls-files", "results")[0].stdout.split())
+    assert tracked == {f"results/metrics/{f}" for f in ("summary.json", "summary.csv", "per_view.csv", "consistency.csv", "synthetic.md")} | {
+        "results/gs/synthetic/forward/3dsr/steps.csv"
+    }
+
+    # 1. Snakemake agrees that everything DVC ran is current
+    r, timings["no-op rerun (snakemake)"] = _snakemake(repo)
+    assert _jobs_ran(r) == set()
+    assert timings["no-op rerun (snakemake)"] < 20
+
+    # 2. only threedsr.lambda_lr changes: 3DSR and what reads its model rerun, nothing upstream is retrained
+    _set_lambda(repo, 0.5)
+    r, timings["lambda_lr changed (snakemake)"] = _snakemake(repo)
+    assert _jobs_ran(r) == {"fit_3dsr", "render_test", "evaluate", "consistency", "aggregate_metrics", "crops_figure"}
+    half = json.loads((repo / "results/metrics/summary.json").read_text())
+    assert half != first
+    # DVC has not recorded this run: mark-current refuses to vouch for it
+    refused = subprocess.run([sys.executable, "-m", "threedsr", "mark-current"], cwd=repo, capture_output=True, text=True)
+    assert refused.returncode == 1 and "fit_3dsr-synthetic-forward-3dsr" in refused.stderr
+    _dvc(repo, "commit", "-f")  # Snakemake's run, recorded in dvc.lock and in DVC's run-cache
+
+    # 3. back to the committed value: DVC's run-cache restores the first run's outputs without training
+    _git(repo, "checkout", "params.yaml")
+    r, timings["back to lambda_lr 1 (dvc repro, run-cache)"] = _dvc(repo, "repro")
+    assert _stages_ran(r) & TRAINING == set()
+    assert "is cached - skipping run, checking out outputs" in r.stdout
+    assert json.loads((repo / "results/metrics/summary.json").read_text()) == first
+    assert _git(repo, "status", "--porcelain")[0].stdout == ""  # dvc.lock is the first run's again
+    # restored files are newer than Snakemake's records: mark-current makes Snakemake agree with DVC
+    _, timings["threedsr mark-current"] = _run(repo, sys.executable, "-m", "threedsr", "mark-current")
+    assert _jobs_ran(_snakemake(repo)[0]) == set()
+
+    # 5. share through a DVC remote: a fresh clone pulls the checkpoints and trains nothing
+    _dvc(repo, "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    _git(repo, "commit", "-qam", "remote")
+    _dvc(repo, "push")
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(repo), str(clone))
+    _, timings["fresh clone: dvc pull"] = _dvc(clone, "pull")
+    assert _snakemake(clone, "-n")[0].stdout.count("pretrain_lr")  # pulled files look stale to Snakemake ...
+    _run(clone, sys.executable, "-m", "threedsr", "mark-current")
+    assert _jobs_ran(_snakemake(clone)[0]) == set()  # ... until marked current
+    assert json.loads((clone / "results/metrics/summary.json").read_text()) == first
+
+    # 4. an experiment (here a run-cache hit: Snakemake's lambda_lr 0.5 run was committed above)
+    _, timings["dvc exp run -S threedsr.lambda_lr=0.5"] = _dvc(repo, "exp", "run", "-S", "threedsr.lambda_lr=0.5")
+    shown = json.loads(_dvc(repo, "exp", "show", "--json")[0].stdout)
+    psnr = {}
+    for rev in shown:
+        for exp in [rev] + [e for ex in rev.get("experiments") or [] for e in ex["revs"]]:
+            lam = exp["data"]["params"]["params.yaml"]["data"]["threedsr"]["lambda_lr"]
+            psnr[exp["name"] if exp.get("name") and exp["rev"] != "workspace" else exp["rev"], lam] = (
+                exp["data"]["metrics"]["results/metrics/summary.json"]["data"]["synthetic"]["3dsr"]["psnr"]
+            )
+    assert psnr.pop(("workspace", 0.5)) == half["synthetic"]["3dsr"]["psnr"]
+    assert sorted(psnr.values()) == sorted([first["synthetic"]["3dsr"]["psnr"], half["synthetic"]["3dsr"]["psnr"]])  # HEAD, the experiment
+    for step, seconds in timings.items():
+        print(f"{step}: {seconds:.1f} s")
