@@ -129,6 +129,17 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert summary["metrics"] == [{"results/metrics/summary.json": {"cache": False}}]
 
 
+def test_an_invalid_params_yaml_is_named(tmp_path):
+    shutil.copy(REPO / "Snakefile", tmp_path)
+    shutil.copytree(REPO / "workflow" / "rules", tmp_path / "workflow" / "rules")
+    shutil.copytree(REPO / "workflow" / "schemas", tmp_path / "workflow" / "schemas")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["threedsr"]["lambda_lr"] = "one"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(dvc_stages.ConfigError, match=r"(?s)params.yaml.*lambda_lr"):
+        dvc_stages.dvc_yaml(tmp_path)
+
+
 def test_a_key_no_valid_value_can_replace_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(dvc_stages, "_alternatives", lambda value, schema: [])
     config = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -211,7 +211,7 @@ def _dvc_yaml(a):
 def _mark_current(a):
     from .dvc_stages import mark_current
 
-    mark_current(Path("."), a.snakemake_args)
+    mark_current(Path("."), ["--configfile", *a.configfile] if a.configfile else [])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -368,7 +368,7 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_dvc_yaml)
 
     c = sub.add_parser("mark-current", help="after dvc pull / checkout / run-cache restore: make Snakemake trust the restored outputs")
-    c.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="extra snakemake arguments (e.g. --configfile ...)")
+    c.add_argument("--configfile", nargs="+", help="Snakemake's config files, if not params.yaml alone")
     c.set_defaults(func=_mark_current)
     return p
 

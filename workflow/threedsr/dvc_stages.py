@@ -43,7 +43,7 @@ PLOTS = re.compile(r"/steps\.csv$")
 @dataclass(frozen=True)
 class Job:
     rule: str
-    wildcards: tuple[tuple[str, str], ...]
+    wildcards: tuple[tuple[str, str], ...]  # in the order of the rule's patterns
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     shellcmd: str
@@ -69,7 +69,7 @@ def workflow_jobs(workdir: Path, config: dict | None = None) -> dict[tuple, Job]
         w._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
         w._build_dag()
         jobs = [
-            Job(j.rule.name, tuple(sorted(j.wildcards.items())), tuple(map(str, j.input)), tuple(map(str, j.output)), j.shellcmd or "")
+            Job(j.rule.name, tuple(j.wildcards.items()), tuple(map(str, j.input)), tuple(map(str, j.output)), j.shellcmd or "")
             for j in w.dag.jobs
             if j.output
         ]
@@ -215,7 +215,10 @@ def dvc_stages(workdir: Path) -> dict:
     """The `stages:` of dvc.yaml for the workflow in `workdir` and its params.yaml."""
     workdir = Path(workdir)
     config = yaml.safe_load((workdir / "params.yaml").read_text())
-    base = workflow_jobs(workdir)
+    try:
+        base = workflow_jobs(workdir)
+    except Exception as e:
+        raise ConfigError(f"Snakemake cannot build the workflow of {workdir.resolve() / 'params.yaml'}: {e} (run `snakemake -n` for details)") from e
     read = params_read(workdir, config, base)
     stages = {}
     for job in sorted(base.values(), key=lambda j: (j.rule, j.wildcards)):
