@@ -124,6 +124,8 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert "threedsr.lambda_lr" in by_rule["fit_isr"] and "threedsr" not in by_rule["fit_isr"]
     assert "threedsr.lambda_lr" not in by_rule["super_resolve"] and "threedsr.steps" in by_rule["super_resolve"]
     assert by_rule["prepare_scene"] == {"resolution", "test_every"}  # lr/hr factors are only valid together
+    # only the stage guarding against a stale dvc.yaml lists the keys that decide which stages exist
+    assert by_rule.pop("data_report") == {"methods", "datasets.synthetic.scenes", "datasets.llff.scenes", "datasets.mipnerf360.scenes"}
     assert not any("scenes" in k or k == "methods" for keys in by_rule.values() for k in keys)
     summary = next(s for s in stages.values() if "metrics" in s)
     assert summary["metrics"] == [{"results/metrics/summary.json": {"cache": False}}]
@@ -219,5 +221,13 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
             )
     assert psnr.pop(("workspace", 0.5)) == half["synthetic"]["3dsr"]["psnr"]
     assert sorted(psnr.values()) == sorted([first["synthetic"]["3dsr"]["psnr"], half["synthetic"]["3dsr"]["psnr"]])  # HEAD, the experiment
+
+    # another method without regenerating dvc.yaml: DVC's Snakemake refuses to run with stages missing
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    (clone / "params.yaml").write_text(yaml.safe_dump({**params, "methods": ["lr3dgs", "bicubic", "3dsr"]}, sort_keys=False))
+    stale = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=clone, capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    assert stale.returncode != 0 and "run `threedsr dvc-yaml`" in stale.stdout + stale.stderr
+    _run(clone, sys.executable, "-m", "threedsr", "dvc-yaml")
+    assert "fit_bicubic-synthetic-forward" in _dvc(clone, "status")[0].stdout  # the new method's stages, to run
     for step, seconds in timings.items():
         print(f"{step}: {seconds:.1f} s")

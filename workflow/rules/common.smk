@@ -1,11 +1,17 @@
 # Shared helpers: cross-key config checks (before any job starts) and where each scene comes from.
+import os
+from pathlib import Path
+
 import threedsr.config
+import threedsr.dvc_stages
 from threedsr.datasets import OFFICIAL_SCENES, local_scene
 from threedsr.devices import visible_gpus
 from threedsr.errors import ConfigError
 
 try:
     threedsr.config.check(config)
+    if "DVC_STAGE" in os.environ:  # run by `dvc repro` / `dvc exp run`: dvc.yaml must have a stage for every job
+        threedsr.dvc_stages.check_generated_for(config, Path(workflow.basedir) / "dvc.yaml")
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
