@@ -9,7 +9,6 @@ import yaml
 from PIL import Image
 
 
-
 def _snakemake(cwd, *args):
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=cwd, capture_output=True, text=True)
 
