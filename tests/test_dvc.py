@@ -227,7 +227,5 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     (clone / "params.yaml").write_text(yaml.safe_dump({**params, "methods": ["lr3dgs", "bicubic", "3dsr"]}, sort_keys=False))
     stale = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=clone, capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
     assert stale.returncode != 0 and "run `threedsr dvc-yaml`" in stale.stdout + stale.stderr
-    _run(clone, sys.executable, "-m", "threedsr", "dvc-yaml")
-    assert "fit_bicubic-synthetic-forward" in _dvc(clone, "status")[0].stdout  # the new method's stages, to run
     for step, seconds in timings.items():
         print(f"{step}: {seconds:.1f} s")
