@@ -1,8 +1,8 @@
 """DVC over the Snakemake workflow: dvc.yaml is generated from the workflow, and reruns reuse what was computed.
 
 The end-to-end test runs in a temporary git repository on a tiny synthetic config (about 3 minutes):
-a no-op rerun, a lambda_lr change that retrains only 3DSR, `dvc exp run -S`, a run-cache restore and
-sharing through a DVC remote.
+a no-op rerun, a lambda_lr change that retrains only 3DSR, `dvc exp run -S`, a run-cache restore,
+sharing through a DVC remote, and a dvc.yaml left stale by a new method being refused.
 """
 
 import json
