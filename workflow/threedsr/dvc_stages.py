@@ -234,10 +234,9 @@ def _out_entry(path: str):
     return path
 
 
-def dvc_stages(workdir: Path) -> dict:
-    """The `stages:` of dvc.yaml for the workflow in `workdir` and its params.yaml."""
+def dvc_stages(workdir: Path, config: dict) -> dict:
+    """The `stages:` of dvc.yaml for the workflow in `workdir` and `config`, its params.yaml."""
     workdir = Path(workdir)
-    config = yaml.safe_load((workdir / "params.yaml").read_text())
     try:
         base = workflow_jobs(workdir)
     except Exception as e:
@@ -271,8 +270,8 @@ def dvc_stages(workdir: Path) -> dict:
 
 
 def dvc_yaml(workdir: Path) -> str:
-    body = yaml.safe_dump({"stages": dvc_stages(workdir)}, sort_keys=False, width=1000)
     config = yaml.safe_load((Path(workdir) / "params.yaml").read_text())
+    body = yaml.safe_dump({"stages": dvc_stages(workdir, config)}, sort_keys=False, width=1000)
     return HEADER + GENERATED_FOR + shape(config) + "\n" + body
 
 
