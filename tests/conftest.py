@@ -30,11 +30,11 @@ def llff_root(fern_dir) -> Path:
 
 @pytest.fixture
 def workflow_dir(tmp_path) -> Path:
-    """A scratch copy of the workflow (Snakefile, params, rules, schemas, envs) to run snakemake in."""
+    """A scratch copy of the workflow (Snakefile, params, rules, schemas, report captions, envs) to run snakemake in."""
     for name in ("Snakefile", "params.yaml"):
         shutil.copy(REPO / name, tmp_path / name)
     # the package itself is the installed one (its numba caches stay warm)
-    for sub in ("rules", "schemas", "presets"):
+    for sub in ("rules", "schemas", "presets", "report"):
         shutil.copytree(REPO / "workflow" / sub, tmp_path / "workflow" / sub, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "envs", tmp_path / "envs")
     return tmp_path

@@ -29,6 +29,7 @@ TINY = {
     "gs": {"iterations": 60, "sh_degree": 1, "sh_degree_interval": 30, "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002}},
     "threedsr": {"steps": 2, "iters_per_step": 5},
     "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
+    "video": {"n_interp": 1, "fps": 8},
 }
 TRAINING = {"train_prior", "pretrain_lr", "fit_3dsr"}
 
@@ -124,6 +125,10 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert "threedsr.lambda_lr" in by_rule["fit_isr"] and "threedsr" not in by_rule["fit_isr"]
     assert "threedsr.lambda_lr" not in by_rule["super_resolve"] and "threedsr.steps" in by_rule["super_resolve"]
     assert by_rule["prepare_scene"] == {"resolution", "test_every"}  # lr/hr factors are only valid together
+    # SuperGaussian's frames: Real-ESRGAN has no sampler, so 3DSR's sampler keys do not rerun them
+    assert by_rule["supergaussian_frames"] == {"device", "sr", "supergaussian.n_interp", "supergaussian.upsampler"}
+    assert by_rule["fit_supergaussian"] == {"device", "gs", "supergaussian.iterations", "supergaussian.lambda_lr"}
+    assert by_rule["flythrough"] == {"device", "video"}
     # only the stage guarding against a stale dvc.yaml lists the keys that decide which stages exist
     assert by_rule.pop("data_report") == {"methods", "datasets.synthetic.scenes", "datasets.llff.scenes", "datasets.mipnerf360.scenes"}
     assert not any("scenes" in k or k == "methods" for keys in by_rule.values() for k in keys)
@@ -166,7 +171,7 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     _git(repo, "commit", "-qm", "first run")
     # git holds the DVC metrics and plots (cache: false); DVC's cache holds the rest
     tracked = set(_git(repo, "ls-files", "results")[0].stdout.split())
-    assert tracked == {f"results/metrics/{f}" for f in ("summary.json", "summary.csv", "per_view.csv", "consistency.csv", "synthetic.md")} | {
+    assert tracked == {f"results/metrics/{f}" for f in ("summary.json", "summary.csv", "per_view.csv", "consistency.csv", "synthetic.md", "synthetic.html")} | {
         "results/gs/synthetic/forward/3dsr/steps.csv"
     }
 
@@ -178,7 +183,7 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     # 2. only threedsr.lambda_lr changes: 3DSR and what reads its model rerun, nothing upstream is retrained
     _set_lambda(repo, 0.5)
     r, timings["lambda_lr changed (snakemake)"] = _snakemake(repo)
-    assert _jobs_ran(r) == {"fit_3dsr", "render_test", "evaluate", "consistency", "aggregate_metrics", "crops_figure"}
+    assert _jobs_ran(r) == {"fit_3dsr", "render_test", "evaluate", "consistency", "aggregate_metrics", "crops_figure", "flythrough", "side_by_side"}
     half = json.loads((repo / "results/metrics/summary.json").read_text())
     assert half != first
     # DVC has not recorded this run: mark-current refuses to vouch for it

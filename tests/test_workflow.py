@@ -8,6 +8,9 @@ import pandas as pd
 import yaml
 from PIL import Image
 
+from threedsr.io import read_json
+from threedsr.video import count_frames, read_mp4
+
 
 def _snakemake(cwd, *args):
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=cwd, capture_output=True, text=True)
@@ -20,6 +23,8 @@ FAST = {
     "isr": {"iterations": 20},
     "threedsr": {"iters_per_step": 5},
     "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
+    "supergaussian": {"n_interp": 1, "upsampler": "tiny", "iterations": 20},
+    "video": {"n_interp": 1, "fps": 8},
 }
 
 
@@ -48,9 +53,9 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
 
     summary = pd.read_csv(workflow_dir / "results" / "metrics" / "summary.csv")
     assert set(summary.columns) >= {"dataset", "scene", "method", "psnr", "ssim", "lpips"}
-    methods = ["lr3dgs", "bicubic", "isr", "sr2d", "sr2d-realesrgan", "3dsr"]  # the default list
+    methods = ["lr3dgs", "bicubic", "supergaussian", "isr", "sr2d", "sr2d-realesrgan", "3dsr"]  # the default list
     assert sorted(set(summary.method)) == sorted(methods)
-    assert len(summary) == 6 + 6  # 6 methods, plus a mean row per method
+    assert len(summary) == 7 + 7  # 7 methods, plus a mean row per method
     assert summary.psnr.between(5, 60).all() and summary.ssim.between(0, 1).all()
     assert set(summary[summary.method.str.startswith("sr2d")].kind) == {"2D"} and set(summary[summary.method == "isr"].kind) == {"3D"}
     # isr fits to SR images of every view, sr2d-realesrgan needs the test views only
@@ -71,6 +76,21 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
     assert set(consistency.images) == {"ground truth", "bicubic", "isr: SR images", "3dsr: H, decoded x0", "3dsr: R, renders"}
     assert len(consistency) == 5 and consistency.l1.notna().all()
     assert "Multi-view consistency" in (workflow_dir / "results" / "metrics" / "llff.md").read_text()
+    # SuperGaussian: 17 training cameras, 1 pose between each pair -> 33 frames, upsampled by the configured model
+    frames = workflow_dir / "results" / "supergaussian" / "llff" / "fern" / "frames"
+    assert len(list((frames / "hr").glob("*.png"))) == 33 and read_json(frames / "frames.json")["upsampler"] == "tiny"
+    # one video per 3D method along the same path, and all of them side by side: every frame decodes
+    videos = workflow_dir / "results" / "videos" / "llff" / "fern"
+    assert sorted(p.stem for p in videos.glob("*.mp4")) == sorted(["lr3dgs", "bicubic", "supergaussian", "isr", "3dsr", "side_by_side"])
+    assert {p.stem: count_frames(p) for p in videos.glob("*.mp4")} == {p.stem: 33 for p in videos.glob("*.mp4")}
+    assert read_mp4(videos / "side_by_side.mp4")[0][0].shape == (2 * 188, 3 * 252, 3)
+    # the report: one self-contained page with every flagged result embedded
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--report", "results/report.html", *args], cwd=workflow_dir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = (workflow_dir / "results" / "report.html").read_text()
+    for category in ("Scores", "Test-view crops", "3DSR per step", "Fly-through videos"):
+        assert category in report
+    assert len(report) > sum(p.stat().st_size for p in videos.glob("*.mp4"))
     for d, s in zip(table.dataset, table.scene):
         assert Image.open(workflow_dir / "results" / "figures" / f"crops_{d}_{s}.png").width > 0
         ply = (workflow_dir / "results" / "gs" / d / s / "lr3dgs" / "point_cloud.ply").read_bytes()

@@ -31,6 +31,10 @@ rule aggregate_metrics:
         json="results/metrics/summary.json",
         consistency="results/metrics/consistency.csv",
         tables=[f"results/metrics/{d}.md" for d in sorted({d for d, _ in SCENES})],
+        html=[
+            report(f"results/metrics/{d}.html", caption="../report/scores.rst", category="Scores", labels={"dataset": d})
+            for d in sorted({d for d, _ in SCENES})
+        ],
     log:
         "results/logs/aggregate_metrics.log",
     conda:
@@ -47,7 +51,12 @@ rule crops_figure:
         scene="results/scenes/{dataset}/{scene}",
         renders=[f"results/renders/{{dataset}}/{{scene}}/{m}" for m in METHODS],
     output:
-        "results/figures/crops_{dataset}_{scene}.png",
+        report(
+            "results/figures/crops_{dataset}_{scene}.png",
+            caption="../report/crops.rst",
+            category="Test-view crops",
+            labels={"scene": "{dataset}/{scene}"},
+        ),
     params:
         methods=" ".join(METHODS),
     log:

@@ -3,7 +3,7 @@
 import json
 import shlex
 
-from threedsr.sr.names import MODELS
+from threedsr.sr.names import DIFFUSION_MODELS, MODELS
 
 
 def sr_model(method):
@@ -153,7 +153,12 @@ rule fit_3dsr:
         ckpt="results/gs/{dataset}/{scene}/{tdsr}/ckpt.pt",
         ply="results/gs/{dataset}/{scene}/{tdsr}/point_cloud.ply",
         steps="results/gs/{dataset}/{scene}/{tdsr}/steps.csv",
-        plot="results/gs/{dataset}/{scene}/{tdsr}/steps.png",
+        plot=report(
+            "results/gs/{dataset}/{scene}/{tdsr}/steps.png",
+            caption="../report/steps.rst",
+            category="3DSR per step",
+            labels={"scene": "{dataset}/{scene}", "method": "{tdsr}"},
+        ),
         strips=directory("results/gs/{dataset}/{scene}/{tdsr}/strips"),
         views=directory("results/gs/{dataset}/{scene}/{tdsr}/views"),
     params:

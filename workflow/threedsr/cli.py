@@ -80,6 +80,12 @@ def _fit(a):
         if a.sr_dir is None:
             raise SystemExit("threedsr fit: --targets sr needs --sr-dir")
         views, loss_fn = sr_views(scene, a.sr_dir), hr_lr_loss(a.lambda_lr, cfg.delta_dssim)
+    elif a.targets == "frames":
+        from .supergaussian import frame_views
+
+        if a.frames_dir is None:
+            raise SystemExit("threedsr fit: --targets frames needs --frames-dir")
+        views, loss_fn = frame_views(scene, a.frames_dir, a.lambda_lr), hr_lr_loss(a.lambda_lr, cfg.delta_dssim)
     else:
         views = lr_views(scene) if a.targets == "lr" else bicubic_views(scene)
     trainer = fit(a.scene, a.out, cfg, views, resolve_device(a.device), init=a.init, loss_fn=loss_fn)
@@ -111,6 +117,15 @@ def _super_resolve(a):
 
     model, sr = _load_sr(a, resolve_device(a.device))
     super_resolve_scene(a.scene, model, _sampler(a), a.out, sr["batch_size"], a.views)
+
+
+def _supergaussian_frames(a):
+    from .devices import resolve_device
+    from .supergaussian import make_frames
+
+    device = resolve_device(a.device)
+    model, sr = _load_sr(a, device)
+    make_frames(a.scene, a.ckpt, a.out, a.n_interp, model, _sampler(a), sr["batch_size"], device)
 
 
 def _load_sr(a, device):
@@ -190,6 +205,23 @@ def _crops(a):
     crops_figure(a.scene, dict(zip(a.methods, (Path(p) for p in a.renders))), a.out)
 
 
+def _flythrough(a):
+    from .devices import resolve_device
+    from .video import flythrough
+
+    flythrough(a.ckpt, a.scene, a.out, a.n_interp, a.fps, resolve_device(a.device))
+
+
+def _side_by_side(a):
+    from .video import side_by_side, video_page
+
+    if len(a.labels) != len(a.videos):
+        raise SystemExit("threedsr side-by-side: one --labels entry per video")
+    n = side_by_side(dict(zip(a.labels, (Path(p) for p in a.videos))), a.out)
+    if a.html:
+        video_page(a.out, a.html, a.out.stem, f"{a.title}: {', '.join(a.labels)}; {n} frames")
+
+
 def _dvc_yaml(a):
     import yaml
 
@@ -266,9 +298,10 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("fit", help="fit 3DGS to a scene's LR views, their bicubic upsampling or their SR images")
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--targets", choices=["lr", "bicubic", "sr"], required=True)
+    c.add_argument("--targets", choices=["lr", "bicubic", "sr", "frames"], required=True)
     c.add_argument("--sr-dir", type=Path, help="SR images of the training views (--targets sr), <view>.png")
-    c.add_argument("--lambda-lr", type=float, default=1.0, help="weight of the LR term with --targets sr")
+    c.add_argument("--frames-dir", type=Path, help="SuperGaussian's upsampled trajectory frames (--targets frames)")
+    c.add_argument("--lambda-lr", type=float, default=1.0, help="weight of the LR term with --targets sr or frames")
     c.add_argument("--gs", required=True, help="params.yaml's gs block as JSON")
     c.add_argument("--iterations", type=int, help="override gs.iterations")
     c.add_argument("--init", type=Path, help="start from this checkpoint's Gaussians")
@@ -296,6 +329,22 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--init", choices=INITS, default="noised_lr")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(func=_super_resolve)
+
+    c = sub.add_parser("supergaussian-frames", help="SuperGaussian: render the LR model along a smooth path at LR and upsample the frames")
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--ckpt", type=Path, required=True, help="the LR-pretrained 3DGS checkpoint")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--n-interp", type=int, required=True, help="poses between consecutive training cameras")
+    c.add_argument("--model", required=True, choices=MODELS, help="the upsampler")
+    c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
+    c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--steps", type=int, default=4)
+    c.add_argument("--update", choices=UPDATES, default="ddim")
+    c.add_argument("--eta", type=float, default=0.0)
+    c.add_argument("--init", choices=INITS, default="noised_lr")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=_supergaussian_frames)
 
     c = sub.add_parser("run-3dsr", help="the 3DSR stage: diffusion sampling and 3DGS fitting, interleaved")
     c.add_argument("--scene", type=Path, required=True)
@@ -357,6 +406,23 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--methods", nargs="+", required=True)
     c.add_argument("--renders", nargs="+", required=True)
     c.set_defaults(func=_crops)
+
+    c = sub.add_parser("flythrough", help="MP4 of a checkpoint rendered at HR along the smooth path through the training cameras")
+    c.add_argument("--ckpt", type=Path, required=True)
+    c.add_argument("--scene", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--n-interp", type=int, required=True)
+    c.add_argument("--fps", type=float, required=True)
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_flythrough)
+
+    c = sub.add_parser("side-by-side", help="the methods' fly-through MP4s in one labelled grid (and an HTML page playing it)")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--labels", nargs="+", required=True)
+    c.add_argument("--html", type=Path, help="also write a self-contained page playing the video")
+    c.add_argument("--title", default="fly-through")
+    c.add_argument("--videos", nargs="+", required=True)
+    c.set_defaults(func=_side_by_side)
 
     c = sub.add_parser("data-report", help="summary table and contact sheets of prepared scenes")
     c.add_argument("--out-dir", type=Path, required=True)

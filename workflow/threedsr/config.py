@@ -60,7 +60,7 @@ def check(config: dict) -> None:
     lr, hr = config["resolution"]["lr_factor"], config["resolution"]["hr_factor"]
     if lr <= hr or lr % hr:
         raise ConfigError(f"resolution.lr_factor ({lr}) must be a multiple of resolution.hr_factor ({hr}) and larger than it")
-    sr_methods = [m for m in config["methods"] if split_method(m)[0] in ("isr", "sr2d", "3dsr")]
+    sr_methods = [m for m in config["methods"] if split_method(m)[0] in ("isr", "sr2d", "3dsr", "supergaussian")]
     if sr_methods and lr // hr != 4:
         raise ConfigError(
             f"methods: {', '.join(sr_methods)} use x4 SR models, but resolution.lr_factor / resolution.hr_factor = {lr}/{hr} = {lr // hr}"

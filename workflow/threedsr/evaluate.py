@@ -111,7 +111,32 @@ def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[P
                 lines.append(f"| {r.images} | {r.scene} | {r.l1:.2f} | {r.psnr:.2f} | {r.valid:.2f} |")
         with atomic_path(out_dir / f"{dataset}.md") as tmp:
             tmp.write_text("\n".join(lines) + "\n")
+        with atomic_path(out_dir / f"{dataset}.html") as tmp:
+            tmp.write_text(tables_html(dataset, df, None if cons is None else cons[cons["dataset"] == dataset]))
     return summary
+
+
+def tables_html(dataset: str, summary: pd.DataFrame, consistency: pd.DataFrame | None) -> str:
+    """One self-contained page per dataset with the score and consistency tables (what the Snakemake report shows)."""
+    scores = summary.sort_values(["scene", "method"]).assign(method=lambda d: [f"{m} (2D)" if is_2d(m) else m for m in d["method"]])
+    scores = scores[["scene", "method", "psnr", "ssim", "lpips"]].rename(columns={"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"})
+    parts = [
+        f"<h2>{dataset}: test views at HR</h2>",
+        "<p>Mean over each scene's test views; <i>mean</i> rows average the scenes. (2D) rows are 2D super-resolution of each "
+        "test view's own LR image, a reference, not a 3D method.</p>",
+        scores.to_html(index=False, float_format=lambda x: f"{x:.4f}", na_rep="n/a", border=0),
+    ]
+    if consistency is not None and len(consistency):
+        parts += [
+            "<h2>Multi-view consistency of the training views' images</h2>",
+            "<p>Each view warped into its nearest training view with the LR model's HR depth; masked error against that view's "
+            "image (lower L1, higher PSNR = more consistent). The ground truth row is the floor set by depth errors and lighting; "
+            "blurry images also agree more, so read it beside the test-view scores.</p>",
+            consistency[["scene", "images", "l1", "psnr", "valid"]].rename(columns={"l1": "warp L1 ×255 ↓", "psnr": "warp PSNR ↑"})
+            .to_html(index=False, float_format=lambda x: f"{x:.2f}", border=0),
+        ]
+    style = "body{font-family:sans-serif;margin:12px} table{border-collapse:collapse} td,th{padding:3px 10px;border-bottom:1px solid #ccc;text-align:right}"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{dataset}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
 
 def labelled(tile: Image.Image, label: str) -> np.ndarray:

@@ -35,7 +35,7 @@ def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
     )
 
 
-def train_view(v: SceneView, resolution: str, target: torch.Tensor, lr_target: torch.Tensor | None = None) -> TrainView:
+def train_view(v: SceneView, resolution: str, target: torch.Tensor | None, lr_target: torch.Tensor | None = None) -> TrainView:
     """A scene view's camera at "lr" or "hr" with the image to fit there (and its LR image for L_lr)."""
     intr = getattr(v, resolution)
     w2c, K = torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(intr.K, dtype=torch.float32)
@@ -79,10 +79,11 @@ def targets_fingerprint(views: list[TrainView]) -> str:
 
 
 def hr_lr_loss(lambda_lr: float, delta_dssim: float):
-    """L = L_hr(H, R) + λ·L_lr(L, down(R)), each (1−δ)·L1 + δ·D-SSIM; down = antialiased bicubic to the LR size."""
+    """L = L_hr(H, R) + λ·L_lr(L, down(R)), each (1−δ)·L1 + δ·D-SSIM; down = antialiased bicubic to the LR size.
+    A view without an HR target (SuperGaussian's real LR views) has the λ·L_lr term alone."""
 
     def loss(render: torch.Tensor, view: TrainView) -> torch.Tensor:
-        hr = photometric_loss(render, view.target, delta_dssim)
+        hr = 0.0 if view.target is None else photometric_loss(render, view.target, delta_dssim)
         if lambda_lr == 0 or view.lr_target is None:
             return hr
         h, w = view.lr_target.shape[:2]

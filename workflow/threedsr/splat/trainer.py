@@ -53,7 +53,7 @@ class TrainView:
     K: torch.Tensor  # (3, 3)
     width: int
     height: int
-    target: torch.Tensor  # (H, W, 3) in [0, 1]
+    target: torch.Tensor | None  # (H, W, 3) in [0, 1]; None: a loss_fn compares this view at LR only
     lr_target: torch.Tensor | None = None  # the view's LR image, for losses that also compare at LR
 
 
@@ -83,7 +83,7 @@ class Trainer:
         self.cfg, self.scale, self.device = cfg, scale, torch.device(device)
         # cameras and targets move to the device once, not at every step
         self.views = [
-            replace(v, world_to_camera=v.world_to_camera.to(self.device), K=v.K.to(self.device), target=v.target.to(self.device),
+            replace(v, world_to_camera=v.world_to_camera.to(self.device), K=v.K.to(self.device), target=None if v.target is None else v.target.to(self.device),
                     lr_target=None if v.lr_target is None else v.lr_target.to(self.device))
             for v in views
         ]

@@ -1,0 +1,58 @@
+# The SuperGaussian baseline: a video of the LR model along a smooth path, upsampled frame by frame,
+# then a new 3DGS fit at HR to the frames (threedsr/supergaussian.py).
+
+
+rule supergaussian_frames:
+    input:
+        scene="results/scenes/{dataset}/{scene}",
+        ckpt="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
+        weights=model_weights(config["supergaussian"]["upsampler"]),
+    output:
+        directory("results/supergaussian/{dataset}/{scene}/frames"),
+    params:
+        n_interp=config["supergaussian"]["n_interp"],
+        upsampler=config["supergaussian"]["upsampler"],
+        model_path=lambda w, input: model_path_arg(input),
+        sr=json.dumps(config["sr"]),
+        # only a diffusion upsampler has sampler settings: a sweep over them must not rerun Real-ESRGAN
+        sampler=SAMPLER_ARGS if config["supergaussian"]["upsampler"] in DIFFUSION_MODELS else "",
+        device=config["device"],
+    log:
+        "results/logs/supergaussian_frames/{dataset}/{scene}.log",
+    conda:
+        CPU_ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    shell:
+        "{THREEDSR} supergaussian-frames --scene {input.scene} --ckpt {input.ckpt} --out {output} --n-interp {params.n_interp} "
+        "--model {params.upsampler} {params.model_path} --sr {params.sr:q} {params.sampler} --device {params.device} > {log} 2>&1"
+
+
+rule fit_supergaussian:
+    input:
+        scene="results/scenes/{dataset}/{scene}",
+        init="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
+        frames="results/supergaussian/{dataset}/{scene}/frames",
+    output:
+        ckpt="results/gs/{dataset}/{scene}/supergaussian/ckpt.pt",
+        ply="results/gs/{dataset}/{scene}/supergaussian/point_cloud.ply",
+    params:
+        gs=json.dumps(config["gs"]),
+        iterations=config["supergaussian"]["iterations"],
+        lambda_lr=config["supergaussian"]["lambda_lr"],
+        device=config["device"],
+        out="results/gs/{dataset}/{scene}/supergaussian",
+    log:
+        "results/logs/fit_supergaussian/{dataset}/{scene}.log",
+    conda:
+        CPU_ENV
+    threads: 2
+    resources:
+        mem_mb=8000,
+        gpu=1,
+    shell:
+        "NUMBA_NUM_THREADS={threads} {THREEDSR} fit --scene {input.scene} --out {params.out} --targets frames "
+        "--frames-dir {input.frames} --lambda-lr {params.lambda_lr} --init {input.init} --iterations {params.iterations} "
+        "--gs {params.gs:q} --device {params.device} > {log} 2>&1"

@@ -1,0 +1,123 @@
+"""Fly-through videos: one MP4 per 3D method along one shared smooth path, and all of them side by side.
+
+Flicker and view-dependent inconsistency show in motion, not in still test views. MP4s are H.264
+(yuv420p, what browsers play) written by the ffmpeg binary that the imageio-ffmpeg wheel ships.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import DataError
+from .evaluate import labelled, render_views
+from .io import atomic_path
+from .scene import PreparedScene
+from .splat.trainer import load_params
+from .trajectory import scene_trajectory
+
+log = logging.getLogger(__name__)
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """yuv420p needs even sides: pad by repeating the last row / column."""
+    h, w = frame.shape[:2]
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def write_mp4(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
+    """H×W×3 uint8 frames as an MP4, written atomically (a killed job leaves no playable-looking file)."""
+    import imageio_ffmpeg
+
+    if not frames:
+        raise ValueError(f"{path}: no frames to write")
+    frames = [_even(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
+    h, w = frames[0].shape[:2]
+    with atomic_path(path) as tmp:
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp), (w, h), fps=fps, codec="libx264", quality=8, pix_fmt_out="yuv420p", macro_block_size=1,
+            output_params=["-f", "mp4", "-movflags", "+faststart"], ffmpeg_log_level="error",
+        )
+        writer.send(None)
+        for f in frames:
+            writer.send(f)
+        writer.close()
+
+
+def read_mp4(path: str | Path) -> tuple[list[np.ndarray], float]:
+    """Every decoded frame (H×W×3 uint8) and the frame rate."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such video")
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        meta = next(reader)
+        w, h = meta["size"]
+        frames = [np.frombuffer(b, dtype=np.uint8).reshape(h, w, 3) for b in reader]
+    except (RuntimeError, OSError, StopIteration) as e:
+        raise DataError(f"{path}: cannot decode ({e})") from None
+    if not frames:
+        raise DataError(f"{path}: no frames")
+    return frames, float(meta["fps"])
+
+
+def count_frames(path: str | Path) -> int:
+    """Frames counted by decoding the whole file (a truncated file counts what decodes)."""
+    return len(read_mp4(path)[0])
+
+
+def flythrough(ckpt: Path, scene_dir: Path, out_mp4: Path, n_interp: int, fps: float, device: torch.device) -> int:
+    """Render a checkpoint at HR along the scene's smooth path through its training cameras; returns the frame count."""
+    scene = PreparedScene(scene_dir)
+    path = scene_trajectory(scene, n_interp)
+    params, state = load_params(ckpt, device)
+    cfg = state["config"]
+    rgb, _ = render_views(params, path, cfg["sh_degree"], cfg["rasterize_mode"], device)
+    write_mp4(out_mp4, [(f * 255).round().byte().numpy() for f in rgb], fps)
+    log.info("%s: %d frames at %dx%d, %.1f s", out_mp4, len(rgb), path[0].hr.width, path[0].hr.height, len(rgb) / fps)
+    return len(rgb)
+
+
+def side_by_side(videos: dict[str, Path], out_mp4: Path, columns: int = 3) -> int:
+    """The methods' videos in a labelled grid (same length and size required); returns the frame count."""
+    clips = {label: read_mp4(p) for label, p in videos.items()}
+    lengths = {label: len(frames) for label, (frames, _) in clips.items()}
+    sizes = {label: frames[0].shape for label, (frames, _) in clips.items()}
+    if len(set(lengths.values())) > 1 or len(set(sizes.values())) > 1:
+        raise DataError(f"videos differ in length or size, so they are not one trajectory: {lengths}, {sizes}")
+    first_frames, fps = next(iter(clips.values()))
+    n, (h, w) = len(first_frames), first_frames[0].shape[:2]
+    columns = min(columns, len(clips))
+    rows = math.ceil(len(clips) / columns)
+    grid = []
+    for i in range(n):
+        canvas = np.zeros((rows * h, columns * w, 3), dtype=np.uint8)
+        for k, (label, (frames, _)) in enumerate(clips.items()):
+            r, c = divmod(k, columns)
+            canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = labelled(Image.fromarray(frames[i].copy()), label)
+        grid.append(canvas)
+    write_mp4(out_mp4, grid, fps)
+    return n
+
+
+def video_page(mp4: Path, out_html: Path, title: str, note: str) -> None:
+    """A self-contained HTML page playing the video (embedded as a data URI): what the Snakemake report shows."""
+    data = base64.b64encode(Path(mp4).read_bytes()).decode("ascii")
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        "<body style='margin:0;font-family:sans-serif;background:#111;color:#eee'>"
+        f"<p style='margin:6px'>{html.escape(note)}</p>"
+        f"<video controls loop autoplay muted playsinline style='max-width:100%;image-rendering:pixelated' "
+        f"src='data:video/mp4;base64,{data}'></video></body></html>"
+    )
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(page)
