@@ -12,11 +12,13 @@ def sr_model(method):
 
 
 def model_weights(model):
-    """Files an SR model needs from this workflow: the trained prior or the converted Real-ESRGAN."""
+    """Files an SR model needs: the trained prior, the converted Real-ESRGAN, RealBasicVSR's checkpoint."""
     if model == "tiny":
         return "results/models/tiny"
     if model == "realesrgan" and not config["sr"]["realesrgan"]["path"]:
         return "results/models/realesrgan-x4plus.safetensors"
+    if model == "realbasicvsr":  # the user's file: a changed checkpoint reruns what it upsampled
+        return config["sr"]["realbasicvsr"]["path"] or []
     return []
 
 

@@ -247,7 +247,7 @@ def _mark_current(a):
 
 
 def parser() -> argparse.ArgumentParser:
-    from .sr.names import INITS, MODELS, UPDATES
+    from .sr.names import INITS, MODELS, UPDATES, VIDEO_MODELS
 
     p = argparse.ArgumentParser(prog="threedsr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -335,7 +335,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--ckpt", type=Path, required=True, help="the LR-pretrained 3DGS checkpoint")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--n-interp", type=int, required=True, help="poses between consecutive training cameras")
-    c.add_argument("--model", required=True, choices=MODELS, help="the upsampler")
+    c.add_argument("--model", required=True, choices=MODELS + VIDEO_MODELS, help="the upsampler")
     c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
     c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
     c.add_argument("--device", default="auto")

@@ -8,7 +8,7 @@ import yaml
 
 from .datasets import OFFICIAL_SCENES, local_scene
 from .errors import ConfigError
-from .sr.names import DIFFUSION_MODELS
+from .sr.names import DIFFUSION_MODELS, REALBASICVSR_WEIGHTS_HINT
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 
@@ -65,6 +65,8 @@ def check(config: dict) -> None:
         raise ConfigError(
             f"methods: {', '.join(sr_methods)} use x4 SR models, but resolution.lr_factor / resolution.hr_factor = {lr}/{hr} = {lr // hr}"
         )
+    if "supergaussian" in config["methods"] and config["supergaussian"]["upsampler"] == "realbasicvsr" and not config["sr"]["realbasicvsr"]["path"]:
+        raise ConfigError(f"supergaussian.upsampler: realbasicvsr needs its weights, and sr.realbasicvsr.path is null: {REALBASICVSR_WEIGHTS_HINT}")
     for m in config["methods"]:
         base, model = split_method(m)
         if base == "3dsr" and (model or config["sr"]["model"]) not in DIFFUSION_MODELS:

@@ -3,9 +3,10 @@
 1. Render the LR-pretrained 3DGS at LR along a smooth path through the training cameras
    (`trajectory.scene_trajectory`; the 3DSR authors used 4 poses between consecutive cameras).
 2. Upsample the frames ×4 (`upsample_frames`). The paper's prior is VideoGigaGAN, which is not
-   public; its public code ships RealBasicVSR. Here any SR model of the project does it frame by
-   frame (Real-ESRGAN by default): no temporal propagation, so the frames are less consistent
-   with each other than a video model's would be, and the 3DGS fit is what reconciles them.
+   public; its public code ships RealBasicVSR (`sr/realbasicvsr.py`, where its weights are
+   present), which sees the whole sequence. Any image SR model of the project does it frame by
+   frame instead (Real-ESRGAN by default, offline): no temporal propagation, so the frames agree
+   less with each other, and the 3DGS fit is what reconciles them.
 3. Fit a new 3DGS at HR to the frames with their cameras, starting from the LR model
    (`frame_views`; `fit.fit` does the fitting). The original has no loss against the real LR
    views; `lambda_lr` > 0 adds λ·L_lr(L, down(R)) on the training cameras.
@@ -44,8 +45,11 @@ def _to_uint8(img: torch.Tensor) -> np.ndarray:  # H×W×3 float in [0, 1]
 
 
 def upsample_frames(model: SRModel, frames: list[torch.Tensor], sampler: SamplerConfig, seeds: list[int], batch_size: int) -> list[torch.Tensor]:
-    """H×W×3 LR frames -> ×scale frames, in order. Per-frame models see batches of frames; a video model
-    (one that propagates across frames) would take the whole sequence here instead."""
+    """H×W×3 LR frames -> ×scale frames, in order. A video model (RealBasicVSR) sees the whole sequence
+    in path order; an image SR model sees batches of frames, each frame on its own."""
+    if getattr(model, "is_video", False):
+        sr = model.super_resolve_video(torch.stack([f.permute(2, 0, 1) for f in frames]))
+        return [img.permute(1, 2, 0) for img in sr]
     out = []
     for i in tqdm(range(0, len(frames), batch_size), desc=f"upsample ({model.name})", unit="batch", mininterval=2.0):
         lr = torch.stack([f.permute(2, 0, 1) for f in frames[i : i + batch_size]])

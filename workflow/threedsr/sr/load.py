@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import SRModel, auto_dtype
-from .names import MODELS
+from .names import MODELS, VIDEO_MODELS
 
 
 def load_sr_model(name: str, options: dict, device: torch.device, dtype: str = "auto") -> SRModel:
@@ -25,4 +25,8 @@ def load_sr_model(name: str, options: dict, device: torch.device, dtype: str = "
         from .realesrgan import RealESRGAN
 
         return RealESRGAN.from_pretrained(options.get("path"), device=device, dtype=dt, **tile)
-    raise ValueError(f"unknown SR model {name!r}; known: {', '.join(MODELS)}")
+    if name == "realbasicvsr":
+        from .realbasicvsr import RealBasicVSR
+
+        return RealBasicVSR.from_pretrained(options.get("path"), device=device, dtype=dt, max_seq_len=options.get("max_seq_len", 100))
+    raise ValueError(f"unknown SR model {name!r}; known: {', '.join(MODELS + VIDEO_MODELS)}")
