@@ -128,7 +128,7 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     # SuperGaussian's frames: Real-ESRGAN has no sampler, so 3DSR's sampler keys do not rerun them
     assert by_rule["supergaussian_frames"] == {"device", "sr", "supergaussian.n_interp", "supergaussian.upsampler"}
     assert by_rule["fit_supergaussian"] == {"device", "gs", "supergaussian.iterations", "supergaussian.lambda_lr"}
-    assert by_rule["flythrough"] == {"device", "video"}
+    assert by_rule["videos"] == {"device", "video"}
     # only the stage guarding against a stale dvc.yaml lists the keys that decide which stages exist
     assert by_rule.pop("data_report") == {"methods", "datasets.synthetic.scenes", "datasets.llff.scenes", "datasets.mipnerf360.scenes"}
     assert not any("scenes" in k or k == "methods" for keys in by_rule.values() for k in keys)
@@ -183,7 +183,7 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     # 2. only threedsr.lambda_lr changes: 3DSR and what reads its model rerun, nothing upstream is retrained
     _set_lambda(repo, 0.5)
     r, timings["lambda_lr changed (snakemake)"] = _snakemake(repo)
-    assert _jobs_ran(r) == {"fit_3dsr", "render_test", "evaluate", "consistency", "aggregate_metrics", "crops_figure", "flythrough", "side_by_side"}
+    assert _jobs_ran(r) == {"fit_3dsr", "render_test", "evaluate", "consistency", "aggregate_metrics", "crops_figure", "videos"}
     half = json.loads((repo / "results/metrics/summary.json").read_text())
     assert half != first
     # DVC has not recorded this run: mark-current refuses to vouch for it

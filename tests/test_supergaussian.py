@@ -4,14 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from threedsr import synthetic
 from threedsr.errors import DataError
 from threedsr.evaluate import render_views
-from threedsr.fit import fit, hr_lr_loss, lr_views
+from threedsr.fit import fit, hr_lr_loss
 from threedsr.imaging import resize, to_float, upsample
 from threedsr.io import read_image, read_json
-from threedsr.poses import load_scene_poses
-from threedsr.prepare import prepare_scene
 from threedsr.scene import PreparedScene
 from threedsr.splat.trainer import TrainConfig, load_params, photometric_loss
 from threedsr.sr.base import SRModel
@@ -19,7 +16,7 @@ from threedsr.sr.sampling import SamplerConfig
 from threedsr.supergaussian import frame_views, make_frames
 from threedsr.trajectory import trajectory_from_json
 
-GS = TrainConfig(iterations=40, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_stop=30, refine_every=10, reset_every=10_000)
+GS = TrainConfig(iterations=30, sh_degree=1, sh_degree_interval=20, refine_start=100, reset_every=10_000)  # the HR fit
 
 
 class BicubicUpsampler(SRModel):
@@ -37,17 +34,8 @@ class BicubicUpsampler(SRModel):
         return upsample(lr, 4)
 
 
-@pytest.fixture(scope="module")
-def scene_and_lr_model(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sg")
-    synthetic.generate_scene("forward", tmp / "raw", 128, 96, 1, 800, 0)
-    prepare_scene(tmp / "raw", load_scene_poses(tmp / "raw", tmp / "work"), tmp / "scene", 8, 2, 8)  # LR 16x12, HR 64x48
-    fit(tmp / "scene", tmp / "lr3dgs", GS, lr_views(PreparedScene(tmp / "scene")), torch.device("cpu"))
-    return tmp / "scene", tmp / "lr3dgs" / "ckpt.pt"
-
-
-def test_frames_are_the_upsampled_lr_renders_along_the_path(scene_and_lr_model, tmp_path):
-    scene_dir, ckpt = scene_and_lr_model
+def test_frames_are_the_upsampled_lr_renders_along_the_path(small_scene_and_lr_model, tmp_path):
+    scene_dir, ckpt = small_scene_and_lr_model
     scene = PreparedScene(scene_dir)
     model = BicubicUpsampler()
     info = make_frames(scene_dir, ckpt, tmp_path / "frames", 2, model, SamplerConfig(), 8, torch.device("cpu"))
@@ -66,8 +54,8 @@ def test_frames_are_the_upsampled_lr_renders_along_the_path(scene_and_lr_model, 
     assert hr.shape == (48, 64, 3) and (hr - expected).abs().max() <= 0.5 / 255 + 1e-6
 
 
-def test_a_prior_trained_on_the_scenes_photos_is_refused(scene_and_lr_model, tmp_path):
-    scene_dir, ckpt = scene_and_lr_model
+def test_a_prior_trained_on_the_scenes_photos_is_refused(small_scene_and_lr_model, tmp_path):
+    scene_dir, ckpt = small_scene_and_lr_model
     used = PreparedScene(scene_dir).meta["photos_used"]
     model = BicubicUpsampler({"training": {"photos": [used[0]]}})
     with pytest.raises(DataError, match=used[0]):
@@ -75,8 +63,8 @@ def test_a_prior_trained_on_the_scenes_photos_is_refused(scene_and_lr_model, tmp
     assert not (tmp_path / "frames").exists()
 
 
-def test_the_lr_term_sees_the_real_lr_views_only_when_asked(scene_and_lr_model, tmp_path):
-    scene_dir, ckpt = scene_and_lr_model
+def test_the_lr_term_sees_the_real_lr_views_only_when_asked(small_scene_and_lr_model, tmp_path):
+    scene_dir, ckpt = small_scene_and_lr_model
     scene = PreparedScene(scene_dir)
     make_frames(scene_dir, ckpt, tmp_path / "frames", 1, BicubicUpsampler(), SamplerConfig(), 8, torch.device("cpu"))
     frames = frame_views(scene, tmp_path / "frames", 0.0)
@@ -94,6 +82,6 @@ def test_the_lr_term_sees_the_real_lr_views_only_when_asked(scene_and_lr_model, 
             renders = render_views(params, trajectory_from_json(read_json(tmp_path / "frames" / "trajectory.json")), 1, "classic", "cpu")[0]
         return np.mean([photometric_loss(r, v.target, 0.2).item() for r, v in zip(renders, frames)])
 
-    trainer = fit(scene_dir, tmp_path / "sg", TrainConfig(**{**GS.__dict__, "iterations": 30, "refine_start": 100}), both, torch.device("cpu"), init=ckpt, loss_fn=hr_lr_loss(0.5, 0.2))
+    trainer = fit(scene_dir, tmp_path / "sg", GS, both, torch.device("cpu"), init=ckpt, loss_fn=hr_lr_loss(0.5, 0.2))
     assert trainer.step == 30
     assert frames_loss(trainer.params) < 0.9 * frames_loss(load_params(ckpt)[0])

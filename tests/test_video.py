@@ -6,9 +6,11 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from threedsr.errors import DataError
-from threedsr.video import count_frames, read_mp4, side_by_side, video_page, write_mp4
+from threedsr.scene import PreparedScene
+from threedsr.video import count_frames, grid, read_mp4, scene_videos, video_page, write_mp4
 
 
 def _frames(n, h=37, w=51, seed=0):
@@ -43,25 +45,29 @@ def test_a_truncated_video_counts_fewer_frames_and_a_broken_one_is_an_error_nami
         read_mp4(tmp_path / "none.mp4")
 
 
-def test_side_by_side_puts_each_method_in_its_labelled_tile(tmp_path):
-    videos, sources = {}, {}
-    for k, label in enumerate(["lr3dgs", "3dsr", "supergaussian", "isr"]):
-        videos[label], sources[label] = tmp_path / f"{label}.mp4", _frames(9, h=40, w=60, seed=k)
-        write_mp4(videos[label], sources[label], fps=8)
-    n = side_by_side(videos, tmp_path / "grid.mp4", columns=3)
-    grid, _ = read_mp4(tmp_path / "grid.mp4")
-    assert n == len(grid) == 9 and grid[0].shape == (80, 180, 3)
-    # tile k shows video k (its blue channel is 40 k + 60) below the label box; the 6th cell stays black
-    for k, label in enumerate(videos):
+def test_the_grid_puts_each_method_in_its_labelled_tile():
+    clips = {label: _frames(9, h=40, w=60, seed=k) for k, label in enumerate(["lr3dgs", "3dsr", "supergaussian", "isr"])}
+    frames = grid(clips, columns=3)
+    assert len(frames) == 9 and frames[0].shape == (80, 180, 3)
+    for k, (label, clip) in enumerate(clips.items()):
         r, c = divmod(k, 3)
-        tile = grid[4][r * 40 : r * 40 + 40, c * 60 : c * 60 + 60].astype(float)
-        assert abs(tile[20:, :, 2].mean() - (40 * k + 60)) < 8
+        tile = frames[4][r * 40 : r * 40 + 40, c * 60 : c * 60 + 60]
+        assert np.array_equal(tile[20:], clip[4][20:])
         # the label (white on black) covers the top-left corner
-        assert np.abs(tile[1:11, 1:6 * len(label)] - sources[label][4][1:11, 1:6 * len(label)]).mean() > 30
-    assert grid[4][40:, 120:].mean() < 5
-    write_mp4(tmp_path / "short.mp4", _frames(5, h=40, w=60), fps=8)
+        assert np.abs(tile[1:11, 1 : 6 * len(label)].astype(float) - clip[4][1:11, 1 : 6 * len(label)]).mean() > 30
+    assert frames[4][40:, 120:].max() == 0
     with pytest.raises(DataError, match="not one trajectory"):
-        side_by_side({"a": videos["3dsr"], "b": tmp_path / "short.mp4"}, tmp_path / "bad.mp4")
+        grid({"a": clips["3dsr"], "b": clips["isr"][:5]})
+
+
+def test_scene_videos_share_one_path(small_scene_and_lr_model, tmp_path):
+    scene_dir, ckpt = small_scene_and_lr_model
+    n = scene_videos(scene_dir, {"lr3dgs": ckpt, "again": ckpt}, tmp_path, 1, 8, torch.device("cpu"))
+    keys = len(PreparedScene(scene_dir).train_views)
+    assert n == 2 * (keys - 1) + 1
+    a, b, side = (read_mp4(tmp_path / f"{m}.mp4")[0] for m in ("lr3dgs", "again", "side_by_side"))
+    assert len(a) == len(side) == n and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert side[0].shape == (48, 128, 3)
 
 
 def test_the_report_page_embeds_the_video(tmp_path):

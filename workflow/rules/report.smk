@@ -19,42 +19,22 @@ rule data_report:
         "{THREEDSR} data-report --out-dir results/reports/data {input} > {log} 2>&1"
 
 
-rule flythrough:
+rule videos:
     input:
-        ckpt="results/gs/{dataset}/{scene}/{method}/ckpt.pt",
         scene="results/scenes/{dataset}/{scene}",
+        ckpts=[f"results/gs/{{dataset}}/{{scene}}/{m}/ckpt.pt" for m in GS_METHODS],
     output:
-        report(
-            "results/videos/{dataset}/{scene}/{method}.mp4",
-            caption="../report/flythrough.rst",
-            category="Fly-through videos",
-            subcategory="{dataset}/{scene}",
-            labels={"scene": "{dataset}/{scene}", "method": "{method}"},
-        ),
-    wildcard_constraints:
-        method="|".join(GS_METHODS) or "(?!)",
-    params:
-        n_interp=config["video"]["n_interp"],
-        fps=config["video"]["fps"],
-        device=config["device"],
-    log:
-        "results/logs/flythrough/{dataset}/{scene}/{method}.log",
-    conda:
-        CPU_ENV
-    threads: 2
-    resources:
-        mem_mb=4000,
-        gpu=1,
-    shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} flythrough --ckpt {input.ckpt} --scene {input.scene} --out {output} "
-        "--n-interp {params.n_interp} --fps {params.fps} --device {params.device} > {log} 2>&1"
-
-
-rule side_by_side:
-    input:
-        [f"results/videos/{{dataset}}/{{scene}}/{m}.mp4" for m in GS_METHODS],
-    output:
-        mp4="results/videos/{dataset}/{scene}/side_by_side.mp4",
+        mp4=[
+            report(
+                f"results/videos/{{dataset}}/{{scene}}/{m}.mp4",
+                caption="../report/flythrough.rst",
+                category="Fly-through videos",
+                subcategory="{dataset}/{scene}",
+                labels={"scene": "{dataset}/{scene}", "method": m},
+            )
+            for m in GS_METHODS
+        ],
+        side_by_side="results/videos/{dataset}/{scene}/side_by_side.mp4",
         html=report(
             "results/reports/videos/{dataset}_{scene}.html",
             caption="../report/side_by_side.rst",
@@ -63,14 +43,20 @@ rule side_by_side:
             labels={"scene": "{dataset}/{scene}", "method": "all, side by side"},
         ),
     params:
-        labels=" ".join(GS_METHODS),
+        ckpts=lambda w, input: " ".join(f"{m}={c}" for m, c in zip(GS_METHODS, input.ckpts)),
+        methods=", ".join(GS_METHODS),
+        n_interp=config["video"]["n_interp"],
+        fps=config["video"]["fps"],
+        device=config["device"],
     log:
-        "results/logs/side_by_side/{dataset}/{scene}.log",
+        "results/logs/videos/{dataset}/{scene}.log",
     conda:
         CPU_ENV
+    threads: 2
     resources:
         mem_mb=4000,
-        gpu=0,
+        gpu=1,
     shell:
-        "{THREEDSR} side-by-side --out {output.mp4} --html {output.html} --title '{wildcards.dataset}/{wildcards.scene}' "
-        "--labels {params.labels} --videos {input} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads} {THREEDSR} videos --scene {input.scene} --out-dir results/videos/{wildcards.dataset}/{wildcards.scene} "
+        "--ckpts {params.ckpts} --n-interp {params.n_interp} --fps {params.fps} --html {output.html} "
+        "--title '{wildcards.dataset}/{wildcards.scene}' --device {params.device} > {log} 2>&1"

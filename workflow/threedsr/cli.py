@@ -205,21 +205,14 @@ def _crops(a):
     crops_figure(a.scene, dict(zip(a.methods, (Path(p) for p in a.renders))), a.out)
 
 
-def _flythrough(a):
+def _videos(a):
     from .devices import resolve_device
-    from .video import flythrough
+    from .video import scene_videos, video_page
 
-    flythrough(a.ckpt, a.scene, a.out, a.n_interp, a.fps, resolve_device(a.device))
-
-
-def _side_by_side(a):
-    from .video import side_by_side, video_page
-
-    if len(a.labels) != len(a.videos):
-        raise SystemExit("threedsr side-by-side: one --labels entry per video")
-    n = side_by_side(dict(zip(a.labels, (Path(p) for p in a.videos))), a.out)
+    ckpts = dict(item.split("=", 1) for item in a.ckpts)
+    n = scene_videos(a.scene, {m: Path(p) for m, p in ckpts.items()}, a.out_dir, a.n_interp, a.fps, resolve_device(a.device))
     if a.html:
-        video_page(a.out, a.html, a.out.stem, f"{a.title}: {', '.join(a.labels)}; {n} frames")
+        video_page(a.out_dir / "side_by_side.mp4", a.html, a.title, f"{a.title}: {', '.join(ckpts)} along one path, {n} frames")
 
 
 def _dvc_yaml(a):
@@ -407,22 +400,16 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--renders", nargs="+", required=True)
     c.set_defaults(func=_crops)
 
-    c = sub.add_parser("flythrough", help="MP4 of a checkpoint rendered at HR along the smooth path through the training cameras")
-    c.add_argument("--ckpt", type=Path, required=True)
+    c = sub.add_parser("videos", help="fly-through MP4s of checkpoints along the smooth path through the training cameras, and side by side")
     c.add_argument("--scene", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--out-dir", type=Path, required=True, help="writes <method>.mp4 and side_by_side.mp4")
+    c.add_argument("--ckpts", nargs="+", required=True, help="METHOD=CHECKPOINT, in the order of the grid")
     c.add_argument("--n-interp", type=int, required=True)
     c.add_argument("--fps", type=float, required=True)
-    c.add_argument("--device", default="auto")
-    c.set_defaults(func=_flythrough)
-
-    c = sub.add_parser("side-by-side", help="the methods' fly-through MP4s in one labelled grid (and an HTML page playing it)")
-    c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--labels", nargs="+", required=True)
-    c.add_argument("--html", type=Path, help="also write a self-contained page playing the video")
+    c.add_argument("--html", type=Path, help="also a self-contained page playing the side-by-side video")
     c.add_argument("--title", default="fly-through")
-    c.add_argument("--videos", nargs="+", required=True)
-    c.set_defaults(func=_side_by_side)
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_videos)
 
     c = sub.add_parser("data-report", help="summary table and contact sheets of prepared scenes")
     c.add_argument("--out-dir", type=Path, required=True)

@@ -135,7 +135,10 @@ def tables_html(dataset: str, summary: pd.DataFrame, consistency: pd.DataFrame |
             consistency[["scene", "images", "l1", "psnr", "valid"]].rename(columns={"l1": "warp L1 ×255 ↓", "psnr": "warp PSNR ↑"})
             .to_html(index=False, float_format=lambda x: f"{x:.2f}", border=0),
         ]
-    style = "body{font-family:sans-serif;margin:12px} table{border-collapse:collapse} td,th{padding:3px 10px;border-bottom:1px solid #ccc;text-align:right}"
+    style = (
+        "body{font-family:sans-serif;margin:12px} table{border-collapse:collapse} "
+        "td,th{padding:3px 10px;border-bottom:1px solid #ccc;text-align:right} td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}"
+    )
     return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{dataset}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
 

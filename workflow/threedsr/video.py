@@ -19,7 +19,7 @@ from PIL import Image
 from .errors import DataError
 from .evaluate import labelled, render_views
 from .io import atomic_path
-from .scene import PreparedScene
+from .scene import PreparedScene, SceneView
 from .splat.trainer import load_params
 from .trajectory import scene_trajectory
 
@@ -75,38 +75,48 @@ def count_frames(path: str | Path) -> int:
     return len(read_mp4(path)[0])
 
 
-def flythrough(ckpt: Path, scene_dir: Path, out_mp4: Path, n_interp: int, fps: float, device: torch.device) -> int:
-    """Render a checkpoint at HR along the scene's smooth path through its training cameras; returns the frame count."""
-    scene = PreparedScene(scene_dir)
-    path = scene_trajectory(scene, n_interp)
+def flythrough(ckpt: Path, path: list[SceneView], device: torch.device) -> list[np.ndarray]:
+    """A checkpoint rendered at HR along `path`: H×W×3 uint8 frames."""
     params, state = load_params(ckpt, device)
     cfg = state["config"]
     rgb, _ = render_views(params, path, cfg["sh_degree"], cfg["rasterize_mode"], device)
-    write_mp4(out_mp4, [(f * 255).round().byte().numpy() for f in rgb], fps)
-    log.info("%s: %d frames at %dx%d, %.1f s", out_mp4, len(rgb), path[0].hr.width, path[0].hr.height, len(rgb) / fps)
-    return len(rgb)
+    return [(f * 255).round().byte().numpy() for f in rgb]
 
 
-def side_by_side(videos: dict[str, Path], out_mp4: Path, columns: int = 3) -> int:
-    """The methods' videos in a labelled grid (same length and size required); returns the frame count."""
-    clips = {label: read_mp4(p) for label, p in videos.items()}
-    lengths = {label: len(frames) for label, (frames, _) in clips.items()}
-    sizes = {label: frames[0].shape for label, (frames, _) in clips.items()}
+def grid(clips: dict[str, list[np.ndarray]], columns: int = 3) -> list[np.ndarray]:
+    """The clips (same length and frame size) in a grid, each tile labelled."""
+    lengths = {label: len(frames) for label, frames in clips.items()}
+    sizes = {label: frames[0].shape for label, frames in clips.items()}
     if len(set(lengths.values())) > 1 or len(set(sizes.values())) > 1:
-        raise DataError(f"videos differ in length or size, so they are not one trajectory: {lengths}, {sizes}")
-    first_frames, fps = next(iter(clips.values()))
-    n, (h, w) = len(first_frames), first_frames[0].shape[:2]
+        raise DataError(f"clips differ in length or size, so they are not one trajectory: {lengths}, {sizes}")
+    n, (h, w) = next(iter(lengths.values())), next(iter(sizes.values()))[:2]
     columns = min(columns, len(clips))
     rows = math.ceil(len(clips) / columns)
-    grid = []
+    out = []
     for i in range(n):
         canvas = np.zeros((rows * h, columns * w, 3), dtype=np.uint8)
-        for k, (label, (frames, _)) in enumerate(clips.items()):
+        for k, (label, frames) in enumerate(clips.items()):
             r, c = divmod(k, columns)
-            canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = labelled(Image.fromarray(frames[i].copy()), label)
-        grid.append(canvas)
-    write_mp4(out_mp4, grid, fps)
-    return n
+            canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = labelled(Image.fromarray(np.ascontiguousarray(frames[i])), label)
+        out.append(canvas)
+    return out
+
+
+def scene_videos(scene_dir: Path, ckpts: dict[str, Path], out_dir: Path, n_interp: int, fps: float, device: torch.device) -> int:
+    """<out_dir>/<method>.mp4 for every checkpoint and <out_dir>/side_by_side.mp4, along one path; returns its length.
+
+    One job per scene: rendering is cheap next to starting a process per method, and the grid is
+    composed from the rendered frames, not from decoded (twice compressed) videos.
+    """
+    scene = PreparedScene(scene_dir)
+    path = scene_trajectory(scene, n_interp)
+    clips = {}
+    for method, ckpt in ckpts.items():
+        clips[method] = flythrough(ckpt, path, device)
+        write_mp4(Path(out_dir) / f"{method}.mp4", clips[method], fps)
+    write_mp4(Path(out_dir) / "side_by_side.mp4", grid(clips), fps)
+    log.info("%s: %d frames at %dx%d (%.1f s) for %s", out_dir, len(path), path[0].hr.width, path[0].hr.height, len(path) / fps, ", ".join(ckpts))
+    return len(path)
 
 
 def video_page(mp4: Path, out_html: Path, title: str, note: str) -> None:
@@ -116,7 +126,7 @@ def video_page(mp4: Path, out_html: Path, title: str, note: str) -> None:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
         "<body style='margin:0;font-family:sans-serif;background:#111;color:#eee'>"
         f"<p style='margin:6px'>{html.escape(note)}</p>"
-        f"<video controls loop autoplay muted playsinline style='max-width:100%;image-rendering:pixelated' "
+        f"<video controls loop autoplay muted playsinline style='width:100%;image-rendering:pixelated' "
         f"src='data:video/mp4;base64,{data}'></video></body></html>"
     )
     with atomic_path(out_html) as tmp:
