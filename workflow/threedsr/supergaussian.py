@@ -59,6 +59,7 @@ def upsample_frames(model: SRModel, frames: list[torch.Tensor], sampler: Sampler
 
 
 def make_frames(scene_dir: Path, lr_ckpt: Path, out_dir: Path, n_interp: int, model: SRModel, sampler: SamplerConfig, batch_size: int, device: torch.device) -> dict:
+    """Steps 1 and 2: the LR model's frames along the path and their upsampled versions, in `out_dir`."""
     scene = PreparedScene(scene_dir)
     check_no_leak(model, scene)
     path = scene_trajectory(scene, n_interp)
