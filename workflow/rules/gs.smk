@@ -1,4 +1,5 @@
-# 3D Gaussian splatting: LR pretraining (method lr3dgs) and the bicubic baseline, then test renders of every 3D method.
+# 3D Gaussian splatting: LR pretraining (method lr3dgs) and the bicubic baseline, then test renders of every 3D method
+# (scored in the same job: results/metrics/<dataset>/<scene>/<method>.csv).
 import json
 
 
@@ -55,11 +56,13 @@ rule render_test:
         ckpt="results/gs/{dataset}/{scene}/{method}/ckpt.pt",
         scene="results/scenes/{dataset}/{scene}",
     output:
-        directory("results/renders/{dataset}/{scene}/{method}"),
+        renders=directory("results/renders/{dataset}/{scene}/{method}"),
+        scores="results/metrics/{dataset}/{scene}/{method}.csv",
     wildcard_constraints:
         method="|".join(GS_METHODS) or "(?!)",
     params:
         device=config["device"],
+        lpips_backbone=LPIPS_ARG,
     log:
         "results/logs/render_test/{dataset}/{scene}/{method}.log",
     conda:
@@ -69,5 +72,6 @@ rule render_test:
         mem_mb=4000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} render --ckpt {input.ckpt} --scene {input.scene} --out {output} "
-        "--device {params.device} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads} {THREEDSR} render --ckpt {input.ckpt} --scene {input.scene} --out {output.renders} "
+        "--device {params.device} --scores {output.scores} --dataset {wildcards.dataset} --scene-name {wildcards.scene} "
+        "--method {wildcards.method} {params.lpips_backbone} > {log} 2>&1"

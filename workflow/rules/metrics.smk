@@ -1,24 +1,4 @@
-# Scores of every method on the test views, the summary tables and the crops figure.
-
-
-rule evaluate:
-    input:
-        renders="results/renders/{dataset}/{scene}/{method}",
-        scene="results/scenes/{dataset}/{scene}",
-    output:
-        "results/metrics/{dataset}/{scene}/{method}.csv",
-    params:
-        lpips_backbone=LPIPS_ARG,
-    log:
-        "results/logs/evaluate/{dataset}/{scene}/{method}.log",
-    conda:
-        CPU_ENV
-    resources:
-        mem_mb=2000,
-        gpu=0,
-    shell:
-        "{THREEDSR} evaluate --renders {input.renders} --scene {input.scene} --out {output} --dataset {wildcards.dataset} "
-        "--scene-name {wildcards.scene} --method {wildcards.method} {params.lpips_backbone} > {log} 2>&1"
+# The summary tables of every method's test-view scores (written by render_test / collect_sr2d) and the crops figure.
 
 
 rule aggregate_metrics:

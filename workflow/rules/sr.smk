@@ -134,16 +134,20 @@ rule collect_sr2d:
         scene="results/scenes/{dataset}/{scene}",
         sr=lambda w: f"results/sr/{w.dataset}/{w.scene}/{sr_model(w.sr2d)}",
     output:
-        directory("results/renders/{dataset}/{scene}/{sr2d}"),
+        renders=directory("results/renders/{dataset}/{scene}/{sr2d}"),
+        scores="results/metrics/{dataset}/{scene}/{sr2d}.csv",
+    params:
+        lpips_backbone=LPIPS_ARG,
     log:
         "results/logs/collect_sr2d/{dataset}/{scene}/{sr2d}.log",
     conda:
         CPU_ENV
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         gpu=0,
     shell:
-        "{THREEDSR} collect-sr --scene {input.scene} --sr-dir {input.sr} --out {output} > {log} 2>&1"
+        "{THREEDSR} collect-sr --scene {input.scene} --sr-dir {input.sr} --out {output.renders} --scores {output.scores} "
+        "--dataset {wildcards.dataset} --scene-name {wildcards.scene} --method {wildcards.sr2d} {params.lpips_backbone} > {log} 2>&1"
 
 
 rule fit_3dsr:

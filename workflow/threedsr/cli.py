@@ -177,6 +177,7 @@ def _collect_sr(a):
     from .sr.run import collect_test_views
 
     collect_test_views(a.scene, a.sr_dir, a.out)
+    _score(a, a.out)
 
 
 def _render(a):
@@ -184,6 +185,18 @@ def _render(a):
     from .evaluate import render_test_views
 
     render_test_views(a.ckpt, a.scene, a.out, resolve_device(a.device))
+    _score(a, a.out)
+
+
+def _score(a, renders: Path):
+    """With --scores: evaluate the renders in the same process (one process start per method, not two)."""
+    if a.scores is None:
+        return
+    if not (a.dataset and a.scene_name and a.method):
+        raise SystemExit(f"threedsr {a.command}: --scores needs --dataset, --scene-name and --method")
+    from .evaluate import evaluate_renders
+
+    print(evaluate_renders(renders, a.scene, a.scores, a.dataset, a.scene_name, a.method, a.lpips_backbone).to_string(index=False))
 
 
 def _evaluate(a):
@@ -237,6 +250,14 @@ def _mark_current(a):
     from .dvc_stages import mark_current
 
     mark_current(Path("."), ["--configfile", *a.configfile] if a.configfile else [])
+
+
+def _score_args(c) -> None:
+    c.add_argument("--scores", type=Path, help="also write PSNR / SSIM / LPIPS of each test view to this CSV (as `evaluate`)")
+    c.add_argument("--dataset")
+    c.add_argument("--scene-name")
+    c.add_argument("--method")
+    c.add_argument("--lpips-backbone")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -368,13 +389,15 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--sr-dir", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
+    _score_args(c)
     c.set_defaults(func=_collect_sr)
 
-    c = sub.add_parser("render", help="render a checkpoint at the test views (HR colour and depth)")
+    c = sub.add_parser("render", help="render a checkpoint at the test views (HR colour and depth), and score them")
     c.add_argument("--ckpt", type=Path, required=True)
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--device", default="auto")
+    _score_args(c)
     c.set_defaults(func=_render)
 
     c = sub.add_parser("evaluate", help="PSNR / SSIM / LPIPS of rendered test views against the HR ground truth")
