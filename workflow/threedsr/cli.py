@@ -252,6 +252,17 @@ def _mark_current(a):
     mark_current(Path("."), ["--configfile", *a.configfile] if a.configfile else [])
 
 
+def _sampler_args(c) -> None:
+    """The diffusion sampler's options (params.yaml's threedsr block); models without a sampler ignore them."""
+    from .sr.names import INITS, UPDATES
+
+    c.add_argument("--steps", type=int, default=4)
+    c.add_argument("--update", choices=UPDATES, default="ddim")
+    c.add_argument("--eta", type=float, default=0.0)
+    c.add_argument("--init", choices=INITS, default="noised_lr")
+    c.add_argument("--seed", type=int, default=0)
+
+
 def _score_args(c) -> None:
     c.add_argument("--scores", type=Path, help="also write PSNR / SSIM / LPIPS of each test view to this CSV (as `evaluate`)")
     c.add_argument("--dataset")
@@ -261,7 +272,7 @@ def _score_args(c) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .sr.names import INITS, MODELS, UPDATES, VIDEO_MODELS
+    from .sr.names import MODELS, VIDEO_MODELS
 
     p = argparse.ArgumentParser(prog="threedsr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -337,11 +348,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
     c.add_argument("--views", choices=["all", "test"], default="all", help="all views (for isr) or the test views only (sr2d)")
     c.add_argument("--device", default="auto")
-    c.add_argument("--steps", type=int, default=4)
-    c.add_argument("--update", choices=UPDATES, default="ddim")
-    c.add_argument("--eta", type=float, default=0.0)
-    c.add_argument("--init", choices=INITS, default="noised_lr")
-    c.add_argument("--seed", type=int, default=0)
+    _sampler_args(c)
     c.set_defaults(func=_super_resolve)
 
     c = sub.add_parser("supergaussian-frames", help="SuperGaussian: render the LR model along a smooth path at LR and upsample the frames")
@@ -353,11 +360,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
     c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
     c.add_argument("--device", default="auto")
-    c.add_argument("--steps", type=int, default=4)
-    c.add_argument("--update", choices=UPDATES, default="ddim")
-    c.add_argument("--eta", type=float, default=0.0)
-    c.add_argument("--init", choices=INITS, default="noised_lr")
-    c.add_argument("--seed", type=int, default=0)
+    _sampler_args(c)
     c.set_defaults(func=_supergaussian_frames)
 
     c = sub.add_parser("run-3dsr", help="the 3DSR stage: diffusion sampling and 3DGS fitting, interleaved")
