@@ -112,6 +112,16 @@ def test_a_wrong_or_unsafe_checkpoint_is_an_error_naming_it(tmp_path):
     torch.save({"state_dict": {k: v for k, v in state.items() if "image_cleaning" not in k}}, tmp_path / "nocleaning.pth")
     with pytest.raises(DataError, match="nocleaning.pth"):
         RealBasicVSR.from_pretrained(tmp_path / "nocleaning.pth", device=torch.device("cpu"))
+    wrong = dict(state)
+    wrong["generator_ema.basicvsr.conv_hr.bias"] = torch.zeros(5)
+    torch.save({"state_dict": wrong}, tmp_path / "wrongshape.pth")
+    with pytest.raises(DataError, match=r"wrongshape.pth.*conv_hr\.bias has shape \(5,\)"):
+        RealBasicVSR.from_pretrained(tmp_path / "wrongshape.pth", device=torch.device("cpu"))
+    # the SPyNet normalisation constants may be left out of a checkpoint
+    constants = {k: v for k, v in state.items() if not k.endswith(("spynet.mean", "spynet.std"))}
+    torch.save({"state_dict": constants}, tmp_path / "noconstants.pth")
+    model = RealBasicVSR.from_pretrained(tmp_path / "noconstants.pth", device=torch.device("cpu"))
+    assert torch.equal(model.net.basicvsr.spynet.std.flatten(), torch.tensor([0.229, 0.224, 0.225]))
     _official_checkpoint(tmp_path / "unsafe.pth", ema, ema, {"hook": copy.Error("a pickled object")})
     with pytest.raises(DataError, match="unsafe.pth.*weights_only"):
         RealBasicVSR.from_pretrained(tmp_path / "unsafe.pth", device=torch.device("cpu"))

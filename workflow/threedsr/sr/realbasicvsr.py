@@ -207,13 +207,17 @@ def build_from_state(state: dict[str, torch.Tensor], path: Path) -> RealBasicVSR
         _count(state, r"basicvsr\.backward_resblocks\.main\.2\.(\d+)\.conv1\.weight"),
         _count(state, r"image_cleaning\.0\.main\.2\.(\d+)\.conv1\.weight"),
     )
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in ("basicvsr.spynet.mean", "basicvsr.spynet.std")]  # constants, if not saved
+    expected = net.state_dict()
+    # the SPyNet normalisation constants may be missing from a checkpoint; everything else must be there
+    missing = [k for k in expected if k not in state and k not in ("basicvsr.spynet.mean", "basicvsr.spynet.std")]
+    unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         raise DataError(f"{path}: does not match RealBasicVSR: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    for k, v in net.state_dict().items():
-        if v.shape != state[k].shape:
-            raise DataError(f"{path}: {k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+    # checked before loading: load_state_dict raises a bare RuntimeError on a size mismatch
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise DataError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}")
+    net.load_state_dict(state, strict=False)
     return net
 
 
