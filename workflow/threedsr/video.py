@@ -7,19 +7,22 @@ Flicker and view-dependent inconsistency show in motion, not in still test views
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import logging
 import math
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 from .errors import DataError
 from .evaluate import labelled, render_views
 from .io import atomic_path
-from .scene import PreparedScene, SceneView
+from .scene import PreparedScene
 from .splat.trainer import load_params
 from .trajectory import scene_trajectory
 
@@ -32,23 +35,41 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def write_mp4(path: str | Path, frames: list[np.ndarray], fps: float) -> None:
-    """H×W×3 uint8 frames as an MP4, written atomically (a killed job leaves no playable-looking file)."""
+@contextlib.contextmanager
+def mp4_writer(path: str | Path, fps: float) -> Iterator[Callable[[np.ndarray], None]]:
+    """Append H×W×3 uint8 frames one at a time to an MP4 written atomically (a killed job leaves no
+    playable-looking file); frames are streamed to ffmpeg, never held together in memory."""
     import imageio_ffmpeg
 
-    if not frames:
-        raise ValueError(f"{path}: no frames to write")
-    frames = [_even(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
-    h, w = frames[0].shape[:2]
     with atomic_path(path) as tmp:
-        writer = imageio_ffmpeg.write_frames(
-            str(tmp), (w, h), fps=fps, codec="libx264", quality=8, pix_fmt_out="yuv420p", macro_block_size=1,
-            output_params=["-f", "mp4", "-movflags", "+faststart"], ffmpeg_log_level="error",
-        )
-        writer.send(None)
+        writer = None
+
+        def append(frame: np.ndarray) -> None:
+            nonlocal writer
+            frame = _even(np.ascontiguousarray(frame, dtype=np.uint8))
+            if writer is None:
+                h, w = frame.shape[:2]
+                writer = imageio_ffmpeg.write_frames(
+                    str(tmp), (w, h), fps=fps, codec="libx264", quality=8, pix_fmt_out="yuv420p", macro_block_size=1,
+                    output_params=["-f", "mp4", "-movflags", "+faststart"], ffmpeg_log_level="error",
+                )
+                writer.send(None)
+            writer.send(frame)
+
+        try:
+            yield append
+        finally:
+            if writer is not None:
+                writer.close()  # ends ffmpeg also when the block failed
+        if writer is None:
+            raise ValueError(f"{path}: no frames to write")
+
+
+def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> None:
+    """H×W×3 uint8 frames as an MP4, written atomically."""
+    with mp4_writer(path, fps) as append:
         for f in frames:
-            writer.send(f)
-        writer.close()
+            append(f)
 
 
 def read_mp4(path: str | Path) -> tuple[list[np.ndarray], float]:
@@ -75,46 +96,50 @@ def count_frames(path: str | Path) -> int:
     return len(read_mp4(path)[0])
 
 
-def flythrough(ckpt: Path, path: list[SceneView], device: torch.device) -> list[np.ndarray]:
-    """A checkpoint rendered at HR along `path`: H×W×3 uint8 frames."""
-    params, state = load_params(ckpt, device)
-    cfg = state["config"]
-    rgb, _ = render_views(params, path, cfg["sh_degree"], cfg["rasterize_mode"], device)
-    return [(f * 255).round().byte().numpy() for f in rgb]
+def grid_frame(tiles: dict[str, np.ndarray], columns: int = 3) -> np.ndarray:
+    """Frames of the same size in a grid, each tile labelled."""
+    sizes = {label: frame.shape for label, frame in tiles.items()}
+    if len(set(sizes.values())) > 1:
+        raise DataError(f"frames differ in size, so they are not one trajectory: {sizes}")
+    h, w = next(iter(sizes.values()))[:2]
+    columns = min(columns, len(tiles))
+    canvas = np.zeros((math.ceil(len(tiles) / columns) * h, columns * w, 3), dtype=np.uint8)
+    for k, (label, frame) in enumerate(tiles.items()):
+        r, c = divmod(k, columns)
+        canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = labelled(Image.fromarray(np.ascontiguousarray(frame)), label)
+    return canvas
 
 
 def grid(clips: dict[str, list[np.ndarray]], columns: int = 3) -> list[np.ndarray]:
-    """The clips (same length and frame size) in a grid, each tile labelled."""
+    """Clips of the same length and frame size in a grid, frame by frame."""
     lengths = {label: len(frames) for label, frames in clips.items()}
-    sizes = {label: frames[0].shape for label, frames in clips.items()}
-    if len(set(lengths.values())) > 1 or len(set(sizes.values())) > 1:
-        raise DataError(f"clips differ in length or size, so they are not one trajectory: {lengths}, {sizes}")
-    n, (h, w) = next(iter(lengths.values())), next(iter(sizes.values()))[:2]
-    columns = min(columns, len(clips))
-    rows = math.ceil(len(clips) / columns)
-    out = []
-    for i in range(n):
-        canvas = np.zeros((rows * h, columns * w, 3), dtype=np.uint8)
-        for k, (label, frames) in enumerate(clips.items()):
-            r, c = divmod(k, columns)
-            canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = labelled(Image.fromarray(np.ascontiguousarray(frames[i])), label)
-        out.append(canvas)
-    return out
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"clips differ in length, so they are not one trajectory: {lengths}")
+    return [grid_frame(dict(zip(clips, frames)), columns) for frames in zip(*clips.values())]
 
 
 def scene_videos(scene_dir: Path, ckpts: dict[str, Path], out_dir: Path, n_interp: int, fps: float, device: torch.device) -> int:
     """<out_dir>/<method>.mp4 for every checkpoint and <out_dir>/side_by_side.mp4, along one path; returns its length.
 
-    One job per scene: rendering is cheap next to starting a process per method, and the grid is
+    One job per scene: rendering is cheap next to starting a process per method. Each pose is
+    rendered by every method and written to all videos at once, so memory holds one frame per
+    method, not whole videos (a paper-sized path is thousands of 2016×1512 frames); the grid is
     composed from the rendered frames, not from decoded (twice compressed) videos.
     """
     scene = PreparedScene(scene_dir)
     path = scene_trajectory(scene, n_interp)
-    clips = {}
-    for method, ckpt in ckpts.items():
-        clips[method] = flythrough(ckpt, path, device)
-        write_mp4(Path(out_dir) / f"{method}.mp4", clips[method], fps)
-    write_mp4(Path(out_dir) / "side_by_side.mp4", grid(clips), fps)
+    models = {method: load_params(ckpt, device) for method, ckpt in ckpts.items()}
+    out_dir = Path(out_dir)
+    with contextlib.ExitStack() as stack:
+        writers = {method: stack.enter_context(mp4_writer(out_dir / f"{method}.mp4", fps)) for method in models}
+        side_by_side = stack.enter_context(mp4_writer(out_dir / "side_by_side.mp4", fps))
+        for view in tqdm(path, desc=f"videos {scene.root.name}", unit="frame", mininterval=2.0):
+            tiles = {}
+            for method, (params, state) in models.items():
+                rgb, _ = render_views(params, [view], state["config"]["sh_degree"], state["config"]["rasterize_mode"], device)
+                tiles[method] = (rgb[0] * 255).round().byte().numpy()
+                writers[method](tiles[method])
+            side_by_side(grid_frame(tiles))
     log.info("%s: %d frames at %dx%d (%.1f s) for %s", out_dir, len(path), path[0].hr.width, path[0].hr.height, len(path) / fps, ", ".join(ckpts))
     return len(path)
 
