@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .config import split_method
-from .imaging import to_float
+from .imaging import to_float, to_uint8
 from .io import atomic_path, read_image, write_json, write_png
 from .metrics import image_metrics, load_lpips
 from .scene import PreparedScene, SceneView
@@ -40,8 +40,8 @@ def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.
     rgb, depth = render_views(params, scene.test_views, cfg["sh_degree"], cfg["rasterize_mode"], device)
     rgb_lr, _ = render_views(params, scene.test_views, cfg["sh_degree"], cfg["rasterize_mode"], device, "lr")
     for v, hr, d, lr in zip(scene.test_views, rgb, depth, rgb_lr):
-        write_png(Path(out_dir) / f"{v.name}.png", (hr * 255).round().byte().numpy())
-        write_png(Path(out_dir) / f"{v.name}_lr.png", (lr * 255).round().byte().numpy())
+        write_png(Path(out_dir) / f"{v.name}.png", to_uint8(hr))
+        write_png(Path(out_dir) / f"{v.name}_lr.png", to_uint8(lr))
         with atomic_path(Path(out_dir) / f"{v.name}_depth.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, d.numpy().astype(np.float32))
 

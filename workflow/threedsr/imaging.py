@@ -25,6 +25,11 @@ def to_float(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, copy=True)).float().div_(255)
 
 
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """HxWx3 float (CPU) -> HxWx3 uint8, clamped to [0, 1] and rounded: the inverse of to_float."""
+    return (image.clamp(0, 1) * 255).round().byte().numpy()
+
+
 def resize_uint8(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """resize() for one HxWx3 uint8 image, rounded back to uint8."""
     x = to_float(image).permute(2, 0, 1)

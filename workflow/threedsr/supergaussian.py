@@ -21,14 +21,13 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from .errors import DataError
 from .evaluate import render_views
 from .fit import train_view
-from .imaging import to_float
+from .imaging import to_float, to_uint8
 from .io import atomic_dir, read_image, read_json, write_json, write_png
 from .scene import PreparedScene
 from .splat.trainer import TrainView, load_params
@@ -38,10 +37,6 @@ from .sr.sampling import SamplerConfig, view_seeds
 from .trajectory import scene_trajectory, trajectory_from_json, trajectory_to_json
 
 log = logging.getLogger(__name__)
-
-
-def _to_uint8(img: torch.Tensor) -> np.ndarray:  # H×W×3 float in [0, 1]
-    return (img.clamp(0, 1) * 255).round().byte().numpy()
 
 
 def upsample_frames(model: SRModel, frames: list[torch.Tensor], sampler: SamplerConfig, seeds: list[int], batch_size: int) -> list[torch.Tensor]:
@@ -67,15 +62,15 @@ def make_frames(scene_dir: Path, lr_ckpt: Path, out_dir: Path, n_interp: int, mo
     start = time.perf_counter()
     rendered, _ = render_views(params, path, state["config"]["sh_degree"], state["config"]["rasterize_mode"], device, "lr")
     # the upsampler sees 8-bit frames, as it would a video file
-    lr = [to_float(_to_uint8(f)) for f in rendered]
+    lr = [to_float(to_uint8(f)) for f in rendered]
     render_seconds = time.perf_counter() - start
     hr = upsample_frames(model, lr, sampler, view_seeds(sampler.seed, [v.name for v in path]), batch_size)
     with atomic_dir(out_dir) as tmp:
         for v, a, b in zip(path, lr, hr):
             if b.shape[:2] != (v.hr.height, v.hr.width):
                 raise DataError(f"{model.name} gave {tuple(b.shape[:2])} for {v.name}, expected HR {(v.hr.height, v.hr.width)}")
-            write_png(tmp / "lr" / f"{v.name}.png", _to_uint8(a))
-            write_png(tmp / "hr" / f"{v.name}.png", _to_uint8(b))
+            write_png(tmp / "lr" / f"{v.name}.png", to_uint8(a))
+            write_png(tmp / "hr" / f"{v.name}.png", to_uint8(b))
         write_json(tmp / "trajectory.json", trajectory_to_json(path))
         info = {
             "frames": len(path), "n_interp": n_interp, "keys": len(scene.train_views), "upsampler": model.name,

@@ -41,7 +41,7 @@ from .consistency import consistency
 from .errors import ConfigError
 from .evaluate import labelled, render_views
 from .fit import hr_lr_loss, train_view
-from .imaging import to_float, upsample
+from .imaging import to_float, to_uint8, upsample
 from .io import atomic_dir, atomic_path, read_image, write_png
 from .metrics import image_metrics, load_lpips
 from .scene import PreparedScene
@@ -77,10 +77,6 @@ def round_config(gs: TrainConfig, cfg: ThreeDSRConfig, k: int) -> TrainConfig:
         sh_degree_start=gs.sh_degree, seed=gs.seed + k,
     )
     return replace(out, means_lr=0.0, means_lr_final=0.0) if cfg.freeze_means else out
-
-
-def _uint8(img: torch.Tensor) -> np.ndarray:
-    return (img.clamp(0, 1) * 255).round().byte().numpy()
 
 
 def _batches(images: list[torch.Tensor], size: int) -> list[list[int]]:
@@ -243,14 +239,14 @@ class ThreeDSR:
         folder = self.out / "steps" / f"{step:02d}"
         for name, h, r in zip(self.names, hr, renders):
             if name in self.strip_names:
-                write_png(folder / f"{name}_H.png", _uint8(h))
-                write_png(folder / f"{name}_R.png", _uint8(r))
+                write_png(folder / f"{name}_H.png", to_uint8(h))
+                write_png(folder / f"{name}_R.png", to_uint8(r))
         # the last step's images of every view, for the cross-method consistency table
         if step == len(self.timesteps):
             for kind, images in (("H", hr), ("R", renders)):
                 with atomic_dir(self.out / "views" / kind) as tmp:
                     for name, img in zip(self.names, images):
-                        write_png(tmp / f"{name}.png", _uint8(img))
+                        write_png(tmp / f"{name}.png", to_uint8(img))
 
     def finish(self, trainer: Trainer, rows: list[dict]) -> pd.DataFrame:
         table = pd.DataFrame(rows)
@@ -269,9 +265,9 @@ class ThreeDSR:
         from PIL import Image
 
         i = self.names.index(name)
-        gt = _uint8(self.gt[i])
+        gt = to_uint8(self.gt[i])
         h, w = gt.shape[:2]
-        lr = np.asarray(Image.fromarray(_uint8(self.lr[i].permute(1, 2, 0))).resize((w, h), Image.NEAREST))
+        lr = np.asarray(Image.fromarray(to_uint8(self.lr[i].permute(1, 2, 0))).resize((w, h), Image.NEAREST))
         top, bottom = [("LR input", lr)], [("ground truth", gt)]
         for k, t in enumerate(self.timesteps, start=1):
             folder = self.out / "steps" / f"{k:02d}"

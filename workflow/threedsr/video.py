@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .errors import DataError
 from .evaluate import labelled, render_views
+from .imaging import to_uint8
 from .io import atomic_path
 from .scene import PreparedScene
 from .splat.trainer import load_params
@@ -137,7 +138,7 @@ def scene_videos(scene_dir: Path, ckpts: dict[str, Path], out_dir: Path, n_inter
             tiles = {}
             for method, (params, state) in models.items():
                 rgb, _ = render_views(params, [view], state["config"]["sh_degree"], state["config"]["rasterize_mode"], device)
-                tiles[method] = (rgb[0] * 255).round().byte().numpy()
+                tiles[method] = to_uint8(rgb[0])
                 writers[method](tiles[method])
             side_by_side(grid_frame(tiles))
     log.info("%s: %d frames at %dx%d (%.1f s) for %s", out_dir, len(path), path[0].hr.width, path[0].hr.height, len(path) / fps, ", ".join(ckpts))

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import DataError
-from ..imaging import to_float
+from ..imaging import to_float, to_uint8
 from ..io import atomic_dir, write_json, write_png
 from ..scene import PreparedScene
 from .base import SRModel
@@ -44,7 +44,7 @@ def super_resolve_scene(scene_dir: Path, model: SRModel, sampler: SamplerConfig,
             for v, img in zip(chunk, sr):
                 if img.shape[-2:] != (v.hr.height, v.hr.width):
                     raise DataError(f"{model.name} gave {tuple(img.shape[-2:])} for view {v.name}, expected HR {(v.hr.height, v.hr.width)}")
-                write_png(tmp / f"{v.name}.png", (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+                write_png(tmp / f"{v.name}.png", to_uint8(img.permute(1, 2, 0)))
             bar.update(len(chunk))
         bar.close()
         seconds = time.perf_counter() - start
