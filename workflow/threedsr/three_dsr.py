@@ -141,7 +141,7 @@ class ThreeDSR:
         hr, eps_all = [], []
         for b, cond, x_b in zip(self.batches, conds, x):
             eps, x0 = self.model.predict(x_b, t, cond)
-            h = self.model.decode(x0).float().cpu()
+            h = self.model.decode(x0, cond).float().cpu()
             h = color_fix(h, upsample(torch.stack([self.lr[i] for i in b]), self.model.scale), self.cfg.colorfix)
             hr.extend(h.permute(0, 2, 3, 1))
             eps_all.append(eps)

@@ -72,8 +72,8 @@ class DiffusionSR(SRModel):
         """E: HR images -> latents."""
 
     @abstractmethod
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """D: latents -> HR images in [0, 1]."""
+    def decode(self, z: torch.Tensor, cond: Any = None) -> torch.Tensor:
+        """D: latents -> HR images in [0, 1]; `cond` (the batch's `condition`) for decoders that read the LR image."""
 
     @abstractmethod
     def condition(self, lr: torch.Tensor, noise: ViewNoise) -> Any:
@@ -98,11 +98,12 @@ class DiffusionSR(SRModel):
 
     @torch.no_grad()
     def super_resolve(self, lr: torch.Tensor, sampler: SamplerConfig, seeds: list[int]) -> torch.Tensor:
-        return self.decode(self.sample(lr, sampler, seeds))
+        x, cond = self.sample(lr, sampler, seeds)
+        return self.decode(x, cond)
 
     @torch.no_grad()
-    def sample(self, lr: torch.Tensor, sampler: SamplerConfig, seeds: list[int]) -> torch.Tensor:
-        """The plain sampler (no 3D in the loop): the final latent x0 for each LR image."""
+    def sample(self, lr: torch.Tensor, sampler: SamplerConfig, seeds: list[int]) -> tuple[torch.Tensor, Any]:
+        """The plain sampler (no 3D in the loop): the final latent x0 for each LR image, and the condition."""
         noise = ViewNoise(seeds)
         lr = lr.to(self.device)
         cond = self.condition(lr, noise)
@@ -113,4 +114,4 @@ class DiffusionSR(SRModel):
             prev = ts[i + 1] if i + 1 < len(ts) else None
             z = noise(tuple(x.shape[1:]), x.device)  # drawn every step so η does not shift later noise
             x = sampling.update(sampler, x, x0, eps, self.abar(t), self.abar(prev), z) if prev is not None else x0
-        return x
+        return x, cond

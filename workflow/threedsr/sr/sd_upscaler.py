@@ -269,7 +269,7 @@ class SDX4Upscaler(DiffusionSR):
         return tiling.tiled(fn, [hr.to(self.device)], [f], out_scale=1, tile=self.tile, overlap=self.tile_overlap, multiple=1)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, cond=None) -> torch.Tensor:
         """Latents -> HR images in [0, 1], float32."""
 
         def fn(x):

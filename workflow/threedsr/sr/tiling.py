@@ -2,7 +2,8 @@
 
 All inputs live on one grid (the latent grid); an input with `scale` s has s pixels per grid cell
 (the LR image and the latent: 1; an HR image under a ×4 latent: 4). Outputs are blended with
-weights that ramp linearly across each overlap, so tiles meet without visible seams.
+weights that ramp linearly across each overlap (`blend="linear"`), or with a Gaussian over the
+whole tile (`blend="gaussian"`, StableSR's latent tiles), so tiles meet without visible seams.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tens
     return w
 
 
+def _gaussian(h: int, w: int, var: float = 0.01) -> torch.Tensor:
+    """StableSR's tile weights: exp(-d²/(2·var·size²)) per axis. Its y centre is h/2 (x: (w-1)/2); kept."""
+    x = torch.arange(w, dtype=torch.float64)
+    y = torch.arange(h, dtype=torch.float64)
+    wx = torch.exp(-((x - (w - 1) / 2) ** 2) / (w * w) / (2 * var))
+    wy = torch.exp(-((y - h / 2) ** 2) / (h * h) / (2 * var))
+    return (wy[:, None] * wx[None, :]).float()
+
+
 def _pad_to_multiple(x: torch.Tensor, scale: int, multiple: int) -> torch.Tensor:
     h, w = x.shape[-2] // scale, x.shape[-1] // scale
     ph, pw = (-h) % multiple, (-w) % multiple
@@ -55,8 +65,11 @@ def tiled(
     tile: int = 128,
     overlap: int = 16,
     multiple: int = 1,
+    blend: str = "linear",
 ) -> torch.Tensor:
     """fn(*input_tiles) -> output tile, over overlapping `tile`×`tile` grid windows, blended."""
+    if blend not in ("linear", "gaussian"):
+        raise ValueError(f"blend must be linear or gaussian, got {blend!r}")
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
     h, w = inputs[0].shape[-2] // scales[0], inputs[0].shape[-1] // scales[0]
@@ -79,7 +92,7 @@ def tiled(
             if out is None:
                 out = piece.new_zeros(*piece.shape[:-2], h * o, w * o)
                 weight = piece.new_zeros(h * o, w * o)
-            win = (wy[:, None] * wx[None, :]).to(piece)
+            win = (_gaussian(th * o, tw * o) if blend == "gaussian" else wy[:, None] * wx[None, :]).to(piece)
             out[..., y * o : (y + th) * o, x * o : (x + tw) * o] += piece * win
             weight[y * o : (y + th) * o, x * o : (x + tw) * o] += win
     return out / weight

@@ -93,7 +93,7 @@ class TinySR(DiffusionSR):
     def encode(self, hr: torch.Tensor) -> torch.Tensor:
         return pixel_encode(hr.to(self.device, torch.float32), self.scale)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, cond=None) -> torch.Tensor:
         return pixel_decode(z.float(), self.scale)
 
     def condition(self, lr: torch.Tensor, noise: ViewNoise | None = None) -> dict[str, Any]:
