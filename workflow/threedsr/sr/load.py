@@ -21,6 +21,11 @@ def load_sr_model(name: str, options: dict, device: torch.device, dtype: str = "
 
         extra = {k: options[k] for k in ("noise_level", "prompt") if k in options}
         return SDX4Upscaler.from_pretrained(options.get("path") or "stabilityai/stable-diffusion-x4-upscaler", device=device, dtype=dt, **tile, **extra)
+    if name == "stablesr-turbo":
+        from .stablesr import StableSRTurbo
+
+        extra = {k: options[k] for k in ("cfw_weight", "tile", "tile_overlap", "colorfix") if k in options}
+        return StableSRTurbo.from_pretrained(options.get("path"), device=device, dtype=dt, **extra)
     if name == "realesrgan":
         from .realesrgan import RealESRGAN
 
