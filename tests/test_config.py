@@ -7,6 +7,7 @@ import yaml
 
 from threedsr import config
 from threedsr.errors import ConfigError
+from threedsr.sr.names import STABLESR_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "workflow" / "presets").glob("*.yaml"))
@@ -17,16 +18,25 @@ def test_default_params_are_valid():
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
-def test_presets_merge_over_params(preset):
+def test_presets_merge_over_params(preset, tmp_path):
     cfg = config.load(REPO / "params.yaml", preset)
+    if cfg["sr"]["model"] == "stablesr-turbo":  # its checkpoints are the user's download: refused until they are there
+        with pytest.raises(ConfigError, match=r"sr\.stablesr_turbo\.weights_dir.*stablesr_turbo\.ckpt"):
+            config.validate(cfg)
+        for name in STABLESR_FILES:
+            (tmp_path / name).write_bytes(b"")
+        cfg["sr"]["stablesr_turbo"]["weights_dir"] = str(tmp_path)
     config.validate(cfg)
     assert cfg["datasets"]["synthetic"]["width"] == 384  # untouched keys survive the merge
 
 
-def test_paper_presets_use_paper_factors():
+def test_paper_presets_use_paper_settings():
     for name in ("paper-llff.yaml", "paper-mipnerf360.yaml"):
         cfg = config.load(REPO / "params.yaml", REPO / "workflow" / "presets" / name)
         assert (cfg["resolution"]["lr_factor"], cfg["resolution"]["hr_factor"], cfg["test_every"]) == (8, 2, 8)
+        assert cfg["sr"]["model"] == "stablesr-turbo" and cfg["sr"]["stablesr_turbo"]["cfw_weight"] == 0.5
+        t = cfg["threedsr"]
+        assert (t["steps"], t["iters_per_step"], t["lambda_lr"], t["delta_dssim"], t["update"]) == (4, 5000, 1.0, 0.2, "ddpm_posterior")
 
 
 def _with(tmp_path, override: dict) -> dict:
@@ -57,6 +67,11 @@ def _with(tmp_path, override: dict) -> dict:
         ({"threedsr": {"freeze_means": "yes"}}, "threedsr.freeze_means"),
         ({"sr": {"model": "realesrgan"}}, "methods: 3dsr needs a diffusion"),  # 3dsr in the default methods
         ({"methods": ["3dsr-realesrgan"]}, "methods.0"),
+        ({"sr": {"model": "stablesr-turbo"}}, "sr.stablesr_turbo.weights_dir"),  # null: where to get the files
+        ({"sr": {"model": "stablesr-turbo", "stablesr_turbo": {"weights_dir": "/nonexistent"}}}, "sr.stablesr_turbo.weights_dir"),
+        ({"methods": ["sr2d-stablesr-turbo"]}, "sr.stablesr_turbo.weights_dir"),
+        ({"sr": {"stablesr_turbo": {"tile": 60}}}, "sr.stablesr_turbo.tile"),
+        ({"sr": {"stablesr_turbo": {"cfw_weight": 2}}}, "sr.stablesr_turbo.cfw_weight"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, override, key):

@@ -3,7 +3,7 @@
 import json
 import shlex
 
-from threedsr.sr.names import DIFFUSION_MODELS, MODELS
+from threedsr.sr.names import DIFFUSION_MODELS, MODELS, STABLESR_FILES
 
 
 def sr_model(method):
@@ -12,9 +12,11 @@ def sr_model(method):
 
 
 def model_weights(model):
-    """Files an SR model needs: the trained prior, the converted Real-ESRGAN, RealBasicVSR's checkpoint."""
+    """Files an SR model needs: the trained prior, the converted Real-ESRGAN or StableSR-Turbo, RealBasicVSR's checkpoint."""
     if model == "tiny":
         return "results/models/tiny"
+    if model == "stablesr-turbo":
+        return "results/models/stablesr-turbo"
     if model == "realesrgan" and not config["sr"]["realesrgan"]["path"]:
         return "results/models/realesrgan-x4plus.safetensors"
     if model == "realbasicvsr":  # the user's file: a changed checkpoint reruns what it upsampled
@@ -74,6 +76,23 @@ rule convert_realesrgan:
         gpu=0,
     shell:
         "{THREEDSR} convert-realesrgan --out {output} > {log} 2>&1"
+
+
+rule convert_stablesr:
+    input:
+        turbo=lambda wc: os.path.join(config["sr"]["stablesr_turbo"]["weights_dir"], STABLESR_FILES[0]),
+        cfw=lambda wc: os.path.join(config["sr"]["stablesr_turbo"]["weights_dir"], STABLESR_FILES[1]),
+    output:
+        directory("results/models/stablesr-turbo"),
+    log:
+        "results/logs/convert_stablesr.log",
+    conda:
+        CPU_ENV
+    resources:
+        mem_mb=24000,  # both checkpoints are memory-mapped; the converted networks are built in fp32
+        gpu=0,
+    shell:
+        "{THREEDSR} convert-stablesr --turbo {input.turbo} --cfw {input.cfw} --out {output} > {log} 2>&1"
 
 
 rule super_resolve:

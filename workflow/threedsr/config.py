@@ -8,7 +8,7 @@ import yaml
 
 from .datasets import OFFICIAL_SCENES, local_scene
 from .errors import ConfigError
-from .sr.names import DIFFUSION_MODELS, REALBASICVSR_WEIGHTS_HINT
+from .sr.names import DIFFUSION_MODELS, REALBASICVSR_WEIGHTS_HINT, STABLESR_FILES, STABLESR_WEIGHTS_HINT
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 
@@ -55,6 +55,18 @@ def split_method(method: str) -> tuple[str, str | None]:
     return base, model or None
 
 
+def sr_models_used(config: dict) -> set[str]:
+    """The SR models the configured methods run (a method's own model, else sr.model; SuperGaussian's upsampler)."""
+    used = set()
+    for m in config["methods"]:
+        base, model = split_method(m)
+        if base in ("isr", "sr2d", "3dsr"):
+            used.add(model or config["sr"]["model"])
+        elif base == "supergaussian":
+            used.add(config["supergaussian"]["upsampler"])
+    return used
+
+
 def check(config: dict) -> None:
     """What the schema cannot say: factor relations and that every scene can be found or downloaded."""
     lr, hr = config["resolution"]["lr_factor"], config["resolution"]["hr_factor"]
@@ -67,6 +79,13 @@ def check(config: dict) -> None:
         )
     if "supergaussian" in config["methods"] and config["supergaussian"]["upsampler"] == "realbasicvsr" and not config["sr"]["realbasicvsr"]["path"]:
         raise ConfigError(f"supergaussian.upsampler: realbasicvsr needs its weights, and sr.realbasicvsr.path is null: {REALBASICVSR_WEIGHTS_HINT}")
+    if "stablesr-turbo" in sr_models_used(config):
+        folder = config["sr"]["stablesr_turbo"]["weights_dir"]
+        if not folder:
+            raise ConfigError(f"sr.stablesr_turbo.weights_dir is null, but the methods use stablesr-turbo: {STABLESR_WEIGHTS_HINT}")
+        missing = [f for f in STABLESR_FILES if not (Path(folder) / f).is_file()]
+        if missing:
+            raise ConfigError(f"sr.stablesr_turbo.weights_dir ({folder}) has no {' or '.join(missing)}: {STABLESR_WEIGHTS_HINT}")
     for m in config["methods"]:
         base, model = split_method(m)
         if base == "3dsr" and (model or config["sr"]["model"]) not in DIFFUSION_MODELS:
