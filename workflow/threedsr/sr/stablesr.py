@@ -34,8 +34,8 @@ from ..imaging import upsample
 from . import tiling
 from .base import DiffusionSR, auto_dtype, frozen
 from .colorfix import color_fix
+from .names import STABLESR_WEIGHTS_HINT as DOWNLOAD_HINT
 from .sampling import SamplerConfig, ViewNoise
-from .stablesr_convert import DOWNLOAD_HINT
 
 VAE_TILE, VAE_TILE_OVERLAP = 96, 16  # latent cells (768 / 128 px): the VAE's memory, not the method
 
