@@ -34,7 +34,7 @@ from ..imaging import upsample
 from . import tiling
 from .base import DiffusionSR, auto_dtype, frozen
 from .colorfix import color_fix
-from .names import STABLESR_WEIGHTS_HINT as DOWNLOAD_HINT
+from .names import STABLESR_WEIGHTS_HINT
 from .sampling import SamplerConfig, ViewNoise
 
 VAE_TILE, VAE_TILE_OVERLAP = 96, 16  # latent cells (768 / 128 px): the VAE's memory, not the method
@@ -96,13 +96,13 @@ class StableSRTurbo(DiffusionSR):
         if isinstance(dtype, str):
             dtype = auto_dtype(torch.device(device), dtype)
         if not path:
-            raise ModelUnavailable(f"StableSR-Turbo has no converted weights; {DOWNLOAD_HINT}")
+            raise ModelUnavailable(f"StableSR-Turbo has no converted weights; {STABLESR_WEIGHTS_HINT}")
         folder = Path(path)
         parts = ["unet", "structure_encoder", "vae", "scheduler", "prompt_embeds.safetensors", "stablesr.json"]
         missing = [p for p in parts if not (folder / p).exists()]
         if missing:
             raise ModelUnavailable(f"{folder}: not a converted StableSR-Turbo folder (missing {', '.join(missing)}); "
-                                   f"run `threedsr convert-stablesr` (the convert_stablesr rule) after you {DOWNLOAD_HINT}")
+                                   f"run `threedsr convert-stablesr` (the convert_stablesr rule) after you {STABLESR_WEIGHTS_HINT}")
         try:
             unet = SFTUNet.from_pretrained(folder / "unet", torch_dtype=dtype, low_cpu_mem_usage=False)
             encoder = TimeAwareEncoder.from_pretrained(folder / "structure_encoder", torch_dtype=dtype, low_cpu_mem_usage=False)
@@ -136,6 +136,8 @@ class StableSRTurbo(DiffusionSR):
         w = self.cfw_weight if cond is not None else 0.0
 
         def fn(zt, lr_up):
+            # the LR features are recomputed per call: at paper size they are ~1 GB per view, too much
+            # to keep in every batch's condition for the whole 3DSR run
             enc = self.vae.encode(lr_up.to(self.vae_dtype) * 2 - 1)[1] if w else None
             img = self.vae.decode(zt.to(self.vae_dtype) / self.scaling_factor, enc, w).float()
             return (img + 1) / 2
@@ -172,6 +174,6 @@ class StableSRTurbo(DiffusionSR):
 
     @torch.no_grad()
     def super_resolve(self, lr: torch.Tensor, sampler: SamplerConfig, seeds: list[int]) -> torch.Tensor:
-        x, cond = self.sample(lr, sampler, seeds)
-        out = self.decode(x, cond)
+        """The plain sampler's D(x0), colour-fixed against the bicubic LR as the official script does."""
+        out = super().super_resolve(lr, sampler, seeds)
         return color_fix(out, upsample(lr.to(out.device, torch.float32), self.scale), self.colorfix)

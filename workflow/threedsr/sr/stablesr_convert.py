@@ -31,13 +31,9 @@ import torch
 
 from ..errors import DataError, ModelUnavailable
 from ..io import atomic_dir, write_json
-from .names import STABLESR_FILES, STABLESR_WEIGHTS_HINT
+from .names import STABLESR_WEIGHTS_HINT
 
 log = logging.getLogger(__name__)
-
-TURBO_CKPT, CFW_CKPT = STABLESR_FILES
-PARAMS_KEY = "sr.stablesr_turbo.weights_dir"
-DOWNLOAD_HINT = STABLESR_WEIGHTS_HINT
 
 # configs/stableSRNew/v2-finetune_text_T_512.yaml and configs/autoencoder/autoencoder_kl_64x64x4_resi.yaml
 OFFICIAL = {
@@ -69,7 +65,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The `state_dict` of a Lightning .ckpt (or a bare state dict), read without unpickling code."""
     path = Path(path)
     if not path.is_file():
-        raise ModelUnavailable(f"{path}: no such file; {DOWNLOAD_HINT}")
+        raise ModelUnavailable(f"{path}: no such file; {STABLESR_WEIGHTS_HINT}")
     try:
         with torch.serialization.safe_globals(_LIGHTNING_GLOBALS):
             try:
@@ -81,7 +77,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as e:
         raise DataError(
             f"{path}: cannot read it as a checkpoint with weights_only=True ({type(e).__name__}: {e}). "
-            f"A truncated download or another file; {DOWNLOAD_HINT}"
+            f"A truncated download or another file; {STABLESR_WEIGHTS_HINT}"
         ) from e
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
