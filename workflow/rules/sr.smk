@@ -7,8 +7,8 @@ from threedsr.sr.names import DIFFUSION_MODELS, MODELS, STABLESR_FILES
 
 
 def sr_model(method):
-    """The SR model a method uses: the one after the hyphen (sr2d-realesrgan), else sr.model."""
-    return threedsr.config.split_method(method)[1] or config["sr"]["model"]
+    """The SR model a method uses (after the hyphen, else sr.model)."""
+    return threedsr.config.method_sr_model(config, method)
 
 
 def model_weights(model):

@@ -55,13 +55,18 @@ def split_method(method: str) -> tuple[str, str | None]:
     return base, model or None
 
 
+def method_sr_model(config: dict, method: str) -> str:
+    """The SR model an isr/sr2d/3dsr method runs: the one after the hyphen (sr2d-realesrgan), else sr.model."""
+    return split_method(method)[1] or config["sr"]["model"]
+
+
 def sr_models_used(config: dict) -> set[str]:
     """The SR models the configured methods run (a method's own model, else sr.model; SuperGaussian's upsampler)."""
     used = set()
     for m in config["methods"]:
-        base, model = split_method(m)
+        base = split_method(m)[0]
         if base in ("isr", "sr2d", "3dsr"):
-            used.add(model or config["sr"]["model"])
+            used.add(method_sr_model(config, m))
         elif base == "supergaussian":
             used.add(config["supergaussian"]["upsampler"])
     return used
@@ -77,9 +82,10 @@ def check(config: dict) -> None:
         raise ConfigError(
             f"methods: {', '.join(sr_methods)} use x4 SR models, but resolution.lr_factor / resolution.hr_factor = {lr}/{hr} = {lr // hr}"
         )
-    if "supergaussian" in config["methods"] and config["supergaussian"]["upsampler"] == "realbasicvsr" and not config["sr"]["realbasicvsr"]["path"]:
+    used = sr_models_used(config)
+    if "realbasicvsr" in used and not config["sr"]["realbasicvsr"]["path"]:
         raise ConfigError(f"supergaussian.upsampler: realbasicvsr needs its weights, and sr.realbasicvsr.path is null: {REALBASICVSR_WEIGHTS_HINT}")
-    if "stablesr-turbo" in sr_models_used(config):
+    if "stablesr-turbo" in used:
         folder = config["sr"]["stablesr_turbo"]["weights_dir"]
         if not folder:
             raise ConfigError(f"sr.stablesr_turbo.weights_dir is null, but the methods use stablesr-turbo: {STABLESR_WEIGHTS_HINT}")
@@ -88,7 +94,7 @@ def check(config: dict) -> None:
             raise ConfigError(f"sr.stablesr_turbo.weights_dir ({folder}) has no {' or '.join(missing)}: {STABLESR_WEIGHTS_HINT}")
     for m in config["methods"]:
         base, model = split_method(m)
-        if base == "3dsr" and (model or config["sr"]["model"]) not in DIFFUSION_MODELS:
+        if base == "3dsr" and method_sr_model(config, m) not in DIFFUSION_MODELS:
             where = f"the model after the hyphen ({model})" if model else f"sr.model ({config['sr']['model']})"
             raise ConfigError(f"methods: {m} needs a diffusion SR model ({', '.join(DIFFUSION_MODELS)}), but {where} is not one")
     for dataset, spec in config["datasets"].items():
