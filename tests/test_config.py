@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,15 +73,43 @@ def _with(tmp_path, override: dict) -> dict:
         ({"methods": ["sr2d-stablesr-turbo"]}, "sr.stablesr_turbo.weights_dir"),
         ({"sr": {"stablesr_turbo": {"tile": 60}}}, "sr.stablesr_turbo.tile"),
         ({"sr": {"stablesr_turbo": {"cfw_weight": 2}}}, "sr.stablesr_turbo.cfw_weight"),
+        # names that are not plain path components: `..` once replaced results/poses as "its" output folder
+        ({"datasets": {"llff": {"scenes": [".."]}}}, "datasets.llff.scenes.0: '..' is not a plain folder name"),
+        ({"datasets": {"llff": {"scenes": ["."]}}}, "datasets.llff.scenes.0"),
+        ({"datasets": {"llff": {"scenes": ["-rf"]}}}, "datasets.llff.scenes.0"),
+        ({"datasets": {"llff": {"scenes": ["a/b"]}}}, "datasets.llff.scenes.0"),
+        ({"datasets": {"llff": {"scenes": [""]}}}, "datasets.llff.scenes.0"),
+        ({"datasets": {"..": {"root": "data", "scenes": ["a"]}}}, "datasets: '..' is not a plain folder name"),
+        ({"datasets": {".hidden": {"root": "data", "scenes": ["a"]}}}, "datasets: '.hidden'"),
+        # relations between keys
+        ({"sr": {"tile": 64, "tile_overlap": 64}}, "sr.tile_overlap (64) must be smaller than sr.tile (64)"),
+        ({"sr": {"stablesr_turbo": {"tile": 32, "tile_overlap": 40}}}, "sr.stablesr_turbo.tile_overlap (40) must be smaller"),
+        ({"gs": {"densify": {"start": 2000, "stop": 1000}}}, "gs.densify.start (2000) is after gs.densify.stop (1000)"),
+        ({"threedsr": {"steps": 1001}}, "threedsr.steps"),
+        ({"datasets": {"synthetic": {"scenes": []}}}, "datasets: no scenes to run"),
+        ({"metrics": {"lpips_backbone": "missing/alex.pth$(touch PWNED)"}}, "metrics.lpips_backbone"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, override, key):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(key)):
         config.validate(_with(tmp_path, override))
 
 
 def test_official_scene_without_local_copy_is_downloadable(tmp_path):
-    config.validate(_with(tmp_path, {"datasets": {"llff": {"root": str(tmp_path / "none"), "scenes": ["fern"]}}}))
+    cfg = _with(tmp_path, {"datasets": {"llff": {"root": str(tmp_path / "none"), "scenes": ["fern"]}}})
+    config.validate(cfg)
+    # ... and the reason is said before anything is downloaded: the root the user named is missing
+    assert config.downloads(cfg) == {"nerf_llff_data.zip": [f"datasets.llff.root ({tmp_path / 'none'}) does not exist: llff/fern is downloaded"]}
+    (tmp_path / "none" / "fern").mkdir(parents=True)
+    assert config.downloads(cfg)["nerf_llff_data.zip"][0].startswith(f"{tmp_path / 'none' / 'fern'} has no images/ or images_N/ folder")
+
+
+def test_more_steps_than_timesteps_is_refused_by_the_sampler():
+    from threedsr.sr.sampling import respaced_timesteps
+
+    assert len(set(respaced_timesteps(1000, 1000))) == 1000
+    with pytest.raises(ConfigError, match=r"threedsr\.steps \(11\).*10 timesteps"):
+        respaced_timesteps(10, 11)
 
 
 def test_cli_check_config(tmp_path):
@@ -100,8 +129,24 @@ def test_snakemake_rejects_bad_key_before_any_job(workflow_dir):
         cwd=workflow_dir, capture_output=True, text=True,
     )
     assert r.returncode != 0
-    assert "hr_factr" in r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "resolution: Additional properties are not allowed ('hr_factr' was unexpected)" in out
+    assert "$schema" not in out and len(out.splitlines()) < 20  # the message, not the schema and the config
     assert not (workflow_dir / "results").exists()
+
+
+def test_scene_named_dotdot_fails_before_any_job(workflow_dir):
+    """`..` as a scene once made the poses job replace results/poses as a whole, deleting every dataset's poses."""
+    (workflow_dir / "results" / "poses" / "other" / "kept").mkdir(parents=True)
+    (workflow_dir / "dots.yaml").write_text("datasets:\n  llff: {root: data, scenes: ['..']}\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "params.yaml", "dots.yaml"],
+        cwd=workflow_dir, capture_output=True, text=True,
+    )
+    assert r.returncode != 0
+    assert "datasets.llff.scenes.0: '..' is not a plain folder name" in r.stdout + r.stderr
+    assert (workflow_dir / "results" / "poses" / "other" / "kept").is_dir()
+    assert sorted(p.name for p in (workflow_dir / "results").iterdir()) == ["poses"]  # no job ran: no logs
 
 
 def test_visible_gpus_follows_cuda_visible_devices(monkeypatch):

@@ -1,5 +1,6 @@
 # Shared helpers: cross-key config checks (before any job starts) and where each scene comes from.
 import os
+import shlex
 from pathlib import Path
 
 import threedsr.config
@@ -9,11 +10,16 @@ from threedsr.devices import visible_gpus
 from threedsr.errors import ConfigError
 
 try:
-    threedsr.config.check(config)
+    threedsr.config.validate(config)  # the schema, then the cross-key checks: one message naming the key, no schema dump
     if "DVC_STAGE" in os.environ:  # run by `dvc repro` / `dvc exp run`: dvc.yaml must have a stage for every job
         threedsr.dvc_stages.check_generated_for(config, Path(workflow.basedir) / "dvc.yaml")
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
+
+# A scene not found under its dataset's root is downloaded: say so, and why, before any job runs
+for archive, reasons in threedsr.config.downloads(config).items():
+    for reason in reasons:
+        logger.warning(f"{reason} ({archive})")
 
 # One GPU job per GPU: unless `--resources gpu=N` was given, cap the `gpu` resource that training
 # rules request at the GPUs present. Without GPUs there is no cap: CPU jobs are bounded by threads.
@@ -27,15 +33,20 @@ GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"
 
 # Every rule runs this checkout's package: in the active virtualenv, or in the rule's conda
 # environment (--software-deployment-method conda), which holds the dependencies only.
-THREEDSR = f'PYTHONPATH="{workflow.basedir}/workflow${{PYTHONPATH:+:$PYTHONPATH}}" python -m threedsr'
+# Every value that reaches a shell command is quoted (`{...:q}`, shlex.quote): params.yaml is shared
+# like code and real paths have spaces; a value must never run as shell code.
+THREEDSR = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m threedsr"
 CPU_ENV = "../../envs/cpu.yaml"
-LPIPS_ARG = f"--lpips-backbone {config['metrics']['lpips_backbone']}" if config["metrics"]["lpips_backbone"] else ""
+# optional arguments as lists, so that `{params.x:q}` quotes each element (an empty list adds nothing)
+LPIPS_ARGS = ["--lpips-backbone", config["metrics"]["lpips_backbone"]] if config["metrics"]["lpips_backbone"] else []
 
 
+# dataset and scene names are plain path components (the schema says the same): never '.', '..', a
+# leading '-' or a separator, so no job's output can resolve outside its own folder
 wildcard_constraints:
     method="|".join(METHODS),
-    dataset=r"[A-Za-z0-9_-]+",
-    scene=r"[A-Za-z0-9_.-]+",
+    dataset=threedsr.config.DATASET_NAME,
+    scene=threedsr.config.SCENE_NAME,
     archive=r"[A-Za-z0-9_.-]+\.zip",
 
 

@@ -18,9 +18,9 @@ rule generate_synthetic:
         mem_mb=2000,
         gpu=0,
     shell:
-        "{THREEDSR} generate-synthetic --scene {wildcards.scene} --out {output} --width {params.width} "
-        "--height {params.height} --supersample {params.supersample} --num-points {params.num_points} "
-        "--seed {params.seed} > {log} 2>&1"
+        "{THREEDSR} generate-synthetic --scene {wildcards.scene:q} --out {output:q} --width {params.width:q} "
+        "--height {params.height:q} --supersample {params.supersample:q} --num-points {params.num_points:q} "
+        "--seed {params.seed:q} > {log:q} 2>&1"
 
 
 rule download_archive:
@@ -34,7 +34,7 @@ rule download_archive:
         mem_mb=500,
         gpu=0,
     shell:
-        "{THREEDSR} download --out {output} > {log} 2>&1"
+        "{THREEDSR} download --out {output:q} > {log:q} 2>&1"
 
 
 rule extract_scene:
@@ -52,8 +52,8 @@ rule extract_scene:
         mem_mb=1000,
         gpu=0,
     shell:
-        "{THREEDSR} extract --archive {input} --dataset {wildcards.dataset} --scene {wildcards.scene} "
-        "--out {output} > {log} 2>&1"
+        "{THREEDSR} extract --archive {input:q} --dataset {wildcards.dataset:q} --scene {wildcards.scene:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule poses:
@@ -73,8 +73,8 @@ rule poses:
         mem_mb=4000,
         gpu=0,
     shell:
-        "{THREEDSR} poses --scene-dir {input} --out {output} --work-dir {params.work_dir} "
-        "--sfm-max-image-size {params.sfm_max_image_size} > {log} 2>&1"
+        "{THREEDSR} poses --scene-dir {input:q} --out {output:q} --work-dir {params.work_dir:q} "
+        "--sfm-max-image-size {params.sfm_max_image_size:q} > {log:q} 2>&1"
 
 
 rule prepare_scene:
@@ -95,6 +95,6 @@ rule prepare_scene:
         mem_mb=4000,
         gpu=0,
     shell:
-        "{THREEDSR} prepare --scene-dir {input.scene} --poses {input.poses} --out {output} "
-        "--dataset {wildcards.dataset} --scene {wildcards.scene} --lr-factor {params.lr_factor} "
-        "--hr-factor {params.hr_factor} --test-every {params.test_every} > {log} 2>&1"
+        "{THREEDSR} prepare --scene-dir {input.scene:q} --poses {input.poses:q} --out {output:q} "
+        "--dataset {wildcards.dataset:q} --scene {wildcards.scene:q} --lr-factor {params.lr_factor:q} "
+        "--hr-factor {params.hr_factor:q} --test-every {params.test_every:q} > {log:q} 2>&1"

@@ -22,8 +22,8 @@ rule pretrain_lr:
         mem_mb=8000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} fit --scene {input} --out {params.out} --targets lr "
-        "--gs {params.gs:q} --device {params.device} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input:q} --out {params.out:q} --targets lr "
+        "--gs {params.gs:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule fit_bicubic:
@@ -47,8 +47,8 @@ rule fit_bicubic:
         mem_mb=8000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} fit --scene {input.scene} --out {params.out} --targets bicubic "
-        "--init {input.init} --iterations {params.iterations} --gs {params.gs:q} --device {params.device} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets bicubic "
+        "--init {input.init:q} --iterations {params.iterations:q} --gs {params.gs:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule render_test:
@@ -62,7 +62,7 @@ rule render_test:
         method="|".join(GS_METHODS) or "(?!)",
     params:
         device=config["device"],
-        lpips_backbone=LPIPS_ARG,
+        lpips_backbone=LPIPS_ARGS,
     log:
         "results/logs/render_test/{dataset}/{scene}/{method}.log",
     conda:
@@ -72,6 +72,6 @@ rule render_test:
         mem_mb=4000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} render --ckpt {input.ckpt} --scene {input.scene} --out {output.renders} "
-        "--device {params.device} --scores {output.scores} --dataset {wildcards.dataset} --scene-name {wildcards.scene} "
-        "--method {wildcards.method} {params.lpips_backbone} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} render --ckpt {input.ckpt:q} --scene {input.scene:q} --out {output.renders:q} "
+        "--device {params.device:q} --scores {output.scores:q} --dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} "
+        "--method {wildcards.method:q} {params.lpips_backbone:q} > {log:q} 2>&1"

@@ -23,7 +23,7 @@ rule aggregate_metrics:
         mem_mb=1000,
         gpu=0,
     shell:
-        "{THREEDSR} aggregate --out-dir results/metrics --consistency {input.consistency} -- {input.per_view} > {log} 2>&1"
+        "{THREEDSR} aggregate --out-dir results/metrics --consistency {input.consistency:q} -- {input.per_view:q} > {log:q} 2>&1"
 
 
 rule crops_figure:
@@ -38,7 +38,7 @@ rule crops_figure:
             labels={"scene": "{dataset}/{scene}"},
         ),
     params:
-        methods=" ".join(METHODS),
+        methods=METHODS,
     log:
         "results/logs/crops_figure/{dataset}/{scene}.log",
     conda:
@@ -47,4 +47,4 @@ rule crops_figure:
         mem_mb=1000,
         gpu=0,
     shell:
-        "{THREEDSR} crops --scene {input.scene} --out {output} --methods {params.methods} --renders {input.renders} > {log} 2>&1"
+        "{THREEDSR} crops --scene {input.scene:q} --out {output:q} --methods {params.methods:q} --renders {input.renders:q} > {log:q} 2>&1"

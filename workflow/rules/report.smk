@@ -16,7 +16,7 @@ rule data_report:
         mem_mb=1000,
         gpu=0,
     shell:
-        "{THREEDSR} data-report --out-dir results/reports/data {input} > {log} 2>&1"
+        "{THREEDSR} data-report --out-dir results/reports/data {input:q} > {log:q} 2>&1"
 
 
 rule videos:
@@ -43,7 +43,9 @@ rule videos:
             labels={"scene": "{dataset}/{scene}", "method": "all, side by side"},
         ),
     params:
-        ckpts=lambda w, input: " ".join(f"{m}={c}" for m, c in zip(GS_METHODS, input.ckpts)),
+        ckpts=lambda w, input: [f"{m}={c}" for m, c in zip(GS_METHODS, input.ckpts)],
+        out_dir="results/videos/{dataset}/{scene}",
+        title="{dataset}/{scene}",
         methods=", ".join(GS_METHODS),
         n_interp=config["video"]["n_interp"],
         fps=config["video"]["fps"],
@@ -57,6 +59,6 @@ rule videos:
         mem_mb=4000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} videos --scene {input.scene} --out-dir results/videos/{wildcards.dataset}/{wildcards.scene} "
-        "--ckpts {params.ckpts} --n-interp {params.n_interp} --fps {params.fps} --html {output.html} "
-        "--title '{wildcards.dataset}/{wildcards.scene}' --device {params.device} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} videos --scene {input.scene:q} --out-dir {params.out_dir:q} "
+        "--ckpts {params.ckpts:q} --n-interp {params.n_interp:q} --fps {params.fps:q} --html {output.html:q} "
+        "--title {params.title:q} --device {params.device:q} > {log:q} 2>&1"

@@ -1,7 +1,6 @@
 # Super-resolution models, the per-image SR methods isr (SR each view, then 3DGS) and sr2d (SR alone),
 # and 3dsr (diffusion sampling and 3DGS fitting, interleaved).
 import json
-import shlex
 
 from threedsr.sr.names import DIFFUSION_MODELS, MODELS, STABLESR_FILES
 
@@ -24,8 +23,8 @@ def model_weights(model):
     return []
 
 
-def model_path_arg(input):
-    return f"--model-path {input.weights}" if input.weights else ""
+def model_path_args(input):
+    return ["--model-path", input.weights] if input.weights else []
 
 
 def sr_views(model):
@@ -33,10 +32,7 @@ def sr_views(model):
     return "all" if any(threedsr.config.split_method(m)[0] == "isr" and sr_model(m) == model for m in METHODS) else "test"
 
 
-SAMPLER_ARGS = (
-    f"--steps {config['threedsr']['steps']} --update {config['threedsr']['update']} --eta {config['threedsr']['eta']} "
-    f"--init {config['threedsr']['init']} --seed {config['threedsr']['seed']}"
-)
+SAMPLER_ARGS = [f"--{key}={config['threedsr'][key]}" for key in ("steps", "update", "eta", "init", "seed")]
 
 
 wildcard_constraints:
@@ -61,7 +57,7 @@ rule train_prior:
         mem_mb=6000,
         gpu=0,
     shell:
-        "{THREEDSR} train-prior --out {output} --options {params.options:q} --steps {params.steps} --threads {threads} > {log} 2>&1"
+        "{THREEDSR} train-prior --out {output:q} --options {params.options:q} --steps {params.steps:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule convert_realesrgan:
@@ -75,7 +71,7 @@ rule convert_realesrgan:
         mem_mb=2000,
         gpu=0,
     shell:
-        "{THREEDSR} convert-realesrgan --out {output} > {log} 2>&1"
+        "{THREEDSR} convert-realesrgan --out {output:q} > {log:q} 2>&1"
 
 
 rule convert_stablesr:
@@ -92,7 +88,7 @@ rule convert_stablesr:
         mem_mb=24000,  # both checkpoints are memory-mapped; the converted networks are built in fp32
         gpu=0,
     shell:
-        "{THREEDSR} convert-stablesr --turbo {input.turbo} --cfw {input.cfw} --out {output} > {log} 2>&1"
+        "{THREEDSR} convert-stablesr --turbo {input.turbo:q} --cfw {input.cfw:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule super_resolve:
@@ -103,7 +99,7 @@ rule super_resolve:
         directory("results/sr/{dataset}/{scene}/{model}"),
     params:
         sr=json.dumps(config["sr"]),
-        model_path=lambda w, input: model_path_arg(input),
+        model_path=lambda w, input: model_path_args(input),
         views=lambda w: sr_views(w.model),
         sampler=SAMPLER_ARGS,
         device=config["device"],
@@ -116,8 +112,8 @@ rule super_resolve:
         mem_mb=8000,
         gpu=1,
     shell:
-        "{THREEDSR} super-resolve --scene {input.scene} --out {output} --model {wildcards.model} {params.model_path} "
-        "--views {params.views} --sr {params.sr:q} {params.sampler} --device {params.device} > {log} 2>&1"
+        "{THREEDSR} super-resolve --scene {input.scene:q} --out {output:q} --model {wildcards.model:q} {params.model_path:q} "
+        "--views {params.views:q} --sr {params.sr:q} {params.sampler:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule fit_isr:
@@ -143,9 +139,9 @@ rule fit_isr:
         mem_mb=8000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} fit --scene {input.scene} --out {params.out} --targets sr --sr-dir {input.sr} "
-        "--lambda-lr {params.lambda_lr} --init {input.init} --iterations {params.iterations} --gs {params.gs:q} "
-        "--device {params.device} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets sr --sr-dir {input.sr:q} "
+        "--lambda-lr {params.lambda_lr:q} --init {input.init:q} --iterations {params.iterations:q} --gs {params.gs:q} "
+        "--device {params.device:q} > {log:q} 2>&1"
 
 
 rule collect_sr2d:
@@ -156,7 +152,7 @@ rule collect_sr2d:
         renders=directory("results/renders/{dataset}/{scene}/{sr2d}"),
         scores="results/metrics/{dataset}/{scene}/{sr2d}.csv",
     params:
-        lpips_backbone=LPIPS_ARG,
+        lpips_backbone=LPIPS_ARGS,
     log:
         "results/logs/collect_sr2d/{dataset}/{scene}/{sr2d}.log",
     conda:
@@ -165,8 +161,8 @@ rule collect_sr2d:
         mem_mb=2000,
         gpu=0,
     shell:
-        "{THREEDSR} collect-sr --scene {input.scene} --sr-dir {input.sr} --out {output.renders} --scores {output.scores} "
-        "--dataset {wildcards.dataset} --scene-name {wildcards.scene} --method {wildcards.sr2d} {params.lpips_backbone} > {log} 2>&1"
+        "{THREEDSR} collect-sr --scene {input.scene:q} --sr-dir {input.sr:q} --out {output.renders:q} --scores {output.scores:q} "
+        "--dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} --method {wildcards.sr2d:q} {params.lpips_backbone:q} > {log:q} 2>&1"
 
 
 rule fit_3dsr:
@@ -188,11 +184,11 @@ rule fit_3dsr:
         views=directory("results/gs/{dataset}/{scene}/{tdsr}/views"),
     params:
         model=lambda w: sr_model(w.tdsr),
-        model_path=lambda w, input: model_path_arg(input),
+        model_path=lambda w, input: model_path_args(input),
         sr=json.dumps(config["sr"]),
         threedsr=json.dumps(config["threedsr"]),
         gs=json.dumps(config["gs"]),
-        lpips_backbone=LPIPS_ARG,
+        lpips_backbone=LPIPS_ARGS,
         device=config["device"],
         out="results/gs/{dataset}/{scene}/{tdsr}",
     log:
@@ -204,9 +200,9 @@ rule fit_3dsr:
         mem_mb=12000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} run-3dsr --scene {input.scene} --init {input.init} --out {params.out} "
-        "--model {params.model} {params.model_path} --sr {params.sr:q} --threedsr {params.threedsr:q} --gs {params.gs:q} "
-        "{params.lpips_backbone} --device {params.device} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} run-3dsr --scene {input.scene:q} --init {input.init:q} --out {params.out:q} "
+        "--model {params.model:q} {params.model_path:q} --sr {params.sr:q} --threedsr {params.threedsr:q} --gs {params.gs:q} "
+        "{params.lpips_backbone:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 def consistency_sets(wildcards):
@@ -231,7 +227,7 @@ rule consistency:
     output:
         "results/metrics/{dataset}/{scene}/consistency.csv",
     params:
-        images=lambda w: " ".join(shlex.quote(f"{k}={v}") for k, v in consistency_sets(w).items()),
+        images=lambda w: [f"{k}={v}" for k, v in consistency_sets(w).items()],
         device=config["device"],
     log:
         "results/logs/consistency/{dataset}/{scene}.log",
@@ -242,5 +238,5 @@ rule consistency:
         mem_mb=4000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} consistency --scene {input.scene} --depth-ckpt {input.depth} --out {output} "
-        "--images {params.images} --device {params.device} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} consistency --scene {input.scene:q} --depth-ckpt {input.depth:q} --out {output:q} "
+        "--images {params.images:q} --device {params.device:q} > {log:q} 2>&1"

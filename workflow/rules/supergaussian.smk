@@ -12,10 +12,10 @@ rule supergaussian_frames:
     params:
         n_interp=config["supergaussian"]["n_interp"],
         upsampler=config["supergaussian"]["upsampler"],
-        model_path=lambda w, input: model_path_arg(input),
+        model_path=lambda w, input: model_path_args(input),
         sr=json.dumps(config["sr"]),
         # only a diffusion upsampler has sampler settings: a sweep over them must not rerun Real-ESRGAN
-        sampler=SAMPLER_ARGS if config["supergaussian"]["upsampler"] in DIFFUSION_MODELS else "",
+        sampler=SAMPLER_ARGS if config["supergaussian"]["upsampler"] in DIFFUSION_MODELS else [],
         device=config["device"],
     log:
         "results/logs/supergaussian_frames/{dataset}/{scene}.log",
@@ -26,8 +26,8 @@ rule supergaussian_frames:
         mem_mb=8000,
         gpu=1,
     shell:
-        "{THREEDSR} supergaussian-frames --scene {input.scene} --ckpt {input.ckpt} --out {output} --n-interp {params.n_interp} "
-        "--model {params.upsampler} {params.model_path} --sr {params.sr:q} {params.sampler} --device {params.device} > {log} 2>&1"
+        "{THREEDSR} supergaussian-frames --scene {input.scene:q} --ckpt {input.ckpt:q} --out {output:q} --n-interp {params.n_interp:q} "
+        "--model {params.upsampler:q} {params.model_path:q} --sr {params.sr:q} {params.sampler:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule fit_supergaussian:
@@ -53,6 +53,6 @@ rule fit_supergaussian:
         mem_mb=8000,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads} {THREEDSR} fit --scene {input.scene} --out {params.out} --targets frames "
-        "--frames-dir {input.frames} --lambda-lr {params.lambda_lr} --init {input.init} --iterations {params.iterations} "
-        "--gs {params.gs:q} --device {params.device} > {log} 2>&1"
+        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets frames "
+        "--frames-dir {input.frames:q} --lambda-lr {params.lambda_lr:q} --init {input.init:q} --iterations {params.iterations:q} "
+        "--gs {params.gs:q} --device {params.device:q} > {log:q} 2>&1"

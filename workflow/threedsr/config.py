@@ -12,6 +12,12 @@ from .sr.names import DIFFUSION_MODELS, REALBASICVSR_WEIGHTS_HINT, STABLESR_FILE
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 
+# Names that become path components (results/<stage>/<dataset>/<scene>): plain folder names only, never
+# '.', '..', hidden, a leading '-' (read as an option) or a separator. The schema's patterns say the same.
+DATASET_NAME = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
+SCENE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+NAME_RULE = "a plain folder name: letters, digits, '_', '-' (and '.' in scenes), not starting with '.' or '-'"
+
 
 def merge(base: dict, override: dict) -> dict:
     """Recursive dict merge, lists replaced: the way Snakemake merges several --configfile files."""
@@ -38,6 +44,15 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _message(error) -> str:
+    """One line per schema error: the key, then what is wrong (not the schema, which jsonschema would print)."""
+    where = list(error.absolute_path)
+    if error.validator == "pattern" or (error.validator == "propertyNames" and where[:1] == ["datasets"]):
+        name = error.instance if error.validator == "pattern" else error.cause or error.instance
+        return f"{_key(where)}: {name!r} is not {NAME_RULE}"
+    return f"{_key(where)}: {error.message}"
+
+
 def validate(config: dict) -> None:
     """Schema errors (unknown key, wrong type, out of range) and cross-key errors, each naming the key."""
     import jsonschema
@@ -45,7 +60,7 @@ def validate(config: dict) -> None:
     schema = yaml.safe_load(SCHEMA.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        raise ConfigError("params invalid:\n" + "\n".join(f"  {_key(e.absolute_path)}: {e.message}" for e in errors))
+        raise ConfigError("params invalid:\n" + "\n".join(f"  {_message(e)}" for e in errors))
     check(config)
 
 
@@ -73,7 +88,9 @@ def sr_models_used(config: dict) -> set[str]:
 
 
 def check(config: dict) -> None:
-    """What the schema cannot say: factor relations and that every scene can be found or downloaded."""
+    """What the schema cannot say: relations between keys, and that every scene can be found or downloaded."""
+    if not scenes(config):
+        raise ConfigError(f"datasets: no scenes to run: every dataset's scenes list is empty ({', '.join(f'datasets.{d}.scenes' for d in config['datasets'])})")
     lr, hr = config["resolution"]["lr_factor"], config["resolution"]["hr_factor"]
     if lr <= hr or lr % hr:
         raise ConfigError(f"resolution.lr_factor ({lr}) must be a multiple of resolution.hr_factor ({hr}) and larger than it")
@@ -82,9 +99,22 @@ def check(config: dict) -> None:
         raise ConfigError(
             f"methods: {', '.join(sr_methods)} use x4 SR models, but resolution.lr_factor / resolution.hr_factor = {lr}/{hr} = {lr // hr}"
         )
+    d = config["gs"]["densify"]
+    if d["start"] > d["stop"]:
+        raise ConfigError(f"gs.densify.start ({d['start']}) is after gs.densify.stop ({d['stop']}): densification would never run")
+    for block in ("sr", "sr.stablesr_turbo"):
+        tiles = config["sr"] if block == "sr" else config["sr"]["stablesr_turbo"]
+        if tiles["tile_overlap"] >= tiles["tile"]:
+            raise ConfigError(f"{block}.tile_overlap ({tiles['tile_overlap']}) must be smaller than {block}.tile ({tiles['tile']})")
     used = sr_models_used(config)
     if "realbasicvsr" in used and not config["sr"]["realbasicvsr"]["path"]:
         raise ConfigError(f"supergaussian.upsampler: realbasicvsr needs its weights, and sr.realbasicvsr.path is null: {REALBASICVSR_WEIGHTS_HINT}")
+    # files the user names must exist: a typo is an error now, not an n/a column or a failed job later
+    named = {"metrics.lpips_backbone": config["metrics"]["lpips_backbone"]}
+    named |= {f"sr.{m}.path": config["sr"][m]["path"] for m in ("realesrgan", "realbasicvsr") if m in used}
+    for key, path in named.items():
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{key} ({path}) is not a file")
     if "stablesr-turbo" in used:
         folder = config["sr"]["stablesr_turbo"]["weights_dir"]
         if not folder:
@@ -107,6 +137,27 @@ def check(config: dict) -> None:
                     f"datasets.{dataset}.scenes: {scene!r} has no folder with images under datasets.{dataset}.root "
                     f"({spec['root']}) and cannot be downloaded{known}"
                 )
+
+
+def why_download(config: dict, dataset: str, scene: str) -> str | None:
+    """Why a scene of an official dataset is downloaded rather than read from datasets.<name>.root (None: it is not)."""
+    root = Path(config["datasets"][dataset]["root"])
+    if local_scene(root, scene) is not None:
+        return None
+    if not root.is_dir():
+        return f"datasets.{dataset}.root ({root}) does not exist"
+    if not (root / scene).is_dir():
+        return f"datasets.{dataset}.root ({root}) has no folder {scene}"
+    return f"{root / scene} has no images/ or images_N/ folder"
+
+
+def downloads(config: dict) -> dict[str, list[str]]:
+    """Archive file name -> why it is needed ("<reason>: <dataset>/<scene> is downloaded"), for every scene not found locally."""
+    out: dict[str, list[str]] = {}
+    for dataset, scene in scenes(config):
+        if dataset in OFFICIAL_SCENES and (reason := why_download(config, dataset, scene)):
+            out.setdefault(OFFICIAL_SCENES[dataset][scene][0], []).append(f"{reason}: {dataset}/{scene} is downloaded")
+    return out
 
 
 def scenes(config: dict) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .names import INITS, PREDICTION_TYPES, UPDATES
 
 
@@ -42,6 +43,8 @@ def respaced_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
 
     One step is t = T-1 alone: a single prediction from the start latent.
     """
+    if steps > num_train_timesteps:
+        raise ConfigError(f"threedsr.steps ({steps}) is more than the model's {num_train_timesteps} timesteps: steps would repeat")
     if steps == 1:
         return [num_train_timesteps - 1]
     return [int(round(t)) for t in np.linspace(num_train_timesteps - 1, 0, steps)]
