@@ -137,3 +137,32 @@ def test_a_stale_resume_checkpoint_is_not_used(tiny_scene, tmp_path, caplog):
     partial.save(tmp_path / "out" / "resume.pt")
     t = fit(tiny_scene.root, tmp_path / "out", replace(partial.cfg, iterations=30, delta_dssim=0.5), lr_views(tiny_scene), torch.device("cpu"))
     assert "other settings" in caplog.text and t.step == 30
+
+
+def test_a_truncated_checkpoint_is_an_error_naming_it(tiny_scene, tmp_path):
+    from threedsr.errors import DataError
+    from threedsr.splat.trainer import load_params
+
+    t = _trainer(tiny_scene)
+    t.save(tmp_path / "ckpt.pt")
+    data = (tmp_path / "ckpt.pt").read_bytes()
+    (tmp_path / "ckpt.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=f"{tmp_path / 'ckpt.pt'}: truncated, corrupt or not a checkpoint"):
+        load_params(tmp_path / "ckpt.pt")
+    (tmp_path / "foreign.pt").write_bytes(b"PK\x03\x04 not a checkpoint at all")
+    with pytest.raises(DataError, match="foreign.pt"):
+        Trainer.load(tmp_path / "foreign.pt", _views(tiny_scene))
+
+
+def test_a_truncated_resume_point_is_set_aside_and_the_fit_starts_over(tiny_scene, tmp_path, caplog):
+    from threedsr.fit import fit, lr_views
+
+    partial = _trainer(tiny_scene)
+    partial.train(20)
+    (tmp_path / "out").mkdir()
+    partial.save(tmp_path / "out" / "resume.pt")
+    data = (tmp_path / "out" / "resume.pt").read_bytes()
+    (tmp_path / "out" / "resume.pt").write_bytes(data[:1000])  # a kill or a full disk in the middle of a write
+    t = fit(tiny_scene.root, tmp_path / "out", partial.cfg, lr_views(tiny_scene), torch.device("cpu"))
+    assert t.step == partial.cfg.iterations and "starting over" in caplog.text
+    assert (tmp_path / "out" / "resume.pt.corrupt").exists() and (tmp_path / "out" / "ckpt.pt").exists()

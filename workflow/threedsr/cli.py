@@ -465,8 +465,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_on_sigterm(signum, frame):
+    # Snakemake (and SLURM) stop a job with SIGTERM, which by default ends Python without running `finally`
+    # blocks: raising instead lets every atomic write remove its temporary file on the way out.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parser().parse_args(argv)
     try:
         args.func(args)

@@ -19,3 +19,7 @@ class OfflineError(ThreeDSRError):
 
 class ModelUnavailable(ThreeDSRError):
     """A model's weights are neither on disk nor downloadable; the message says where to put them."""
+
+
+class DiskFullError(ThreeDSRError):
+    """A write failed because the disk is full; the message names the file."""

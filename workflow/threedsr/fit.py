@@ -17,7 +17,7 @@ import torch
 
 from .errors import DataError
 from .imaging import resize, to_float, upsample
-from .io import atomic_path, read_image
+from .io import atomic_path, load_resume_point, read_image
 from .scene import PreparedScene, SceneView
 from .splat.gaussians import export_ply, init_from_points
 from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, photometric_loss, scene_scale
@@ -103,13 +103,12 @@ def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView]
     out_dir.mkdir(parents=True, exist_ok=True)
     resume = out_dir / "resume.pt"
     key = {"config": asdict(cfg), "targets": targets_fingerprint(views), "init": init and hashlib.sha256(Path(init).read_bytes()).hexdigest()}
-    if resume.exists():
-        stored = torch.load(resume, map_location="cpu", weights_only=True)
-        if {k: stored.get(k) for k in key} != key:
-            log.warning("%s was written with other settings, targets or initial model; starting over", resume)
-            resume.unlink()
-    if resume.exists():
-        trainer = Trainer.load(resume, views, device, cfg)
+    stored = load_resume_point(resume)
+    if stored is not None and {k: stored.get(k) for k in key} != key:
+        log.warning("%s was written with other settings, targets or initial model; starting over", resume)
+        stored = None
+    if stored is not None:
+        trainer = Trainer.from_state(stored, views, device, cfg)
         log.info("resuming from %s at step %d", resume, trainer.step)
     else:
         if init is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -13,7 +16,9 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
+from .errors import DataError, DiskFullError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -24,16 +29,54 @@ def _umask() -> int:
     return mask
 
 
+def _own_name(final: str | os.PathLike) -> Path:
+    """`final` as a Path, refusing names that are not a file or folder of their own: 'a/..' or 'a/.' would
+    make the caller replace a parent folder (and everything in it)."""
+    raw = os.fspath(final)
+    if os.path.basename(raw.rstrip("/")) in ("", ".", ".."):
+        raise DataError(f"{raw!r}: not a file or folder name of its own; refusing to write (it would replace a parent folder)")
+    return Path(raw)
+
+
+def _remove_stale(final: Path) -> None:
+    """Temporary files of `final` left by a killed process (a SIGKILL runs no clean-up); nothing else is touched."""
+    for old in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
+        log.info("removing %s, left by an interrupted run", old)
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+def _free_bytes(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bfree * st.f_frsize
+
+
+@contextlib.contextmanager
+def _naming_a_full_disk(final: Path, tmp: Path) -> Iterator[None]:
+    """A full disk is reported as such, naming the output (torch.save says only 'basic_ios::clear: iostream error')."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise DiskFullError(f"{final}: no space left on device while writing it ({e.strerror}); free some space and run again") from None
+        raise
+    except RuntimeError as e:
+        if _free_bytes(tmp.parent) < 16 << 20:
+            raise DiskFullError(f"{final}: no space left on device while writing it ({e}); free some space and run again") from None
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds."""
-    final = Path(final)
+    final = _own_name(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(final)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
+        with _naming_a_full_disk(final, tmp):
+            yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared like any written file
         os.replace(tmp, final)
     finally:
@@ -43,17 +86,49 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces `final` only if the block succeeds."""
-    final = Path(final)
+    final = _own_name(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
-        yield tmp
+        with _naming_a_full_disk(final, tmp):
+            yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu"):
+    """A checkpoint this project wrote (torch.load with weights_only=True); a truncated, foreign or malicious
+    file is a DataError naming it, never a bare PytorchStreamReader traceback."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError, AttributeError) as e:
+        raise DataError(f"{path}: truncated, corrupt or not a checkpoint of this project ({type(e).__name__}: {e}); delete it and rerun the job that writes it") from None
+
+
+def load_resume_point(path: str | os.PathLike, map_location="cpu"):
+    """A resume point (state.pt, resume.pt), or None if there is none. One that cannot be read (a truncated
+    write, a full disk) is set aside as <name>.corrupt with a warning, so the run starts clean instead of failing."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return load_checkpoint(path, map_location)
+    except DataError as e:
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        log.warning("%s; moved to %s, starting over", e, aside)
+        return None
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -18,7 +18,7 @@ import torch
 from pytorch_msssim import ssim
 from tqdm import tqdm
 
-from ..io import atomic_path
+from ..io import atomic_path, load_checkpoint
 from . import rasterization
 from .gaussians import activated
 from .strategy import OpacityResetStrategy
@@ -153,8 +153,12 @@ class Trainer:
 
     @classmethod
     def load(cls, path: str | Path, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None) -> "Trainer":
-        """Resume from a checkpoint; `cfg` overrides the stored config (e.g. more iterations)."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        """Resume from a checkpoint file; `cfg` overrides the stored config (e.g. more iterations)."""
+        return cls.from_state(load_checkpoint(path), views, device, cfg)
+
+    @classmethod
+    def from_state(cls, ckpt: dict, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None) -> "Trainer":
+        """Resume from a loaded `state_dict()`."""
         cfg = cfg or TrainConfig(**ckpt["config"])
         params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()})
         t = cls(params, views, cfg, ckpt["scale"], device)
@@ -172,5 +176,5 @@ class Trainer:
 
 
 def load_params(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.ParameterDict, dict]:
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    ckpt = load_checkpoint(path, map_location=device)
     return torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()}), ckpt

@@ -1,0 +1,71 @@
+"""Writes that never leave a finished-looking output, never replace a parent folder, and name a full disk."""
+
+import errno
+import subprocess
+import uuid
+
+import pytest
+import torch
+
+from threedsr.errors import DataError, DiskFullError
+from threedsr.io import atomic_dir, atomic_path, write_json
+
+
+@pytest.mark.parametrize("name", ["..", ".", "llff/..", "llff/.", ""])
+def test_no_write_can_replace_a_parent_folder(tmp_path, monkeypatch, name):
+    """A job whose output resolves to a parent (a scene named '..') must not replace what is beside it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "poses" / "llff" / "fern").mkdir(parents=True)
+    (tmp_path / "results" / "poses" / "other").mkdir(parents=True)
+    for write in (atomic_dir, atomic_path):
+        with pytest.raises(DataError, match="not a file or folder name of its own"):
+            with write(f"results/poses/{name}" if name else ""):
+                pass
+    assert (tmp_path / "results" / "poses" / "llff" / "fern").is_dir() and (tmp_path / "results" / "poses" / "other").is_dir()
+
+
+def test_a_failed_write_leaves_nothing_and_a_killed_ones_leftovers_go(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "steps.png") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    # a SIGKILL runs no clean-up: the next write of the same file removes what it left, and nothing else
+    (tmp_path / ".steps.png.abc123.tmp").write_bytes(b"half")
+    (tmp_path / ".steps.png.dir42.tmp").mkdir()
+    (tmp_path / ".other.png.abc123.tmp").write_bytes(b"another job's")
+    write_json(tmp_path / "steps.png", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.png.abc123.tmp", "steps.png"]
+
+
+def test_a_full_disk_is_reported_as_such_naming_the_file(tmp_path, monkeypatch):
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFullError, match=f"{tmp_path / 'table.csv'}: no space left on device"):
+        with atomic_path(tmp_path / "table.csv") as tmp:
+            no_space(tmp)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs: a real full disk (needs root and mount rights: skipped where they are missing)."""
+    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (not root?)")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_torch_save_on_a_full_disk_names_the_checkpoint(tiny_disk):
+    """torch.save itself says only 'basic_ios::clear: iostream error' / 'unexpected pos'."""
+    with pytest.raises(DiskFullError, match=f"{tiny_disk / 'ckpt.pt'}: no space left on device"):
+        with atomic_path(tiny_disk / "ckpt.pt") as tmp:
+            torch.save({"means": torch.zeros(1_000_000)}, tmp)
+    assert list(tiny_disk.iterdir()) == []  # the partial file is gone: the space is free again
+    with pytest.raises(DiskFullError, match="frames"):
+        with atomic_dir(tiny_disk / "frames") as tmp:
+            (tmp / "a.bin").write_bytes(bytes(2 << 20))
+    assert list(tiny_disk.iterdir()) == []
