@@ -265,3 +265,74 @@ def test_warp_is_exact_for_ground_truth_geometry():
     assert all(r["l1"] < 1.0 for r in rows)
     shuffled = consistency([img_a, torch.rand(h, w, 3)], [depth, depth], [w2c_a, w2c_b], [K, K], ["a", "b"])
     assert all(r["l1"] > 20 for r in shuffled)
+
+
+SNAKEMAKE_DELETES = ("ckpt.pt", "point_cloud.ply", "steps.csv", "steps.png", "strips", "views")  # fit_3dsr's declared outputs
+
+
+@pytest.mark.parametrize("kill", ["after the last round", "inside finish"])
+def test_a_run_killed_after_its_last_round_redoes_no_round(scene_and_lr_model, tmp_path, monkeypatch, kill):
+    """Killed once state.pt says "round N of N": Snakemake deletes the job's outputs, and the rerun must make all of
+    them (views/ once went missing, and a third try redid every round) without training again."""
+    import shutil
+
+    from threedsr import three_dsr
+
+    scene_dir, lr_ckpt = scene_and_lr_model
+    scene = PreparedScene(scene_dir)
+    cfg = ThreeDSRConfig(sampler=SamplerConfig(steps=2, update="ddpm_posterior"), iters_per_step=10)
+
+    def run(out):
+        return ThreeDSR(scene_dir, OracleSR(scene), cfg, GS, lr_ckpt, out, torch.device("cpu"), batch_size=4).run()
+
+    straight = run(tmp_path / "straight")
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt(kill)
+
+    if kill == "after the last round":
+        monkeypatch.setattr(ThreeDSR, "finish", killed)
+    else:  # views/, steps.csv, the plot and the strips are written, the PLY and the checkpoint not
+        monkeypatch.setattr(three_dsr, "export_ply", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed")
+    monkeypatch.undo()
+    out = tmp_path / "killed"
+    assert (out / "state.pt").exists() and not list(out.rglob(".*.tmp"))  # no temporary file survives the failure
+    for name in SNAKEMAKE_DELETES:
+        shutil.rmtree(out / name, ignore_errors=True) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
+    (out / ".steps.png.k1ll3d.tmp").write_bytes(b"left by a SIGKILL")
+
+    rounds = {"n": 0}
+    real_train = trainer_module.Trainer.train
+
+    def counted(self, *a, **kw):
+        rounds["n"] += 1
+        return real_train(self, *a, **kw)
+
+    monkeypatch.setattr(trainer_module.Trainer, "train", counted)
+    resumed = run(out)
+    assert rounds["n"] == 0
+    cols = [c for c in straight.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(straight[cols], resumed[cols])
+    for name in SNAKEMAKE_DELETES:
+        assert (out / name).exists(), name
+    for kind in ("H", "R"):
+        for v in scene.train_views:
+            assert (out / "views" / kind / f"{v.name}.png").read_bytes() == (tmp_path / "straight" / "views" / kind / f"{v.name}.png").read_bytes()
+    a, _ = load_params(tmp_path / "straight" / "ckpt.pt")
+    b, _ = load_params(out / "ckpt.pt")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert not (out / "state.pt").exists() and not list(out.rglob(".*.tmp"))
+
+
+def test_a_truncated_state_is_set_aside_and_the_run_starts_over(scene_and_lr_model, tmp_path, caplog):
+    scene_dir, lr_ckpt = scene_and_lr_model
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "state.pt").write_bytes(b"PK\x03\x04" + bytes(100))  # a write cut short by a kill or a full disk
+    cfg = ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=5)
+    table = ThreeDSR(scene_dir, OracleSR(PreparedScene(scene_dir)), cfg, GS, lr_ckpt, out, torch.device("cpu")).run()
+    assert list(table.step) == [0, 1, 2] and "state.pt: truncated" in caplog.text
+    assert (out / "state.pt.corrupt").exists() and not (out / "state.pt").exists()

@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -42,7 +43,7 @@ from .errors import ConfigError
 from .evaluate import labelled, render_views
 from .fit import hr_lr_loss, train_view
 from .imaging import to_float, to_uint8, upsample
-from .io import atomic_dir, atomic_path, read_image, write_png
+from .io import atomic_dir, atomic_path, load_resume_point, read_image, write_png
 from .metrics import image_metrics, load_lpips
 from .scene import PreparedScene
 from .splat.gaussians import export_ply
@@ -192,8 +193,8 @@ class ThreeDSR:
         conds, x, noise = self.start()
         k0, rows = 0, None
         state_path = self.out / STATE
-        if state_path.exists():
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = load_resume_point(state_path)
+        if state is not None:
             if state["fingerprint"] == self.fingerprint:
                 k0, rows = state["round"], json.loads(state["rows"])
                 params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in state["params"].items()})
@@ -235,20 +236,26 @@ class ThreeDSR:
             trainer = Trainer(params, [], round_config(self.gs, self.cfg, len(self.timesteps) - 1), scene_scale([v.world_to_camera for v in self.views]), self.device)
         return self.finish(trainer, rows)
 
+    def _step_folder(self, step: int) -> Path:
+        return self.out / "steps" / f"{step:02d}"
+
     def _save_step_images(self, step: int, hr, renders) -> None:
-        folder = self.out / "steps" / f"{step:02d}"
+        """H and R of the strip views at every step, and of every view at the last step (finish() makes views/ of
+        them). Written before the round's state: steps/ is not a declared output, so it outlives a failed job."""
+        last = step == len(self.timesteps)
         for name, h, r in zip(self.names, hr, renders):
-            if name in self.strip_names:
-                write_png(folder / f"{name}_H.png", to_uint8(h))
-                write_png(folder / f"{name}_R.png", to_uint8(r))
-        # the last step's images of every view, for the cross-method consistency table
-        if step == len(self.timesteps):
-            for kind, images in (("H", hr), ("R", renders)):
-                with atomic_dir(self.out / "views" / kind) as tmp:
-                    for name, img in zip(self.names, images):
-                        write_png(tmp / f"{name}.png", to_uint8(img))
+            if last or name in self.strip_names:
+                write_png(self._step_folder(step) / f"{name}_H.png", to_uint8(h))
+                write_png(self._step_folder(step) / f"{name}_R.png", to_uint8(r))
 
     def finish(self, trainer: Trainer, rows: list[dict]) -> pd.DataFrame:
+        """Every output, from the last round's state and images alone: a rerun after a kill at any point from the
+        last round on redoes no round. state.pt goes last."""
+        last = self._step_folder(len(self.timesteps))
+        for kind in ("H", "R"):  # the last step's images of every view, for the cross-method consistency table
+            with atomic_dir(self.out / "views" / kind) as tmp:
+                for name in self.names:
+                    shutil.copyfile(last / f"{name}_{kind}.png", tmp / f"{name}.png")
         table = pd.DataFrame(rows)
         with atomic_path(self.out / "steps.csv") as tmp:
             table.to_csv(tmp, index=False)
