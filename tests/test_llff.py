@@ -179,3 +179,148 @@ def test_cropped_copy_is_refused(fern_dir, tmp_path):
     Image.open(p).crop((0, 0, 504, 300)).save(p)
     with pytest.raises(DataError, match="image003.png.*not a rescaled copy"):
         load_scene_poses(scene, tmp_path / "work")
+
+
+# -- the LLFF release as it ships: a complete COLMAP model with a SIMPLE_RADIAL camera -------------------------
+
+FERN_K = 0.019750463822896944  # fern's own radial term (sparse/0/cameras.bin of the release)
+
+
+def _complete_model_copy(fern_dir, dst, k, with_poses_bounds):
+    """fern's images_8/ and a complete text model written from its poses and points: one SIMPLE_RADIAL camera at the
+    originals' 4032x3024 with radial term k (the release ships cameras, images and points; ../shared lacks images.bin)."""
+    from scipy.spatial.transform import Rotation
+
+    from threedsr.poses import llff_poses
+
+    _copy_images8(fern_dir, dst, with_points=False)
+    if not with_poses_bounds:
+        (dst / "poses_bounds.npy").unlink()
+    sparse = dst / "sparse" / "0"
+    sparse.mkdir(parents=True)
+    poses = llff_poses(fern_dir / "poses_bounds.npy")
+    K = poses[0][0]
+    (sparse / "cameras.txt").write_text(f"1 SIMPLE_RADIAL {K.width} {K.height} {float(K.fx)!r} {float(K.cx)!r} {float(K.cy)!r} {k!r}\n")
+    lines = []
+    for i, (name, (_, w2c)) in enumerate(zip(sorted(p.name for p in list_images(fern_dir / "images")), poses), 1):
+        q, t = Rotation.from_matrix(w2c[:3, :3]).as_quat(scalar_first=True), w2c[:3, 3]
+        lines += [f"{i} {' '.join(repr(float(v)) for v in q)} {' '.join(repr(float(v)) for v in t)} 1 {name}", ""]
+    (sparse / "images.txt").write_text("\n".join(lines) + "\n")
+    xyz, rgb = read_colmap_points3d(fern_dir / "sparse" / "0")
+    (sparse / "points3D.txt").write_text("".join(f"{j} {p[0]!r} {p[1]!r} {p[2]!r} {c[0]} {c[1]} {c[2]} 0\n" for j, (p, c) in enumerate(zip(xyz.tolist(), rgb.tolist()), 1)))
+    return dst
+
+
+def _border_colour_error(prepared, xyz, rgb, ring=0.7):
+    """Mean |colour of a point - HR pixel it projects to| over points in the outer part of the frame, where distortion acts."""
+    meta = read_json(prepared / "scene.json")
+    errs = []
+    for v in meta["views"]:
+        K = Intrinsics.from_dict(v["hr"])
+        img = read_image(prepared / "hr" / f"{v['name']}.png").astype(float)
+        uv, _ = project(xyz, K.K, np.array(v["world_to_camera"]))
+        r = np.hypot(uv[:, 0] / K.width - 0.5, uv[:, 1] / K.height - 0.5) / np.hypot(0.5, 0.5)
+        ok = (uv[:, 0] >= 0) & (uv[:, 0] < K.width) & (uv[:, 1] >= 0) & (uv[:, 1] < K.height) & (r > ring)
+        errs.append(np.abs(img[uv[ok, 1].astype(int), uv[ok, 0].astype(int)] - rgb[ok]).mean())
+    return float(np.mean(errs))
+
+
+def test_the_llff_release_reads_its_distorted_cameras_as_pinholes(fern_prepared, fern_dir, tmp_path, caplog):
+    """As the official 3DSR code (and NeRF loaders) read it: f and c, the radial term ignored, said in the log."""
+    import logging
+
+    scene = _complete_model_copy(fern_dir, tmp_path / "fern", FERN_K, with_poses_bounds=True)
+    poses = load_scene_poses(scene, tmp_path / "work")
+    assert poses.source == "colmap" and poses.llff_release and poses.views[0].lens.model == "SIMPLE_RADIAL"
+    with caplog.at_level(logging.INFO):
+        meta = prepare_scene(scene, poses, tmp_path / "out", 64, 16, 8)
+    assert meta["lens_distortion"]["undistorted"] is False
+    assert meta["lens_distortion"]["hr_corner_px"] == pytest.approx(1.79, abs=0.01)  # 29 px at 4032x3024, 14 px at the paper's HR
+    assert "moves an image corner by 1.79 px at the HR size (1/16): ignored, as the official 3DSR code" in caplog.text
+    ref = read_json(fern_prepared / "scene.json")
+    assert meta["hr_size"] == ref["hr_size"] == [252, 188]
+    for a, b in zip(meta["views"], ref["views"]):  # the same cameras as the poses_bounds.npy path
+        for k in ("fx", "fy", "cx", "cy"):
+            assert a["hr"][k] == pytest.approx(b["hr"][k], rel=2e-3)
+        np.testing.assert_allclose(a["world_to_camera"], b["world_to_camera"], atol=1e-9)
+
+
+def test_a_capture_with_lens_distortion_is_undistorted(fern_prepared, fern_dir, tmp_path):
+    """The same model without poses_bounds.npy (a user's COLMAP capture): undistorted with pycolmap, because the
+    corner moves 1.8 HR pixels > poses.undistort_above_px. Undistorting with fern's real radial term makes its
+    points land on matching colours near the borders, where the pinhole reading is off."""
+    release = _complete_model_copy(fern_dir, tmp_path / "release", FERN_K, with_poses_bounds=True)
+    capture = _complete_model_copy(fern_dir, tmp_path / "capture", FERN_K, with_poses_bounds=False)
+    as_pinholes = prepare_scene(release, load_scene_poses(release, tmp_path / "w1"), tmp_path / "pinhole", 64, 16, 8)
+    meta = prepare_scene(capture, load_scene_poses(capture, tmp_path / "w2"), tmp_path / "undistorted", 64, 16, 8)
+    assert meta["lens_distortion"]["undistorted"] is True and as_pinholes["lens_distortion"]["undistorted"] is False
+    assert meta["hr_size"] == [248, 184]  # COLMAP's undistorter crops to the valid area (3984x2988 of 4032x3024)
+    xyz, rgb = read_colmap_points3d(fern_dir / "sparse" / "0")
+    pinhole_err, undistorted_err = _border_colour_error(tmp_path / "pinhole", xyz, rgb), _border_colour_error(tmp_path / "undistorted", xyz, rgb)
+    assert undistorted_err < 0.93 * pinhole_err, (undistorted_err, pinhole_err)
+    # forced either way
+    forced = prepare_scene(release, load_scene_poses(release, tmp_path / "w1"), tmp_path / "forced", 64, 16, 8, undistort="always")
+    assert forced["lens_distortion"]["undistorted"] is True and forced["hr_size"] == [248, 184]
+    kept = prepare_scene(capture, load_scene_poses(capture, tmp_path / "w2"), tmp_path / "kept", 64, 16, 8, undistort="never")
+    assert kept["lens_distortion"]["undistorted"] is False and kept["hr_size"] == [252, 188]
+
+
+@pytest.mark.parametrize("k, hr_factor, undistorted", [(0.032, 16, True), (0.032, 2, True), (2e-4, 16, False), (FERN_K, 64, False)])
+def test_the_threshold_is_the_corner_displacement_at_the_hr_size(k, hr_factor, undistorted):
+    from threedsr.distortion import Lens, corner_displacement, decide
+
+    lens = Lens("SIMPLE_RADIAL", (3260.5, 2016.0, 1512.0, k), 4032, 3024)
+    # a corner at distorted radius r_d (normalised, pixel centres at +0.5) images a ray at r_u with r_u (1 + k r_u^2) = r_d:
+    # a pinhole puts that ray f (r_d - r_u) pixels closer to the centre
+    r_d = np.hypot(2016 - 0.5, 1512 - 0.5) / 3260.5
+    r_u = min(r.real for r in np.roots([k, 0, 1, -r_d]) if abs(r.imag) < 1e-12 and r.real > 0)
+    assert corner_displacement(lens) == pytest.approx(3260.5 * (r_d - r_u), rel=1e-6)
+    d = decide([lens], hr_factor, "auto", 0.5, llff_release=False)
+    assert d.undistort is undistorted and d.hr_displacement == pytest.approx(corner_displacement(lens) / hr_factor)
+    assert decide([lens], hr_factor, "auto", 0.5, llff_release=True).undistort is False
+
+
+def test_a_fisheye_camera_is_refused_by_name(fern_dir, tmp_path):
+    scene = _complete_model_copy(fern_dir, tmp_path / "fern", FERN_K, with_poses_bounds=False)
+    cams = scene / "sparse" / "0" / "cameras.txt"
+    cams.write_text("1 OPENCV_FISHEYE 4032 3024 3260.5 3260.5 2016 1512 0.01 0 0 0\n")
+    with pytest.raises(DataError, match="OPENCV_FISHEYE, not a perspective camera"):
+        load_scene_poses(scene, tmp_path / "work")
+
+
+def test_known_poses_match_nearest_cameras_not_every_pair():
+    """A 292-image capture around an object: matching each image with its nearest cameras, not all 42,486 pairs."""
+    from threedsr.cameras import look_at
+    from threedsr.colmap import NEAREST_CAMERAS, neighbour_pairs
+
+    angles = np.linspace(0, 2 * np.pi, 292, endpoint=False)
+    w2cs = [look_at(np.array([4 * np.cos(a), 4 * np.sin(a), 1.0]), np.zeros(3), np.array([0, 0, 1.0])) for a in angles]
+    pairs = neighbour_pairs(w2cs)
+    assert len(pairs) <= 292 * NEAREST_CAMERAS // 2 + 292 and len(pairs) < 292 * 291 // 2 / 7
+    for i, j in pairs:  # neighbours along the orbit, never the far side
+        assert min(j - i, 292 - (j - i)) <= NEAREST_CAMERAS // 2
+    assert {j for i, j in pairs if i == 0} | {i for i, j in pairs if j == 0} == set(range(1, 11)) | set(range(282, 292))
+
+
+def test_triangulation_with_nearest_camera_pairs_logs_its_progress(fern_dir, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from threedsr import colmap
+
+    monkeypatch.setattr(colmap, "EXHAUSTIVE_MAX_IMAGES", 10)  # fern's 20 views take the large-capture path
+    monkeypatch.setattr(colmap, "NEAREST_CAMERAS", 4)
+    scene = _copy_images8(fern_dir, tmp_path / "fern8", with_points=False)
+    with caplog.at_level(logging.INFO, logger="threedsr"):
+        poses = load_scene_poses(scene, tmp_path / "work", max_image_size=504)
+    assert poses.source == "llff+triangulated" and len(poses.xyz) > 300
+    for line in ("SIFT features of 20 images", "matching ", "pairs of 20 images (each with its 4 nearest cameras; exhaustive would be 190)", f"triangulation: {len(poses.xyz)} points"):
+        assert line in caplog.text, line
+
+
+def test_a_nex_poses_file_is_refused_with_what_to_do(fern_dir, tmp_path):
+    """A re-processed LLFF copy with NeX's N x 14 poses_bounds.npy (hwf_cxcy.npy beside it)."""
+    scene = _copy_images8(fern_dir, tmp_path / "fern8")
+    np.save(scene / "poses_bounds.npy", np.load(fern_dir / "poses_bounds.npy")[:, :14])
+    np.save(scene / "hwf_cxcy.npy", np.array([3024.0, 4032.0, 3260.5, 2016.0, 1512.0]))
+    with pytest.raises(DataError, match=r"poses_bounds\.npy: expected LLFF's N x 17 .*got shape \(20, 14\) \(NeX's layout.*Move it away so that the poses come from sparse/0"):
+        load_scene_poses(scene, tmp_path / "work")

@@ -87,6 +87,8 @@ rule prepare_scene:
         lr_factor=config["resolution"]["lr_factor"],
         hr_factor=config["resolution"]["hr_factor"],
         test_every=config["test_every"],
+        undistort=config["poses"]["undistort"],
+        undistort_above_px=config["poses"]["undistort_above_px"],
     conda:
         CPU_ENV,
     log:
@@ -97,4 +99,5 @@ rule prepare_scene:
     shell:
         "{THREEDSR} prepare --scene-dir {input.scene:q} --poses {input.poses:q} --out {output:q} "
         "--dataset {wildcards.dataset:q} --scene {wildcards.scene:q} --lr-factor {params.lr_factor:q} "
-        "--hr-factor {params.hr_factor:q} --test-every {params.test_every:q} > {log:q} 2>&1"
+        "--hr-factor {params.hr_factor:q} --test-every {params.test_every:q} --undistort {params.undistort:q} "
+        "--undistort-above-px {params.undistort_above_px:q} > {log:q} 2>&1"

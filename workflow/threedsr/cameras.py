@@ -8,8 +8,12 @@ image by (sx, sy) scales fx, fy, cx, cy by exactly (sx, sy, sx, sy).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .distortion import Lens
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,9 @@ class PosedView:
 
     name: str
     image: str  # path of the image the pose belongs to, relative to the scene folder
-    intrinsics: Intrinsics  # at the resolution the poses were stored for
+    intrinsics: Intrinsics  # at the resolution the poses were stored for (f and c of a distorted camera)
     world_to_camera: np.ndarray  # 4x4, OpenCV axes
+    lens: Lens | None = None  # the COLMAP camera when it has lens distortion (prepare.py undistorts or ignores it)
 
     def to_dict(self) -> dict:
         return {
@@ -57,11 +62,15 @@ class PosedView:
             "image": self.image,
             "intrinsics": self.intrinsics.to_dict(),
             "world_to_camera": np.asarray(self.world_to_camera).tolist(),
+            **({"lens": self.lens.to_dict()} if self.lens else {}),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "PosedView":
-        return cls(d["name"], d["image"], Intrinsics.from_dict(d["intrinsics"]), np.array(d["world_to_camera"], dtype=np.float64))
+        from .distortion import Lens
+
+        lens = Lens.from_dict(d["lens"]) if d.get("lens") else None
+        return cls(d["name"], d["image"], Intrinsics.from_dict(d["intrinsics"]), np.array(d["world_to_camera"], dtype=np.float64), lens)
 
 
 def project(points: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

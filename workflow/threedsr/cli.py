@@ -53,7 +53,8 @@ def _prepare(a):
     from .prepare import prepare_scene
 
     meta = prepare_scene(
-        a.scene_dir, ScenePoses.load(a.poses), a.out, a.lr_factor, a.hr_factor, a.test_every, {"dataset": a.dataset, "scene": a.scene}
+        a.scene_dir, ScenePoses.load(a.poses), a.out, a.lr_factor, a.hr_factor, a.test_every, {"dataset": a.dataset, "scene": a.scene},
+        a.undistort, a.undistort_above_px,
     )
     log.info("%s/%s: %d train + %d test views, LR %s, HR %s", a.dataset, a.scene, meta["num_train"], meta["num_test"], meta["lr_size"], meta["hr_size"])
 
@@ -325,6 +326,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--lr-factor", type=int, required=True)
     c.add_argument("--hr-factor", type=int, required=True)
     c.add_argument("--test-every", type=int, required=True)
+    c.add_argument("--undistort", choices=("auto", "always", "never"), default="auto", help="images of distorted cameras (poses.undistort)")
+    c.add_argument("--undistort-above-px", type=float, default=0.5, help="auto: undistort when a corner moves more HR pixels (poses.undistort_above_px)")
     c.set_defaults(func=_prepare)
 
     c = sub.add_parser("fit", help="fit 3DGS to a scene's LR views, their bicubic upsampling or their SR images")

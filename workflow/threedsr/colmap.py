@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .cameras import Intrinsics
+from .distortion import Lens
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -23,28 +25,26 @@ def has_model(sparse_dir: Path) -> bool:
     return any(all((sparse_dir / f"{n}.{ext}").exists() for n in ("cameras", "images", "points3D")) for ext in ("bin", "txt"))
 
 
-def camera_intrinsics(camera, where: str) -> Intrinsics:
-    """Pinhole intrinsics of a pycolmap camera; a model with real distortion is refused."""
+def camera_intrinsics(camera, where: str) -> tuple[Intrinsics, Lens | None]:
+    """Pinhole intrinsics (f, c) of a pycolmap camera and, if it has lens distortion, the Lens to undistort with
+    (prepare.py decides: README, Poses). Models that are not perspective projections are refused."""
     name = camera.model.name
+    if name in _NOT_PERSPECTIVE:
+        raise DataError(f"{where}: camera {camera.camera_id} is {name}, not a perspective camera; undistort the scene to "
+                        "PINHOLE first (colmap image_undistorter) and point the dataset root at the result")
+    K = np.asarray(camera.calibration_matrix(), dtype=np.float64)
+    intr = Intrinsics(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(camera.width), int(camera.height))
     p = np.asarray(camera.params, dtype=np.float64)
-    if name in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
-        f, cx, cy, dist = p[0], p[1], p[2], p[3:]
-        fx = fy = f
-    elif name in ("PINHOLE", "OPENCV", "FULL_OPENCV"):
-        fx, fy, cx, cy, dist = p[0], p[1], p[2], p[3], p[4:]
-    else:
-        raise DataError(f"{where}: camera model {name} is not supported (pinhole models only)")
-    if np.any(np.abs(dist) > _DISTORTION_TOL):
-        raise DataError(
-            f"{where}: camera {camera.camera_id} ({name}) has lens distortion {dist.tolist()}; "
-            "3D Gaussian splatting needs undistorted images. Undistort the scene first "
-            "(colmap image_undistorter, or pycolmap.undistort_images) and point the dataset root at the result."
-        )
-    return Intrinsics(float(fx), float(fy), float(cx), float(cy), int(camera.width), int(camera.height))
+    dist = p[list(camera.extra_params_idxs())]
+    has_distortion = bool(np.any(np.abs(dist) > _DISTORTION_TOL))
+    return intr, Lens(name, tuple(float(v) for v in p), int(camera.width), int(camera.height)) if has_distortion else None
+
+
+_NOT_PERSPECTIVE = ("SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "OPENCV_FISHEYE", "FOV", "THIN_PRISM_FISHEYE", "RAD_TAN_THIN_PRISM_FISHEYE")
 
 
 def read_model(sparse_dir: Path):
-    """(entries, xyz, rgb) of a COLMAP model; entries are (image name, Intrinsics, 4x4 world_to_camera)."""
+    """(entries, xyz, rgb) of a COLMAP model; entries are (image name, Intrinsics, Lens or None, 4x4 world_to_camera)."""
     import pycolmap
 
     try:
@@ -61,7 +61,7 @@ def _entries(rec, where: Path):
             continue
         w2c = np.eye(4)
         w2c[:3] = image.cam_from_world().matrix()
-        entries.append((image.name, camera_intrinsics(rec.cameras[image.camera_id], str(where)), w2c))
+        entries.append((image.name, *camera_intrinsics(rec.cameras[image.camera_id], str(where)), w2c))
     entries.sort(key=lambda e: e[0])
     pts = list(rec.points3D.values())
     xyz = np.array([p.xyz for p in pts], dtype=np.float64).reshape(-1, 3)
@@ -92,28 +92,69 @@ def write_text_model(out_dir: Path, entries, xyz=None, rgb=None, ids: dict[str, 
     (out_dir / "points3D.txt").write_text("\n".join(str(x) for x in pts) + "\n")
 
 
-def _quiet_pycolmap():
+def _pycolmap():
     import pycolmap
 
-    pycolmap.logging.minloglevel = 1  # COLMAP logs every image at INFO; keep warnings and errors
+    pycolmap.logging.minloglevel = 0  # COLMAP's per-image and per-block lines are the stage's progress in its log
     return pycolmap
 
 
-def _extract_and_match(image_dir: Path, names: list[str], database: Path, single_camera: bool, max_image_size: int) -> None:
-    pycolmap = _quiet_pycolmap()
+# Known poses tell which images see the same surfaces: above this many images, each is matched with its
+# nearest cameras only (exhaustive matching grows as n^2: 292 images are 42,486 pairs).
+EXHAUSTIVE_MAX_IMAGES = 50
+NEAREST_CAMERAS = 20
+
+
+def neighbour_pairs(world_to_cameras: list[np.ndarray], k: int = NEAREST_CAMERAS) -> list[tuple[int, int]]:
+    """Image pairs (i < j) to match when poses are known: each image with the k cameras nearest to it (by centre)
+    among those looking within 90 degrees of its own direction."""
+    R = np.array([w[:3, :3] for w in world_to_cameras])
+    centres = np.array([-r.T @ w[:3, 3] for r, w in zip(R, world_to_cameras)])
+    axes = R[:, 2, :]  # optical axes in world coordinates
+    dist = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    dist[axes @ axes.T <= 0] = np.inf  # facing away: no common surface worth matching
+    np.fill_diagonal(dist, np.inf)
+    pairs = set()
+    for i, row in enumerate(dist):
+        for j in np.argsort(row, kind="stable")[:k]:
+            if np.isfinite(row[j]):
+                pairs.add((min(i, int(j)), max(i, int(j))))
+    return sorted(pairs)
+
+
+def _extract_and_match(image_dir: Path, names: list[str], database: Path, single_camera: bool, max_image_size: int,
+                       pairs: list[tuple[int, int]] | None = None) -> None:
+    """SIFT features, then matching: exhaustive, or the given pairs of `names` indices (written to a pairs file)."""
+    pycolmap = _pycolmap()
 
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.max_image_size = max_image_size
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "PINHOLE"
     mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE
+    start = time.perf_counter()
+    log.info("SIFT features of %d images (longest side %d px)...", len(names), max_image_size)
     pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode, reader_options=reader, extraction_options=extraction)
-    pycolmap.match_exhaustive(database)
+    log.info("features: %.0f s", time.perf_counter() - start)
+    start = time.perf_counter()
+    if pairs is None:
+        n = len(names)
+        if n > 200:
+            log.warning("exhaustive matching of %d images without known poses: %d pairs, this can take hours", n, n * (n - 1) // 2)
+        log.info("matching all %d pairs of %d images (exhaustive)...", len(names) * (len(names) - 1) // 2, len(names))
+        pycolmap.match_exhaustive(database)
+    else:
+        pairs_file = database.with_name("pairs.txt")
+        pairs_file.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in pairs))
+        log.info("matching %d pairs of %d images (each with its %d nearest cameras; exhaustive would be %d)...",
+                 len(pairs), len(names), NEAREST_CAMERAS, len(names) * (len(names) - 1) // 2)
+        pycolmap.match_image_pairs(database, pairing_options=pycolmap.ImportedPairingOptions(match_list_path=str(pairs_file)))
+    log.info("matching: %.0f s", time.perf_counter() - start)
 
 
 def run_sfm(image_dir: Path, names: list[str], work_dir: Path, max_image_size: int = 1600):
     """Structure from motion on CPU: SIFT, exhaustive matching, incremental mapping; returns read_model's triple."""
-    pycolmap = _quiet_pycolmap()
+    pycolmap = _pycolmap()
 
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
@@ -129,12 +170,14 @@ def run_sfm(image_dir: Path, names: list[str], work_dir: Path, max_image_size: i
 
 def triangulate(image_dir: Path, entries, work_dir: Path, max_image_size: int = 1600):
     """Points from known poses: SIFT matches triangulated with the cameras held fixed. Returns (xyz, rgb)."""
-    pycolmap = _quiet_pycolmap()
+    pycolmap = _pycolmap()
 
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     database = work_dir / "database.db"
-    _extract_and_match(image_dir, [e[0] for e in entries], database, single_camera=False, max_image_size=max_image_size)
+    names = [e[0] for e in entries]
+    pairs = neighbour_pairs([e[2] for e in entries]) if len(names) > EXHAUSTIVE_MAX_IMAGES else None
+    _extract_and_match(image_dir, names, database, single_camera=False, max_image_size=max_image_size, pairs=pairs)
     # Extraction runs in parallel, so ids follow completion order: the known model must reuse the
     # database's image and camera ids (and so its one-camera rigs and one-image frames).
     with pycolmap.Database.open(database) as db:
@@ -142,8 +185,11 @@ def triangulate(image_dir: Path, entries, work_dir: Path, max_image_size: int = 
     write_text_model(work_dir / "known", entries, ids=ids)
     rec = pycolmap.Reconstruction(str(work_dir / "known"))
     (work_dir / "triangulated").mkdir()
+    start = time.perf_counter()
+    log.info("triangulating with the %d cameras held fixed...", len(names))
     rec = pycolmap.triangulate_points(rec, database, image_dir, work_dir / "triangulated")
     _, xyz, rgb = _entries(rec, image_dir)
+    log.info("triangulation: %d points in %.0f s", len(xyz), time.perf_counter() - start)
     if len(xyz) == 0:
         raise DataError(f"{image_dir}: triangulation from the known poses produced no points")
     return xyz, rgb

@@ -33,17 +33,18 @@ class ScenePoses:
     xyz: np.ndarray
     rgb: np.ndarray
     source: str  # "colmap" | "llff" | "sfm"; with "+triangulated" when points were made here
+    llff_release: bool = False  # poses_bounds.npy beside the COLMAP model: the release reads its cameras as pinholes
 
     def save(self, out_dir: Path) -> None:
         with atomic_dir(out_dir) as tmp:
             write_ply(tmp / "points3d.ply", self.xyz, self.rgb)
-            write_json(tmp / "poses.json", {"source": self.source, "views": [v.to_dict() for v in self.views]})
+            write_json(tmp / "poses.json", {"source": self.source, "llff_release": self.llff_release, "views": [v.to_dict() for v in self.views]})
 
     @classmethod
     def load(cls, out_dir: Path) -> "ScenePoses":
         meta = read_json(Path(out_dir) / "poses.json")
         xyz, rgb = read_ply(Path(out_dir) / "points3d.ply")
-        return cls([PosedView.from_dict(v) for v in meta["views"]], xyz, rgb, meta["source"])
+        return cls([PosedView.from_dict(v) for v in meta["views"]], xyz, rgb, meta["source"], meta.get("llff_release", False))
 
 
 def image_folders(scene_dir: Path) -> dict[int, Path]:
@@ -93,7 +94,12 @@ def llff_poses(path: Path) -> list[tuple[Intrinsics, np.ndarray]]:
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     if arr.ndim != 2 or arr.shape[1] != 17 or not np.all(np.isfinite(arr)):
-        raise DataError(f"{path}: expected an N x 17 array of finite numbers, got shape {arr.shape}")
+        nex = " (NeX's layout: N x 14 with hwf_cxcy.npy beside it)" if arr.ndim == 2 and arr.shape[1] == 14 else ""
+        raise DataError(
+            f"{path}: expected LLFF's N x 17 array of finite numbers (3x5 pose and hwf, near, far per image), got shape "
+            f"{arr.shape}{nex}. Move it away so that the poses come from sparse/0 (a COLMAP model) or from structure from "
+            "motion, or replace it with the original LLFF poses_bounds.npy"
+        )
     out = []
     for row in arr:
         m = row[:15].reshape(3, 5)
@@ -107,16 +113,17 @@ def llff_poses(path: Path) -> list[tuple[Intrinsics, np.ndarray]]:
 
 
 def _views(scene_dir: Path, entries, files: list[Path]) -> list[PosedView]:
-    """PosedViews; intrinsics stay at the poses' resolution (the originals), checked against each file's actual size."""
+    """PosedViews from (name, Intrinsics, Lens or None, world_to_camera); intrinsics stay at the poses' resolution
+    (the originals), checked against each file's actual size."""
     views = []
-    for (name, K, w2c), f in zip(entries, files):
+    for (name, K, lens, w2c), f in zip(entries, files):
         w, h = image_size(f)
         if abs((w / K.width) / (h / K.height) - 1) > 0.01:
             raise DataError(
                 f"{f}: image is {w}x{h} but its pose is for {K.width}x{K.height}; "
                 "the aspect ratios differ, so this is not a rescaled copy (cropped?)"
             )
-        views.append(PosedView(Path(name).stem, str(f.relative_to(scene_dir)), K, w2c))
+        views.append(PosedView(Path(name).stem, str(f.relative_to(scene_dir)), K, w2c, lens))
     names = [v.name for v in views]
     if len(set(names)) != len(names):
         raise DataError(f"{scene_dir}: image names are not unique once their extensions are dropped")
@@ -128,16 +135,18 @@ def load_scene_poses(scene_dir: Path, work_dir: Path, max_image_size: int = 1600
     folder = pose_image_folder(scene_dir)
     sparse = scene_dir / "sparse" / "0"
     llff = scene_dir / "poses_bounds.npy"
+    llff_release = False
     if colmap.has_model(sparse):
         entries, xyz, rgb = colmap.read_model(sparse)
         views = _views(scene_dir, entries, match_images([e[0] for e in entries], folder, str(sparse)))
         source = "colmap"
+        llff_release = llff.exists()
     elif llff.exists():
         poses = llff_poses(llff)
         files = list_images(folder)
         if len(files) != len(poses):
             raise DataError(f"{llff}: {len(poses)} poses but {len(files)} images in {folder}")
-        entries = [(f.name, K, w2c) for f, (K, w2c) in zip(files, poses)]
+        entries = [(f.name, K, None, w2c) for f, (K, w2c) in zip(files, poses)]
         views = _views(scene_dir, entries, files)
         source = "llff"
         if (sparse / "points3D.bin").exists() or (sparse / "points3D.txt").exists():
@@ -154,4 +163,4 @@ def load_scene_poses(scene_dir: Path, work_dir: Path, max_image_size: int = 1600
         source = "sfm"
     if len(xyz) == 0:
         raise DataError(f"{scene_dir}: no 3D points to initialise from")
-    return ScenePoses(sorted(views, key=lambda v: v.name), xyz, rgb, source)
+    return ScenePoses(sorted(views, key=lambda v: v.name), xyz, rgb, source, llff_release)

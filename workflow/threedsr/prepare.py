@@ -12,12 +12,14 @@ the crop and sizes actually used (exact, whatever the source resolution).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from . import distortion
 from .cameras import Intrinsics, PosedView
 from .errors import ConfigError, DataError
 from .imaging import resize_uint8
@@ -26,6 +28,8 @@ from .pointcloud import write_ply
 from .poses import ScenePoses
 
 FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,12 @@ def split_of(index: int, test_every: int) -> str:
     return "test" if index % test_every == 0 else "train"
 
 
-def view_geometry(original: Intrinsics, source_size: tuple[int, int], lr_factor: int, hr_factor: int) -> ViewGeometry:
+def view_geometry(original: Intrinsics, source_size: tuple[int, int], lr_factor: int, hr_factor: int, source: Intrinsics | None = None) -> ViewGeometry:
     """Crop and cameras for one view.
 
     `original` is the camera at the resolution its pose was stored for (the originals);
-    `source_size` is the actual size of the image file to resample, any rescale of it.
+    `source_size` is the actual size of the image file to resample, any rescale of it, and
+    `source` its camera when it is not `original` rescaled (an undistorted image).
     """
     if lr_factor % hr_factor:
         raise ConfigError(f"resolution.lr_factor ({lr_factor}) must be a multiple of resolution.hr_factor ({hr_factor})")
@@ -65,19 +70,24 @@ def view_geometry(original: Intrinsics, source_size: tuple[int, int], lr_factor:
             "Provide the original images or raise resolution.hr_factor"
         )
     x0, y0 = (src_w - crop_w) // 2, (src_h - crop_h) // 2
-    cropped = original.resized(src_w, src_h).cropped(x0, y0, crop_w, crop_h)
+    cropped = (source or original.resized(src_w, src_h)).cropped(x0, y0, crop_w, crop_h)
     return ViewGeometry((x0, y0, crop_w, crop_h), cropped.resized(lr_w, lr_h), cropped.resized(hr_w, hr_h))
 
 
 def prepare_scene(
-    scene_dir: Path, poses: ScenePoses, out_dir: Path, lr_factor: int, hr_factor: int, test_every: int, provenance: dict | None = None
+    scene_dir: Path, poses: ScenePoses, out_dir: Path, lr_factor: int, hr_factor: int, test_every: int, provenance: dict | None = None,
+    undistort: str = "auto", undistort_above_px: float = 0.5,
 ) -> dict:
     scene_dir = Path(scene_dir)
     views = sorted(poses.views, key=lambda v: v.name)
+    lenses = sorted({v.lens for v in views if v.lens is not None}, key=repr)
+    decision = distortion.decide(lenses, hr_factor, undistort, undistort_above_px, poses.llff_release)
+    if lenses:
+        log.info("%s: %s", scene_dir, decision.reason)
     with atomic_dir(out_dir) as tmp:
         records = []
         for i, view in enumerate(tqdm(views, desc=f"prepare {scene_dir.name}", unit="view")):
-            records.append(_prepare_view(scene_dir, view, lr_factor, hr_factor, split_of(i, test_every), tmp))
+            records.append(_prepare_view(scene_dir, view, lr_factor, hr_factor, split_of(i, test_every), tmp, decision.undistort))
         write_ply(tmp / "points3d.ply", poses.xyz, poses.rgb)
         meta = {
             "format_version": FORMAT_VERSION,
@@ -91,6 +101,7 @@ def prepare_scene(
             "num_train": sum(r["split"] == "train" for r in records),
             "num_test": sum(r["split"] == "test" for r in records),
             "num_points": int(len(poses.xyz)),
+            "lens_distortion": {"undistorted": decision.undistort, "hr_corner_px": round(decision.hr_displacement, 3), "decision": decision.reason},
             "lr_size": [records[0]["lr"]["width"], records[0]["lr"]["height"]] if records else None,
             "hr_size": [records[0]["hr"]["width"], records[0]["hr"]["height"]] if records else None,
             **(provenance or {}),
@@ -102,11 +113,17 @@ def prepare_scene(
     return meta
 
 
-def _prepare_view(scene_dir, view: PosedView, lr_factor, hr_factor, split, out: Path) -> dict:
+def _prepare_view(scene_dir, view: PosedView, lr_factor, hr_factor, split, out: Path, undistort: bool = False) -> dict:
     src_path = scene_dir / view.image
     image = read_image(src_path)
+    original, source = view.intrinsics, None
+    if undistort and view.lens is not None:
+        # the undistorted image is the new original frame; the file may be a rescaled copy (images_4/) of the originals
+        scale = view.intrinsics.width / image.shape[1]
+        image, source = distortion.undistort(image, view.lens)
+        original = source.resized(round(source.width * scale), round(source.height * scale))
     try:
-        geo = view_geometry(view.intrinsics, (image.shape[1], image.shape[0]), lr_factor, hr_factor)
+        geo = view_geometry(original, (image.shape[1], image.shape[0]), lr_factor, hr_factor, source)
     except DataError as e:
         raise DataError(f"{src_path}: {e}") from None
     x0, y0, w, h = geo.crop
