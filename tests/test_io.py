@@ -69,3 +69,24 @@ def test_torch_save_on_a_full_disk_names_the_checkpoint(tiny_disk):
         with atomic_dir(tiny_disk / "frames") as tmp:
             (tmp / "a.bin").write_bytes(bytes(2 << 20))
     assert list(tiny_disk.iterdir()) == []
+
+
+def test_alpha_and_grayscale_images_are_converted_and_said_once(tmp_path, caplog):
+    import logging
+
+    import numpy as np
+    from PIL import Image
+
+    from threedsr.io import read_image
+
+    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
+    rgba[..., :3] = 200
+    rgba[..., 3] = 128  # half transparent
+    for i in range(2):
+        Image.fromarray(rgba, "RGBA").save(tmp_path / f"a{i}.png")
+    Image.fromarray(np.full((4, 5), 77, dtype=np.uint8), "L").save(tmp_path / "g.png")
+    with caplog.at_level(logging.WARNING):
+        a0, a1, g = read_image(tmp_path / "a0.png"), read_image(tmp_path / "a1.png"), read_image(tmp_path / "g.png")
+    assert a0.shape == (4, 5, 3) and int(a0[0, 0, 0]) == round(200 * 128 / 255)  # over black: colour x alpha
+    assert np.array_equal(a0, a1) and np.array_equal(g, np.full((4, 5, 3), 77, dtype=np.uint8))
+    assert caplog.text.count("composited over black") == 1 and caplog.text.count("one channel (L)") == 1

@@ -160,12 +160,38 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise DataError(f"{path}: not a readable image ({e})") from None
 
 
+_CONVERSIONS_SAID: set[tuple[str, str]] = set()  # (folder, kind): each conversion is logged once per folder
+
+
+def _as_rgb(im: Image.Image, path: str | os.PathLike) -> Image.Image:
+    """RGB, from whatever the file holds. Alpha is composited over black, as 3DGS' and the official 3DSR code's
+    loaders do (image * alpha); one channel is replicated. Each is said once per folder."""
+    if im.mode == "RGB":
+        return im
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
+    kind = "alpha" if has_alpha else "grayscale" if im.mode in ("1", "L", "I", "I;16", "F") else im.mode
+    folder = str(Path(path).parent)
+    if (folder, kind) not in _CONVERSIONS_SAID:
+        _CONVERSIONS_SAID.add((folder, kind))
+        what = {"alpha": f"with an alpha channel ({im.mode}) are composited over black, as 3DGS and the official 3DSR code load them",
+                "grayscale": f"with one channel ({im.mode}) are converted to RGB (the channel repeated)"}.get(kind, f"in mode {im.mode} are converted to RGB")
+        log.warning("%s: images %s (first: %s)", folder, what, Path(path).name)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
+    if im.mode in ("I", "I;16", "F"):  # 16-bit or float grayscale: scale to 8 bits instead of clipping
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I") and a.max() > 255 else 255.0 if im.mode != "F" else max(1.0, float(a.max()))
+        return Image.fromarray(np.clip(np.round(a / top * 255), 0, 255).astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image to HxWx3 uint8 RGB; a truncated or corrupt file raises DataError naming it."""
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(_as_rgb(im, path))
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
