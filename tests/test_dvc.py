@@ -124,14 +124,16 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert {"threedsr", "gs", "sr", "metrics"} <= by_rule["fit_3dsr"]
     assert "threedsr.lambda_lr" in by_rule["fit_isr"] and "threedsr" not in by_rule["fit_isr"]
     assert "threedsr.lambda_lr" not in by_rule["super_resolve"] and "threedsr.steps" in by_rule["super_resolve"]
-    assert by_rule["prepare_scene"] == {"resolution", "test_every"}  # lr/hr factors are only valid together
+    assert by_rule["prepare_scene"] == {"resolution", "test_every", "poses.undistort", "poses.undistort_above_px"}  # lr/hr factors only valid together
     # SuperGaussian's frames: Real-ESRGAN has no sampler, so 3DSR's sampler keys do not rerun them
     assert by_rule["supergaussian_frames"] == {"device", "sr", "supergaussian.n_interp", "supergaussian.upsampler"}
     assert by_rule["fit_supergaussian"] == {"device", "gs", "supergaussian.iterations", "supergaussian.lambda_lr"}
     assert by_rule["videos"] == {"device", "video"}
-    # only the stage guarding against a stale dvc.yaml lists the keys that decide which stages exist
-    assert by_rule.pop("data_report") == {"methods", "datasets.synthetic.scenes", "datasets.llff.scenes", "datasets.mipnerf360.scenes"}
-    assert not any("scenes" in k or k == "methods" for keys in by_rule.values() for k in keys)
+    # only the stage guarding against a stale dvc.yaml lists the keys that decide which stages exist: methods, every
+    # dataset (a new one too), and the keys whose other values add or remove jobs (found by perturbation)
+    assert by_rule.pop("data_report") == {"methods", "datasets", "sr.model", "sr.realesrgan.path"}
+    assert not any("scenes" in k or k in ("methods", "datasets") for keys in by_rule.values() for k in keys)
+    assert by_rule["generate_synthetic"] == {f"datasets.synthetic.{k}" for k in ("width", "height", "supersample", "num_points", "seed")}
     summary = next(s for s in stages.values() if "metrics" in s)
     assert summary["metrics"] == [{"results/metrics/summary.json": {"cache": False}}]
 
@@ -148,7 +150,7 @@ def test_an_invalid_params_yaml_is_named(tmp_path):
 
 
 def test_a_key_no_valid_value_can_replace_is_an_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(dvc_stages, "_alternatives", lambda value, schema: [])
+    monkeypatch.setattr(dvc_stages, "_alternatives", lambda value, schema, workdir: [])
     config = yaml.safe_load((REPO / "params.yaml").read_text())
     with pytest.raises(dvc_stages.ConfigError, match="test_every"):
         dvc_stages.params_read(REPO, {"test_every": config["test_every"]}, {})
@@ -232,5 +234,13 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     (clone / "params.yaml").write_text(yaml.safe_dump({**params, "methods": ["lr3dgs", "bicubic", "3dsr"]}, sort_keys=False))
     stale, _ = _run(clone, sys.executable, "-m", "dvc", "repro", check=False)
     assert stale.returncode != 0 and "run `threedsr dvc-yaml`" in stale.stdout + stale.stderr
+    # a new dataset (any name, a local copy) without regenerating dvc.yaml: refused too (DVC once said "up to date")
+    _git(clone, "checkout", "params.yaml")
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["datasets"]["mydata"] = {"root": "results/raw/synthetic", "scenes": ["forward"]}
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stale, _ = _run(clone, sys.executable, "-m", "dvc", "repro", check=False)
+    out = stale.stdout + stale.stderr
+    assert stale.returncode != 0 and "generated for other datasets" in out and "mydata" in out and "run `threedsr dvc-yaml`" in out
     for step, seconds in timings.items():
         print(f"{step}: {seconds:.1f} s")

@@ -96,6 +96,14 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
         ply = (workflow_dir / "results" / "gs" / d / s / "lr3dgs" / "point_cloud.ply").read_bytes()
         assert b"property float f_dc_0" in ply[:2000]
 
+    # a killed or failed job's outputs are deleted by Snakemake; a plain rerun must redo it and everything downstream
+    # (Snakemake does not rebuild a missing intermediate file whose dependents exist: rule all asks for every output)
+    (workflow_dir / "results" / "gs" / "llff" / "fern" / "3dsr" / "ckpt.pt").unlink()
+    dry = _snakemake(workflow_dir, "-n", *args)
+    assert dry.returncode == 0 and "Nothing to be done" not in dry.stdout
+    for rule in ("fit_3dsr", "render_test", "consistency", "aggregate_metrics", "crops_figure", "videos"):
+        assert f"rule {rule}:" in dry.stdout, rule
+
     # changed factors redo the downsampling only, not the poses (x4 kept: the SR models are x4)
     cfg["resolution"] = {"lr_factor": 32, "hr_factor": 8}
     dry = _snakemake(workflow_dir, "-n", "--configfile", "params.yaml", _override(workflow_dir, cfg))
@@ -104,14 +112,19 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
     assert "prepare_scene" in out and "rule poses" not in out
 
 
-def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, fern_dir, tmp_path):
-    root = tmp_path / "mydata"
-    scene = root / "fern8"
+def _copy_fern8(fern_dir, scene):
+    """A user's copy of fern with the release's images_8/, poses and points."""
     scene.mkdir(parents=True)
     shutil.copytree(fern_dir / "images_8", scene / "images_8")
     shutil.copy(fern_dir / "poses_bounds.npy", scene)
     (scene / "sparse" / "0").mkdir(parents=True)
     shutil.copy(fern_dir / "sparse" / "0" / "points3D.bin", scene / "sparse" / "0")
+    return scene
+
+
+def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, fern_dir, tmp_path):
+    root = tmp_path / "mydata"
+    scene = _copy_fern8(fern_dir, root / "fern8")
     bad = scene / "images_8" / "image007.png"
     bad.write_bytes(bad.read_bytes()[:3000])
     cfg = {"datasets": {"synthetic": {"scenes": []}, "mine": {"root": str(root), "scenes": ["fern8"]}}, "resolution": {"lr_factor": 64, "hr_factor": 16}}
@@ -121,3 +134,31 @@ def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, fern_dir,
     assert "image007.png" in log and "Traceback" not in log
     assert not (workflow_dir / "results" / "scenes" / "mine" / "fern8").exists()
     assert not list((workflow_dir / "results" / "scenes" / "mine").glob(".fern8*"))
+
+
+def test_config_values_never_run_as_shell_code(workflow_dir, fern_dir, tmp_path, llff_root):
+    """A root with spaces, non-ASCII letters, quotes and $(...) is a path like any other: the scene is found and
+    prepared, and nothing in it runs. The same for every other path that reaches a command (here LPIPS' weights)."""
+    import shlex
+
+    root = tmp_path / "my data é \"q\" 'x' $(touch PWNED) `touch PWNED2`"
+    _copy_fern8(fern_dir, root / "fern")
+    weights = tmp_path / "alex $(touch PWNED_LPIPS).pth"
+    weights.write_bytes(b"")  # only its name matters here: the config check wants a file
+    cfg = {
+        "datasets": {"synthetic": {"scenes": []}, "llff": {"root": str(root), "scenes": ["fern"]}},
+        "resolution": {"lr_factor": 64, "hr_factor": 16},
+        "metrics": {"lpips_backbone": str(weights)},
+    }
+    args = ["--configfile", "params.yaml", _override(workflow_dir, cfg)]
+    r = _snakemake(workflow_dir, "results/scenes/llff/fern", *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert read_json(workflow_dir / "results" / "scenes" / "llff" / "fern" / "scene.json")["num_views"] == 20
+    # every command the workflow would run: each path is one argument, as written
+    dry = _snakemake(workflow_dir, "-n", "--printshellcmds", "--forceall", *args)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    commands = [ln for ln in dry.stdout.splitlines() if "python -m threedsr" in ln]
+    assert len(commands) > 10
+    assert any(str(weights) in shlex.split(c) for c in commands) and any(f"{root}/fern" in shlex.split(c) for c in commands)
+    for where in (workflow_dir, tmp_path, root, root / "fern"):
+        assert not list(where.glob("PWNED*")), where
