@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT / "workflow"), str(ROOT / "tests")]
 from test_three_dsr import GS, OracleSR  # noqa: E402  (the double is a test fixture)
 
 from threedsr import synthetic  # noqa: E402
-from threedsr.evaluate import render_views  # noqa: E402
+from threedsr.splat.render import RenderSettings, render_views  # noqa: E402
 from threedsr.fit import fit, hr_lr_loss, lr_views, sr_views  # noqa: E402
 from threedsr.imaging import to_float  # noqa: E402
 from threedsr.io import read_image  # noqa: E402
@@ -58,7 +58,7 @@ def scores(scene: PreparedScene, ckpt: Path) -> tuple[float, float]:
     params, _ = load_params(ckpt)
     out = []
     for views in (scene.train_views, scene.test_views):
-        r, _ = render_views(params, views, GS.sh_degree, GS.rasterize_mode, "cpu")
+        r, _ = render_views(params, views, RenderSettings.of(GS), "cpu")
         out.append(float(np.mean([psnr(a, to_float(scene.image(v, "hr"))) for a, v in zip(r, views)])))
     return out[0], out[1]
 

@@ -21,10 +21,12 @@ import torch
 from scipy.spatial import cKDTree
 
 from threedsr.scene import PreparedScene
-from threedsr.splat import rasterization
+from threedsr.splat import gaussians
+from threedsr.splat.render import RenderSettings, render
+from threedsr.splat.trainer import load_params
 
 
-def gaussians_from_points(xyz: np.ndarray, n: int, seed: int = 0):
+def gaussians_from_points(xyz: np.ndarray, n: int, seed: int = 0) -> torch.nn.ParameterDict:
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(xyz), n)
     d, _ = cKDTree(xyz).query(xyz, k=4)
@@ -32,22 +34,17 @@ def gaussians_from_points(xyz: np.ndarray, n: int, seed: int = 0):
     means = xyz[idx] + rng.normal(size=(n, 3)) * spacing[idx, None] * 0.5
     scales = np.repeat(spacing[idx, None], 3, axis=1)
     as_t = lambda a: torch.tensor(a, dtype=torch.float32)
-    return (
-        as_t(means),
-        as_t(rng.normal(size=(n, 4))),
-        as_t(scales),
-        as_t(rng.uniform(0.05, 0.95, n)),
-        as_t(rng.uniform(0, 1, (n, 3))),
-    )
+    return torch.nn.ParameterDict({
+        "means": as_t(means), "quats": as_t(rng.normal(size=(n, 4))), "scales": as_t(np.log(scales)),
+        "opacities": torch.logit(as_t(rng.uniform(0.05, 0.95, n))), "sh0": as_t(rng.uniform(-1, 1, (n, 1, 3))), "shN": torch.zeros(n, 0, 3),
+    })
 
 
-def gaussians_from_checkpoint(path: str, n: int, seed: int = 0):
-    """(means, quats, scales, opacities, sh coefficients) of a fitted model, and its SH degree."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    p = ckpt["params"]
-    keep = torch.randperm(len(p["means"]), generator=torch.Generator().manual_seed(seed))[:n]
-    sh = torch.cat([p["sh0"], p["shN"]], dim=1)[keep]
-    return (p["means"][keep], p["quats"][keep], p["scales"][keep].exp(), torch.sigmoid(p["opacities"][keep]), sh), ckpt["config"]["sh_degree"]
+def gaussians_from_checkpoint(path: str, n: int, seed: int = 0) -> tuple[torch.nn.ParameterDict, RenderSettings]:
+    """n Gaussians of a fitted model (with its 3D filter, if it has one) and the settings it renders with."""
+    params, ckpt = load_params(path)
+    keep = torch.randperm(len(params["means"]), generator=torch.Generator().manual_seed(seed))[:n]
+    return gaussians.from_state({k: v.detach()[keep] for k, v in params.items()}), RenderSettings.of(ckpt["config"])
 
 
 def main() -> None:
@@ -61,17 +58,16 @@ def main() -> None:
     scene = PreparedScene(a.scene)
     view = scene.train_views[0]
     if a.ckpt:
-        gaussians, sh_degree = gaussians_from_checkpoint(a.ckpt, a.gaussians)
+        params, settings = gaussians_from_checkpoint(a.ckpt, a.gaussians)
     else:
-        gaussians, sh_degree = gaussians_from_points(scene.points()[0].astype(np.float64), a.gaussians), None
-    params = [t.clone().requires_grad_(True) for t in gaussians]
+        params, settings = gaussians_from_points(scene.points()[0].astype(np.float64), a.gaussians), RenderSettings(0)
     viewmat = torch.tensor(view.world_to_camera, dtype=torch.float32)[None]
     K = torch.tensor(view.hr.K, dtype=torch.float32)[None]
     target = torch.rand(1, view.hr.height, view.hr.width, 3)
 
     def step():
         t0 = time.perf_counter()
-        img, _, info = rasterization(*params, viewmat, K, view.hr.width, view.hr.height, sh_degree=sh_degree)
+        img, _, info = render(params, viewmat, K, view.hr.width, view.hr.height, settings.sh_degree, settings.rasterize_mode, eps2d=settings.eps2d)
         t1 = time.perf_counter()
         (img - target).abs().mean().backward()
         t2 = time.perf_counter()
@@ -86,7 +82,7 @@ def main() -> None:
     visible = int((info["radii"] > 0).any(dim=-1).sum())
     total = [f + b for f, b in zip(fwd, bwd)]
     source = a.ckpt or "initialised from the scene's points"
-    print(f"view {view.name} {view.hr.width}x{view.hr.height}, {len(params[0])} Gaussians ({visible} in view) {source}, threads {torch.get_num_threads()}")
+    print(f"view {view.name} {view.hr.width}x{view.hr.height}, {len(params['means'])} Gaussians ({visible} in view) {source}, threads {torch.get_num_threads()}")
     print(f"forward  median {statistics.median(fwd):.4f} s")
     print(f"backward median {statistics.median(bwd):.4f} s")
     print(f"fwd+bwd  median {statistics.median(total):.4f} s over {a.runs} runs")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from threedsr.errors import DataError
-from threedsr.evaluate import render_views
+from threedsr.splat.render import RenderSettings, render_views
 from threedsr.fit import fit, hr_lr_loss
 from threedsr.imaging import resize, to_float, upsample
 from threedsr.io import read_image, read_json
@@ -46,7 +46,7 @@ def test_frames_are_the_upsampled_lr_renders_along_the_path(small_scene_and_lr_m
     assert len(path) == info["frames"]
     # a key frame is the LR model's render at that training camera; its HR frame is the upsampler's output of it
     params, state = load_params(ckpt)
-    key, = render_views(params, [keys[1]], state["config"]["sh_degree"], state["config"]["rasterize_mode"], "cpu", "lr")[0]
+    key, = render_views(params, [keys[1]], RenderSettings.of(state["config"]), "cpu", "lr")[0]
     lr = to_float(read_image(tmp_path / "frames" / "lr" / "frame_0003.png"))
     assert (lr - key).abs().max() <= 0.5 / 255 + 1e-6
     hr = to_float(read_image(tmp_path / "frames" / "hr" / "frame_0003.png"))
@@ -79,7 +79,7 @@ def test_the_lr_term_sees_the_real_lr_views_only_when_asked(small_scene_and_lr_m
     # the HR fit from the LR model gets closer to the frames
     def frames_loss(params):
         with torch.no_grad():
-            renders = render_views(params, trajectory_from_json(read_json(tmp_path / "frames" / "trajectory.json")), 1, "classic", "cpu")[0]
+            renders = render_views(params, trajectory_from_json(read_json(tmp_path / "frames" / "trajectory.json")), RenderSettings(1), "cpu")[0]
         return np.mean([photometric_loss(r, v.target, 0.2).item() for r, v in zip(renders, frames)])
 
     trainer = fit(scene_dir, tmp_path / "sg", GS, both, torch.device("cpu"), init=ckpt, loss_fn=hr_lr_loss(0.5, 0.2))

@@ -112,10 +112,10 @@ def test_3dsr_renders_beat_every_views_own_sr_and_make_the_sr_outputs_consistent
     table = ThreeDSR(scene_dir, model, cfg, GS, lr_ckpt, tmp_path / "3dsr", torch.device("cpu"), batch_size=5).run()
     super_resolve_scene(scene_dir, model, sampler, tmp_path / "sr", batch_size=5)
 
-    from threedsr.evaluate import render_views
+    from threedsr.splat.render import RenderSettings, render_views
 
     params, _ = load_params(tmp_path / "3dsr" / "ckpt.pt")
-    renders, _ = render_views(params, scene.train_views, GS.sh_degree, GS.rasterize_mode, "cpu")
+    renders, _ = render_views(params, scene.train_views, RenderSettings.of(GS), "cpu")
     own_sr = [to_float(read_image(tmp_path / "sr" / f"{v.name}.png")) for v in scene.train_views]
     gts = _gt_train(scene)
     ours, theirs = [psnr(r, g) for r, g in zip(renders, gts)], [psnr(s, g) for s, g in zip(own_sr, gts)]

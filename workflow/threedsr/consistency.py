@@ -82,7 +82,7 @@ def scene_consistency(scene_dir: Path, depth_ckpt: Path, sets: dict[str, str], o
     "bicubic" (the upsampled LR views). Writes the per-view rows and returns the mean per set.
     """
     from .devices import resolve_device
-    from .evaluate import render_views
+    from .splat.render import RenderSettings, render_views
     from .fit import bicubic_views
     from .imaging import to_float
     from .io import atomic_path, read_image
@@ -93,7 +93,7 @@ def scene_consistency(scene_dir: Path, depth_ckpt: Path, sets: dict[str, str], o
     views = scene.train_views
     dev = resolve_device(device)
     params, state = load_params(depth_ckpt, dev)
-    _, depths = render_views(params, views, state["config"]["sh_degree"], state["config"]["rasterize_mode"], dev)
+    _, depths = render_views(params, views, RenderSettings.of(state["config"]), dev)
     rows = []
     for label, folder in sets.items():
         if folder == "hr":

@@ -14,31 +14,18 @@ from .config import split_method
 from .imaging import to_float, to_uint8
 from .io import atomic_path, read_image, write_json, write_png
 from .metrics import image_metrics, load_lpips
-from .scene import PreparedScene, SceneView
-from .splat.trainer import load_params, render
-
-
-@torch.no_grad()
-def render_views(params, views: list[SceneView], sh_degree: int, rasterize_mode: str, device, resolution: str = "hr") -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Colour (H×W×3, CPU, clamped to [0, 1]) and expected depth (H×W, CPU) of each view at "hr" or "lr"."""
-    rgb, depth = [], []
-    for v in views:
-        intr = getattr(v, resolution)
-        w2c = torch.tensor(v.world_to_camera, dtype=torch.float32, device=device)[None]
-        K = torch.tensor(intr.K, dtype=torch.float32, device=device)[None]
-        out, _, _ = render(params, w2c, K, intr.width, intr.height, sh_degree, rasterize_mode, render_mode="RGB+ED")
-        rgb.append(out[0, ..., :3].clamp(0, 1).cpu())
-        depth.append(out[0, ..., 3].cpu())
-    return rgb, depth
+from .scene import PreparedScene
+from .splat.render import RenderSettings, render_views
+from .splat.trainer import load_params
 
 
 def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.device) -> None:
     """Per test view: <view>.png (HR), <view>_depth.npy (HR expected depth, float32) and <view>_lr.png (LR)."""
     scene = PreparedScene(scene_dir)
     params, state = load_params(ckpt, device)
-    cfg = state["config"]
-    rgb, depth = render_views(params, scene.test_views, cfg["sh_degree"], cfg["rasterize_mode"], device)
-    rgb_lr, _ = render_views(params, scene.test_views, cfg["sh_degree"], cfg["rasterize_mode"], device, "lr")
+    settings = RenderSettings.of(state["config"])
+    rgb, depth = render_views(params, scene.test_views, settings, device)
+    rgb_lr, _ = render_views(params, scene.test_views, settings, device, "lr")
     for v, hr, d, lr in zip(scene.test_views, rgb, depth, rgb_lr):
         write_png(Path(out_dir) / f"{v.name}.png", to_uint8(hr))
         write_png(Path(out_dir) / f"{v.name}_lr.png", to_uint8(lr))

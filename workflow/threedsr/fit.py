@@ -31,7 +31,8 @@ def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
     return TrainConfig(
         iterations=iterations or gs["iterations"], sh_degree=gs["sh_degree"], sh_degree_interval=gs["sh_degree_interval"],
         delta_dssim=gs["delta_dssim"], refine_start=d["start"], refine_stop=d["stop"], refine_every=d["every"],
-        reset_every=d["reset_every"], grow_grad2d=d["grow_grad2d"], rasterize_mode=gs["rasterize_mode"], seed=gs["seed"],
+        reset_every=d["reset_every"], grow_grad2d=d["grow_grad2d"], rasterize_mode=gs["rasterize_mode"], eps2d=gs["eps2d"],
+        filter_3d=gs["filter_3d"], filter_3d_variance=gs["filter_3d_variance"], seed=gs["seed"],
     )
 
 

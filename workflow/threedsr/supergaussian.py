@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from .errors import DataError
-from .evaluate import render_views
+from .splat.render import RenderSettings, render_views
 from .fit import train_view
 from .imaging import to_float, to_uint8
 from .io import atomic_dir, read_image, read_json, write_json, write_png
@@ -60,7 +60,7 @@ def make_frames(scene_dir: Path, lr_ckpt: Path, out_dir: Path, n_interp: int, mo
     path = scene_trajectory(scene, n_interp)
     params, state = load_params(lr_ckpt, device)
     start = time.perf_counter()
-    rendered, _ = render_views(params, path, state["config"]["sh_degree"], state["config"]["rasterize_mode"], device, "lr")
+    rendered, _ = render_views(params, path, RenderSettings.of(state["config"]), device, "lr")
     # the upsampler sees 8-bit frames, as it would a video file
     lr = [to_float(to_uint8(f)) for f in rendered]
     render_seconds = time.perf_counter() - start

@@ -40,13 +40,15 @@ from tqdm import tqdm
 
 from .consistency import consistency
 from .errors import ConfigError
-from .evaluate import labelled, render_views
+from .evaluate import labelled
 from .fit import hr_lr_loss, train_view
 from .imaging import to_float, to_uint8, upsample
 from .io import atomic_dir, atomic_path, load_resume_point, read_image, write_png
 from .metrics import image_metrics, load_lpips
 from .scene import PreparedScene
+from .splat import gaussians
 from .splat.gaussians import export_ply
+from .splat.render import RenderSettings, render_views
 from .splat.trainer import TrainConfig, Trainer, load_params, scene_scale
 from .sr.base import DiffusionSR
 from .sr.colorfix import color_fix
@@ -173,7 +175,7 @@ class ThreeDSR:
         return trainer
 
     def test_metrics(self, params) -> dict[str, float]:
-        rgb, _ = render_views(params, self.scene.test_views, self.gs.sh_degree, self.gs.rasterize_mode, self.device)
+        rgb, _ = render_views(params, self.scene.test_views, RenderSettings.of(self.gs), self.device)
         rows = [image_metrics(r, to_float(self.scene.image(v, "hr")), self.lpips) for r, v in zip(rgb, self.scene.test_views)]
         return {f"test_{k}": _mean(rows, k) for k in ("psnr", "ssim", "lpips")}
 
@@ -189,7 +191,7 @@ class ThreeDSR:
         self.out.mkdir(parents=True, exist_ok=True)
         params, _ = load_params(self.init)
         # consistency is measured with one geometry for every image set: the LR model's depth
-        _, ref_depth = render_views(params.to(self.device), self.views, self.gs.sh_degree, self.gs.rasterize_mode, self.device)
+        _, ref_depth = render_views(params.to(self.device), self.views, RenderSettings.of(self.gs), self.device)
         conds, x, noise = self.start()
         k0, rows = 0, None
         state_path = self.out / STATE
@@ -197,7 +199,7 @@ class ThreeDSR:
         if state is not None:
             if state["fingerprint"] == self.fingerprint:
                 k0, rows = state["round"], json.loads(state["rows"])
-                params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in state["params"].items()})
+                params = gaussians.from_state(state["params"])
                 x = [torch.stack([state["latents"][i] for i in b]).to(x_b.device) for b, x_b in zip(self.batches, x)]
                 noise.set_state(state["noise"])
                 log.info("resuming %s after step %d of %d", self.out, k0, len(self.timesteps))
@@ -213,7 +215,7 @@ class ThreeDSR:
             hr, eps_all = self.predict_hr(conds, x, t)
             trainer = self.fit_round(params, hr, k)
             params = trainer.params
-            renders, _ = render_views(params, self.views, self.gs.sh_degree, self.gs.rasterize_mode, self.device)
+            renders, _ = render_views(params, self.views, RenderSettings.of(self.gs), self.device)
             x = self.step_latents(x, eps_all, renders, noise, k)
             h_cons, r_cons = self.consistency_of(hr, ref_depth), self.consistency_of(renders, ref_depth)
             rows.append({

@@ -20,7 +20,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from .errors import DataError
-from .evaluate import labelled, render_views
+from .evaluate import labelled
+from .splat.render import RenderSettings, render_views
 from .imaging import to_uint8
 from .io import atomic_path
 from .scene import PreparedScene
@@ -137,7 +138,7 @@ def scene_videos(scene_dir: Path, ckpts: dict[str, Path], out_dir: Path, n_inter
         for view in tqdm(path, desc=f"videos {scene.root.name}", unit="frame", mininterval=2.0):
             tiles = {}
             for method, (params, state) in models.items():
-                rgb, _ = render_views(params, [view], state["config"]["sh_degree"], state["config"]["rasterize_mode"], device)
+                rgb, _ = render_views(params, [view], RenderSettings.of(state["config"]), device)
                 tiles[method] = to_uint8(rgb[0])
                 writers[method](tiles[method])
             side_by_side(grid_frame(tiles))

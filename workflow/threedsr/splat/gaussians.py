@@ -9,6 +9,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ..io import atomic_path
+from . import filter3d
 from .sh import C0
 
 # Parameters in activation space: means, log-scales, quaternions (wxyz), logit-opacities, SH.
@@ -41,19 +42,34 @@ def init_from_points(xyz: np.ndarray, rgb: np.ndarray, sh_degree: int, init_opac
     )
 
 
+def from_state(state: dict[str, torch.Tensor]) -> torch.nn.ParameterDict:
+    """The model from a checkpoint's `params`: the Gaussians trainable, a stored 3D filter not."""
+    return torch.nn.ParameterDict({k: torch.nn.Parameter(v, requires_grad=k != filter3d.KEY) for k, v in state.items()})
+
+
 def activated(params) -> dict[str, torch.Tensor]:
+    """What every render draws (training, test views, depth, paths, videos; gsplat and the CPU rasterizer alike):
+    scales and opacities through Mip-Splatting's 3D filter when the model carries one."""
+    scales, opacities = torch.exp(params["scales"]), torch.sigmoid(params["opacities"])
+    if filter3d.KEY in params:
+        scales, opacities = filter3d.apply(scales, opacities, params[filter3d.KEY])
     return {
         "means": params["means"],
         "quats": params["quats"],
-        "scales": torch.exp(params["scales"]),
-        "opacities": torch.sigmoid(params["opacities"]),
+        "scales": scales,
+        "opacities": opacities,
         "colors": torch.cat([params["sh0"], params["shN"]], dim=1),
     }
 
 
 def export_ply(params, path: str | Path) -> None:
-    """The PLY layout of the original 3DGS code (x y z nx ny nz f_dc_* f_rest_* opacity scale_* rot_*), read by common splat viewers."""
+    """The PLY layout of the original 3DGS code (x y z nx ny nz f_dc_* f_rest_* opacity scale_* rot_*), read by common
+    splat viewers; a 3D filter is baked into the scales and opacities (Mip-Splatting's fused PLY), so they show what
+    the model renders."""
     p = {k: v.detach().cpu().float() for k, v in params.items()}
+    if filter3d.KEY in p:
+        scales, opacities = filter3d.apply(torch.exp(p["scales"]), torch.sigmoid(p["opacities"]), p[filter3d.KEY])
+        p["scales"], p["opacities"] = torch.log(scales), torch.logit(opacities, eps=1e-7)
     n = len(p["means"])
     f_dc = p["sh0"].reshape(n, -1)
     f_rest = p["shN"].transpose(1, 2).reshape(n, -1)  # channel-major, as 3DGS stores it

@@ -19,8 +19,8 @@ from pytorch_msssim import ssim
 from tqdm import tqdm
 
 from ..io import atomic_path, load_checkpoint
-from . import rasterization
-from .gaussians import activated
+from . import filter3d, gaussians
+from .render import render
 from .strategy import OpacityResetStrategy
 
 
@@ -43,7 +43,11 @@ class TrainConfig:
     refine_every: int = 100
     reset_every: int = 3000
     grow_grad2d: float = 2e-4
-    rasterize_mode: str = "classic"
+    rasterize_mode: str = "classic"  # gsplat's classic, or antialiased: Mip-Splatting's 2D Mip filter
+    eps2d: float = 0.3  # the screen-space dilation (pixels^2): 0.3 in 3DGS, 0.1 as Mip-Splatting's 2D filter
+    filter_3d: bool = False  # Mip-Splatting's 3D smoothing filter, from the cameras being fitted (filter3d.py)
+    filter_3d_variance: float = 0.2  # its variance at the sampling rate (Mip-Splatting: 0.2)
+    filter_3d_every: int = 100  # recomputed this often after densification stops (and after every densification)
     seed: int = 0
 
 
@@ -68,14 +72,6 @@ def scene_scale(world_to_cameras: list[np.ndarray]) -> float:
     """1.1 x the largest distance of a camera centre from their mean (3DGS' cameras_extent)."""
     centres = np.array([-w[:3, :3].T @ w[:3, 3] for w in world_to_cameras])
     return float(1.1 * np.linalg.norm(centres - centres.mean(0), axis=1).max()) or 1.0
-
-
-def render(params, viewmats, Ks, width, height, sh_degree, rasterize_mode="classic", render_mode="RGB", backgrounds=None):
-    a = activated(params)
-    return rasterization(
-        a["means"], a["quats"], a["scales"], a["opacities"], a["colors"], viewmats, Ks, width, height,
-        sh_degree=sh_degree, rasterize_mode=rasterize_mode, render_mode=render_mode, backgrounds=backgrounds, packed=False,
-    )
 
 
 class Trainer:
@@ -103,6 +99,33 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self._order: list[int] = []
+        self.update_filter()
+
+    def update_filter(self) -> None:
+        """Mip-Splatting's 3D filter from the cameras this fit trains on (LR or HR: the rate follows), stored in the
+        model; without `filter_3d` a filter the initial model carried is dropped. A trainer without views (one
+        rebuilt to save a finished fit) keeps the model's filter."""
+        if not self.cfg.filter_3d:
+            if filter3d.KEY in self.params:
+                del self.params[filter3d.KEY]
+            return
+        if not self.views:
+            return
+        sigma = filter3d.compute(
+            self.params["means"].detach(), torch.stack([v.world_to_camera for v in self.views]), torch.stack([v.K for v in self.views]),
+            [v.width for v in self.views], [v.height for v in self.views], self.cfg.filter_3d_variance,
+        )
+        self.params[filter3d.KEY] = torch.nn.Parameter(sigma, requires_grad=False)
+
+    def _filter_due(self, step: int) -> bool:
+        """After every densification, and every `filter_3d_every` steps once it stopped, but not in the last steps (as
+        Mip-Splatting's train.py)."""
+        cfg = self.cfg
+        if not cfg.filter_3d:
+            return False
+        densified = cfg.refine_start < step < cfg.refine_stop and step % cfg.refine_every == 0
+        later = step >= cfg.refine_stop and step % cfg.filter_3d_every == 0 and step < cfg.iterations - cfg.filter_3d_every
+        return densified or later
 
     def _next_view(self) -> TrainView:
         if not self._order:
@@ -116,7 +139,7 @@ class Trainer:
         for step in bar:
             view = self._next_view()
             sh_degree = min(cfg.sh_degree_start + step // cfg.sh_degree_interval, cfg.sh_degree)
-            img, _, info = render(self.params, view.world_to_camera[None], view.K[None], view.width, view.height, sh_degree, cfg.rasterize_mode)
+            img, _, info = render(self.params, view.world_to_camera[None], view.K[None], view.width, view.height, sh_degree, cfg.rasterize_mode, eps2d=cfg.eps2d)
             self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
             loss = loss_fn(img[0], view) if loss_fn else photometric_loss(img[0], view.target, cfg.delta_dssim)
             loss.backward()
@@ -125,6 +148,8 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
             self.scheduler.step()
             self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, info, packed=False)
+            if self._filter_due(step):
+                self.update_filter()
             self.step = step + 1
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", gaussians=len(self.params["means"]))
@@ -160,8 +185,9 @@ class Trainer:
     def from_state(cls, ckpt: dict, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None) -> "Trainer":
         """Resume from a loaded `state_dict()`."""
         cfg = cfg or TrainConfig(**ckpt["config"])
-        params = torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()})
-        t = cls(params, views, cfg, ckpt["scale"], device)
+        t = cls(gaussians.from_state(ckpt["params"]), views, cfg, ckpt["scale"], device)
+        if filter3d.KEY in ckpt["params"] and cfg.filter_3d:  # the stored filter, not one recomputed from moved centres
+            t.params[filter3d.KEY] = torch.nn.Parameter(ckpt["params"][filter3d.KEY].to(t.device), requires_grad=False)
         for k, o in t.optimizers.items():
             o.load_state_dict(ckpt["optimizers"][k])
         t.scheduler.load_state_dict(ckpt["scheduler"])
@@ -177,4 +203,4 @@ class Trainer:
 
 def load_params(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.ParameterDict, dict]:
     ckpt = load_checkpoint(path, map_location=device)
-    return torch.nn.ParameterDict({k: torch.nn.Parameter(v) for k, v in ckpt["params"].items()}), ckpt
+    return gaussians.from_state(ckpt["params"]), ckpt
