@@ -31,13 +31,18 @@ def test_presets_merge_over_params(preset, tmp_path):
     assert cfg["datasets"]["synthetic"]["width"] == 384  # untouched keys survive the merge
 
 
-def test_paper_presets_use_paper_settings():
-    for name in ("paper-llff.yaml", "paper-mipnerf360.yaml"):
+@pytest.mark.parametrize("dataset", ["llff", "mipnerf360"])
+def test_paper_presets_use_paper_settings(dataset):
+    for name, factors, iters in ((f"paper-{dataset}.yaml", (8, 2), 5000), (f"paper-{dataset}-lr16-hr4.yaml", (16, 4), 1000)):
         cfg = config.load(REPO / "params.yaml", REPO / "workflow" / "presets" / name)
-        assert (cfg["resolution"]["lr_factor"], cfg["resolution"]["hr_factor"], cfg["test_every"]) == (8, 2, 8)
+        assert (cfg["resolution"]["lr_factor"], cfg["resolution"]["hr_factor"], cfg["test_every"]) == (*factors, 8)
         assert cfg["sr"]["model"] == "stablesr-turbo" and cfg["sr"]["stablesr_turbo"]["cfw_weight"] == 0.5
         t = cfg["threedsr"]
-        assert (t["steps"], t["iters_per_step"], t["lambda_lr"], t["delta_dssim"], t["update"]) == (4, 5000, 1.0, 0.2, "ddpm_posterior")
+        assert (t["steps"], t["iters_per_step"], t["lambda_lr"], t["delta_dssim"], t["update"]) == (4, iters, 1.0, 0.2, "ddpm_posterior")
+        # the official code's 3D model: Mip-Splatting (3D smoothing filter, 2D Mip filter with kernel 0.1)
+        gs = cfg["gs"]
+        assert (gs["filter_3d"], gs["filter_3d_variance"], gs["rasterize_mode"], gs["eps2d"]) == (True, 0.2, "antialiased", 0.1)
+        assert set(cfg["datasets"][dataset]["scenes"]) == set(config.OFFICIAL_SCENES[dataset])
 
 
 def _with(tmp_path, override: dict) -> dict:

@@ -1,0 +1,95 @@
+"""Run the pipeline under several configurations at once, one core each, and compare scores and rule times as ratios.
+
+    python benchmarks/compare_configs.py --out /tmp/cmp off=off.yaml on=on.yaml \
+        [--configfile params.yaml workflow/presets/cpu-llff.yaml my-paths.yaml] [--seed-models results/models]
+
+Each NAME=OVERRIDE gets its own copy of the workflow under --out/NAME and runs `snakemake --cores 1` with
+the --configfile files then OVERRIDE, all NAMEs at the same time: they share the machine alike, so their
+wall times compare as ratios (2 cores: two configurations at once). --seed-models copies already trained
+or converted models (the tiny prior, Real-ESRGAN) into each copy first, so no configuration spends its
+time on them. Prints, in Markdown, every method's test-view scores per configuration and each rule's
+wall time (summed over scenes, from the run's Snakemake log) with its ratio to the first configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rule_times import rule_times  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_workflow(dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "params.yaml"):
+        shutil.copy(REPO / name, dst / name)
+    for sub in ("workflow/rules", "workflow/schemas", "workflow/presets", "workflow/report", "envs"):
+        shutil.copytree(REPO / sub, dst / sub, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    # the package itself: this checkout's (the rules put <copy>/workflow first on PYTHONPATH)
+    shutil.copytree(REPO / "workflow" / "threedsr", dst / "workflow" / "threedsr", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("variants", nargs="+", help="NAME=OVERRIDE.yaml")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--configfile", nargs="+", default=["params.yaml"], help="config files before each override (relative to the repo)")
+    p.add_argument("--seed-models", type=Path, help="a results/models folder to copy into each copy")
+    a = p.parse_args()
+
+    procs = {}
+    for spec in a.variants:
+        name, override = spec.split("=", 1)
+        work = a.out / name
+        copy_workflow(work)
+        shutil.copy(override, work / "override.yaml")
+        configs = [str((REPO / c).resolve()) if not Path(c).is_absolute() else c for c in a.configfile]
+        if a.seed_models:
+            shutil.copytree(a.seed_models, work / "results" / "models", dirs_exist_ok=True)
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", *configs, "override.yaml"]
+        log = open(work / "snakemake.out", "w")
+        procs[name] = (subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT), time.perf_counter(), work)
+    walls = {}
+    for name, (proc, start, work) in procs.items():
+        if proc.wait():
+            sys.exit(f"{name}: snakemake failed, see {work / 'snakemake.out'}")
+        walls[name] = time.perf_counter() - start
+
+    names = list(procs)
+    scores, times = [], {}
+    for name in names:
+        work = procs[name][2]
+        s = pd.read_csv(work / "results" / "metrics" / "summary.csv").assign(config=name)
+        scores.append(s[s.scene != "mean"])
+        log = max((work / ".snakemake" / "log").glob("*.snakemake.log"))
+        times[name] = rule_times(log.read_text().splitlines())[0]
+
+    table = pd.concat(scores).pivot_table(index=["dataset", "scene", "method"], columns="config", values=["psnr", "ssim", "lpips"])
+    print(f"## Test-view scores ({', '.join(names)})\n")
+    print("| dataset | scene | method | " + " | ".join(f"PSNR {n}" for n in names) + " | " + " | ".join(f"SSIM {n}" for n in names) + " | "
+          + " | ".join(f"LPIPS {n}" for n in names) + " |")
+    print("|---" * (3 + 3 * len(names)) + "|")
+    for (d, s, m), row in table.iterrows():
+        cells = [f"{row[('psnr', n)]:.2f}" for n in names] + [f"{row[('ssim', n)]:.4f}" for n in names]
+        cells += ["n/a" if pd.isna(row[("lpips", n)]) else f"{row[('lpips', n)]:.3f}" for n in names]
+        print(f"| {d} | {s} | {m} | " + " | ".join(cells) + " |")
+    print(f"\n## Wall time, seconds (ratio to {names[0]}), one core each, run at the same time\n")
+    print("| rule | " + " | ".join(names) + " |\n|---" * 1 + "|---" * len(names) + "|")
+    first = times[names[0]]
+    for rule in sorted(first, key=lambda r: -first[r]):
+        cells = [f"{times[n].get(rule, 0):.0f} ({times[n].get(rule, 0) / first[rule]:.2f})" if first[rule] else f"{times[n].get(rule, 0):.0f}" for n in names]
+        print(f"| {rule} | " + " | ".join(cells) + " |")
+    print("| **whole run** | " + " | ".join(f"{walls[n]:.0f} ({walls[n] / walls[names[0]]:.2f})" for n in names) + " |")
+
+
+if __name__ == "__main__":
+    main()
