@@ -440,6 +440,7 @@ def step_build(ck: Check, step: Step) -> None:
         raise CheckFailed(f"gsplat's CUDA extension did not build or load (exit {res.get('rc')}):\n```\n{tail(ck.work / 'gsplat-build.log', 40)}\n```")
     build_dir = Path(info["dir"])
     step.figures["build seconds"] = f"{info['seconds']:.1f}" + (" (reused an existing build)" if info["existed"] else " (compiled)")
+    log(f"gsplat's CUDA extension in {info['seconds']:.1f} s ({'reused' if info['existed'] else 'compiled'}), TORCH_CUDA_ARCH_LIST={ck.env['TORCH_CUDA_ARCH_LIST']}, MAX_JOBS={ck.env['MAX_JOBS']}")
     so = build_dir / "gsplat_cuda.so"
     step.figures["extension"] = f"{so} ({so.stat().st_size / 2**20:.1f} MiB)" if so.exists() else str(build_dir)
     step.figures["build wall s (in the background, from the start of sr)"] = f"{res['wall']:.1f}"
