@@ -15,21 +15,40 @@ import datetime
 import re
 
 
-def rule_times(log_lines) -> tuple[dict[str, float], collections.Counter]:
-    stamp, rule, started, rule_of = None, None, {}, {}
-    seconds, jobs = collections.defaultdict(float), collections.Counter()
+def jobs(log_lines) -> list[dict]:
+    """Each finished job: {jobid, rule, start, end, gpu} (gpu: the `gpu` resource it held, 0 if none)."""
+    stamp, rule, started, out = None, None, {}, []
     for line in log_lines:
         if m := re.match(r"\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]", line):
             stamp = datetime.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
         elif m := re.match(r"(?:local)?rule (\w+):", line):
             rule = m.group(1)
         elif (m := re.match(r"\s+jobid: (\d+)", line)) and rule:
-            started[m.group(1)], rule_of[m.group(1)], rule = stamp, rule, None
+            started[m.group(1)] = {"jobid": m.group(1), "rule": rule, "start": stamp, "gpu": 0}
+            job, rule = started[m.group(1)], None
+        elif (m := re.match(r"\s+resources: .*\bgpu=(\d+)", line)) and started:
+            job["gpu"] = int(m.group(1))
         elif (m := re.match(r"Finished jobid: (\d+)", line)) and m.group(1) in started:
-            job = m.group(1)
-            seconds[rule_of[job]] += (stamp - started[job]).total_seconds()
-            jobs[rule_of[job]] += 1
-    return seconds, jobs
+            out.append({**started.pop(m.group(1)), "end": stamp})
+    return out
+
+
+def rule_times(log_lines) -> tuple[dict[str, float], collections.Counter]:
+    seconds, counts = collections.defaultdict(float), collections.Counter()
+    for job in jobs(log_lines):
+        seconds[job["rule"]] += (job["end"] - job["start"]).total_seconds()
+        counts[job["rule"]] += 1
+    return seconds, counts
+
+
+def max_concurrent(intervals) -> int:
+    """The most (start, end) intervals open at one instant (one ending when another starts is not an overlap)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda ev: (ev[0], ev[1]))
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
 
 
 def main() -> None:

@@ -17,6 +17,20 @@ def _shared(path: str) -> Path:
     return p
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` are skipped, with one reason, where torch sees no GPU (`pytest -m cuda` selects them)."""
+    marked = [item for item in items if item.get_closest_marker("cuda")]
+    if not marked:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: marked `cuda`, run `pytest -m cuda` on a GPU machine (benchmarks/gpu_check.sh)")
+    for item in marked:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def fern_dir() -> Path:
     """The real LLFF fern scene (read-only)."""

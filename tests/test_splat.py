@@ -158,7 +158,7 @@ def test_info_feeds_gsplat_default_strategy():
     assert len(params["means"]) > 200  # the 2D gradients reached the strategy, which densified
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (gsplat's kernels)")
+@pytest.mark.cuda  # skipped without a GPU (conftest.py); tests/test_cuda.py has the gradients and eps2d
 def test_cpu_backend_matches_gsplat_cuda():
     import gsplat
 
