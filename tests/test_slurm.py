@@ -236,7 +236,7 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
     # the reference: the same configuration run locally, alongside the cluster runs (they mostly wait)
     local = tmp_path_factory.mktemp("local")
     shutil.copytree(workflow_dir, local, dirs_exist_ok=True)
-    t_local = time.perf_counter()
+    t_start = time.perf_counter()
     with open(local / "run.log", "w") as out:
         local_run = subprocess.Popen(_snakemake("--cores", "2", *config), cwd=local, stdout=out, stderr=subprocess.STDOUT, env=_env())
     background.append(local_run)
@@ -329,7 +329,9 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
 
     # the cluster's results are the local run's, bit for bit
     assert local_run.wait(timeout=LIMIT + 60) == 0, (local / "run.log").read_text()[-5000:]
-    times["local run (alongside)"] = time.perf_counter() - t_local
+    elapsed = re.search(r"Elapsed time: (\d+):(\d+):(\d+)", (local / "run.log").read_text())
+    times["local run (alongside run 1)"] = int(elapsed[1]) * 3600 + int(elapsed[2]) * 60 + int(elapsed[3])
+    times["all of it"] = time.perf_counter() - t_start
     there, here = _tree(workflow_dir), _tree(local)
     assert "results/metrics/per_view.csv" in here and len(here) > 50
     assert sorted(there) == sorted(here)
