@@ -7,6 +7,7 @@ time of each step.
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -42,6 +43,7 @@ FAST_POLLING = [
 ]
 LIMIT = 600  # seconds for any one snakemake run: a hang fails the test, not CI
 
+
 def _unavailable(reason: str):
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}; in CI, .ci/run starts the local cluster (.ci/slurm-cluster up) before the tests")
@@ -59,9 +61,7 @@ def cluster():
     for tool in ("sbatch", "sacct", "sinfo", "squeue", "timeout"):
         if shutil.which(tool) is None:
             _unavailable(f"`{tool}` not found: no SLURM here (.ci/slurm-cluster up installs and starts a local cluster)")
-    try:
-        import snakemake_executor_plugin_slurm  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         _unavailable("snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')")
     try:
         nodes = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True, timeout=15)
@@ -70,10 +70,10 @@ def cluster():
         nodes = acct = None
     if nodes is None or nodes.returncode != 0 or acct.returncode != 0:
         _unavailable("no SLURM cluster answers (sinfo/sacct failed; .ci/slurm-cluster up starts the local one)")
-    states = dict(line.split() for line in nodes.stdout.splitlines())
-    usable = {p.rstrip("*") for p, s in states.items() if s.rstrip("*~#$@") in ("idle", "mixed", "allocated", "completing")}
+    states = [line.split() for line in nodes.stdout.splitlines()]
+    usable = {p.rstrip("*") for p, s in states if s.rstrip("*~#$@") in ("idle", "mixed", "allocated", "completing")}
     if not {"cpu", "gpu"} <= usable:
-        _unavailable(f"the cluster lacks usable partitions `cpu` and `gpu` (sinfo: {states})")
+        _unavailable(f"the cluster lacks usable partitions `cpu` and `gpu` (sinfo: {nodes.stdout.strip()})")
 
 
 def _snakemake(*args: str) -> list[str]:
@@ -84,10 +84,18 @@ def _env() -> dict:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
-def _run(cwd: Path, cmd: list[str], log: Path) -> tuple[int, str, float]:
-    t = time.perf_counter()
+def _start(cwd: Path, cmd: list[str], log: Path, procs: list) -> subprocess.Popen:
+    """A snakemake run in the background, its output in `log`; `procs` (the `background` fixture) stops it
+    if the test ends first."""
     with open(log, "w") as out:
-        rc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=_env()).returncode
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=_env())
+    procs.append(p)
+    return p
+
+
+def _run(cwd: Path, cmd: list[str], log: Path, procs: list) -> tuple[int, str, float]:
+    t = time.perf_counter()
+    rc = _start(cwd, cmd, log, procs).wait(timeout=LIMIT + 60)
     return rc, log.read_text(), time.perf_counter() - t
 
 
@@ -213,17 +221,22 @@ def _tree(root: Path) -> dict[str, str]:
 @pytest.fixture
 def background():
     """Snakemake runs started in the background; whatever still runs when the test ends is interrupted
-    (Ctrl-C: Snakemake cancels its SLURM jobs), then killed."""
+    (Ctrl-C: Snakemake cancels its SLURM jobs), all at once, then killed with its process group (`timeout`
+    leads one: itself, Snakemake and the jobs' local processes)."""
     procs = []
     yield procs
-    for p in procs:
-        if p.poll() is None:
-            try:
-                os.kill(_child(p.pid), signal.SIGINT)
-                p.wait(timeout=60)
-            except (OSError, AssertionError, subprocess.TimeoutExpired):
-                p.kill()
-                p.wait()
+    running = [p for p in procs if p.poll() is None]
+    for p in running:
+        try:
+            os.kill(_child(p.pid), signal.SIGINT)
+        except (OSError, AssertionError):
+            pass
+    for p in running:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 @pytest.mark.slurm
@@ -237,9 +250,7 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
     local = tmp_path_factory.mktemp("local")
     shutil.copytree(workflow_dir, local, dirs_exist_ok=True)
     t_start = time.perf_counter()
-    with open(local / "run.log", "w") as out:
-        local_run = subprocess.Popen(_snakemake("--cores", "2", *config), cwd=local, stdout=out, stderr=subprocess.STDOUT, env=_env())
-    background.append(local_run)
+    local_run = _start(local, _snakemake("--cores", "2", *config), local / "run.log", background)
 
     # the user's profile as a user edits it: only the account
     profile = workflow_dir / "slurm-profile"
@@ -254,9 +265,7 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
     # 1. a run killed (Ctrl-C) once the LR pretraining has finished: its queued jobs are cancelled
     t = time.perf_counter()
     log1 = workflow_dir / "run1.log"
-    with open(log1, "w") as out:
-        run1 = subprocess.Popen(_snakemake(*slurm), cwd=workflow_dir, stdout=out, stderr=subprocess.STDOUT, env=_env())
-    background.append(run1)
+    run1 = _start(workflow_dir, _snakemake(*slurm), log1, background)
     deadline = time.monotonic() + LIMIT
 
     def pretrained_and_no_submission_in_flight(text: str) -> bool:
@@ -287,7 +296,7 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
     truth = scene / "hr" / f"{test_view}.png"
     good = truth.read_bytes()
     truth.write_bytes(good[: len(good) // 2])
-    rc, out2, times["run 2 (restart, render_test fails)"] = _run(workflow_dir, _snakemake(*slurm), workflow_dir / "run2.log")
+    rc, out2, times["run 2 (restart, render_test fails)"] = _run(workflow_dir, _snakemake(*slurm), workflow_dir / "run2.log", background)
     assert rc != 0
     rule_log = "results/logs/render_test/synthetic/forward/lr3dgs.log"
     m = re.search(r"Error in rule render_test:.*?log: (\S+), (\S+/slurm_logs/\S+\.log) \(check log", out2, re.S)
@@ -304,10 +313,10 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
 
     # 3. the cause repaired, the rest runs; then 4. nothing is left to do
     truth.write_bytes(good)
-    rc, out3, times["run 3 (the rest)"] = _run(workflow_dir, _snakemake(*slurm), workflow_dir / "run3.log")
+    rc, out3, times["run 3 (the rest)"] = _run(workflow_dir, _snakemake(*slurm), workflow_dir / "run3.log", background)
     assert rc == 0, out3[-5000:]
     third = _settled(_run_id(out3))
-    rc, out4, times["run 4 (nothing to do)"] = _run(workflow_dir, _snakemake(*slurm), workflow_dir / "run4.log")
+    rc, out4, times["run 4 (nothing to do)"] = _run(workflow_dir, _snakemake(*slurm), workflow_dir / "run4.log", background)
     assert rc == 0 and "Nothing to be done" in out4 and "has been submitted" not in out4, out4[-3000:]
     assert ckpt.stat().st_mtime_ns == ckpt_mtime
 
