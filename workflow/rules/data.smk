@@ -16,6 +16,7 @@ rule generate_synthetic:
         "results/logs/generate_synthetic/{scene}.log",
     resources:
         mem_mb=2000,
+        runtime=30,
         gpu=0,
     shell:
         "{THREEDSR} generate-synthetic --scene {wildcards.scene:q} --out {output:q} --width {params.width:q} "
@@ -32,6 +33,7 @@ rule download_archive:
         "results/logs/download_archive/{archive}.log",
     resources:
         mem_mb=500,
+        runtime=240,
         gpu=0,
     shell:
         "{THREEDSR} download --out {output:q} > {log:q} 2>&1"
@@ -50,6 +52,7 @@ rule extract_scene:
         "results/logs/extract_scene/{dataset}/{scene}.log",
     resources:
         mem_mb=1000,
+        runtime=60,
         gpu=0,
     shell:
         "{THREEDSR} extract --archive {input:q} --dataset {wildcards.dataset:q} --scene {wildcards.scene:q} "
@@ -71,6 +74,7 @@ rule poses:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=240,
         gpu=0,
     shell:
         "{THREEDSR} poses --scene-dir {input:q} --out {output:q} --work-dir {params.work_dir:q} "
@@ -95,6 +99,7 @@ rule prepare_scene:
         "results/logs/prepare_scene/{dataset}/{scene}.log",
     resources:
         mem_mb=4000,
+        runtime=30,
         gpu=0,
     shell:
         "{THREEDSR} prepare --scene-dir {input.scene:q} --poses {input.poses:q} --out {output:q} "

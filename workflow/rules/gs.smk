@@ -20,6 +20,7 @@ rule pretrain_lr:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=180,
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input:q} --out {params.out:q} --targets lr "
@@ -45,6 +46,7 @@ rule fit_bicubic:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=360,
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets bicubic "
@@ -70,6 +72,7 @@ rule render_test:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=60,
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} render --ckpt {input.ckpt:q} --scene {input.scene:q} --out {output.renders:q} "

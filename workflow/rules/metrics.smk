@@ -21,6 +21,7 @@ rule aggregate_metrics:
         CPU_ENV
     resources:
         mem_mb=1000,
+        runtime=30,
         gpu=0,
     shell:
         "{THREEDSR} aggregate --out-dir results/metrics --consistency {input.consistency:q} -- {input.per_view:q} > {log:q} 2>&1"
@@ -45,6 +46,7 @@ rule crops_figure:
         CPU_ENV
     resources:
         mem_mb=1000,
+        runtime=30,
         gpu=0,
     shell:
         "{THREEDSR} crops --scene {input.scene:q} --out {output:q} --methods {params.methods:q} --renders {input.renders:q} > {log:q} 2>&1"

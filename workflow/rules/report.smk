@@ -14,6 +14,7 @@ rule data_report:
         "results/logs/data_report.log",
     resources:
         mem_mb=1000,
+        runtime=30,
         gpu=0,
     shell:
         "{THREEDSR} data-report --out-dir results/reports/data {input:q} > {log:q} 2>&1"
@@ -57,6 +58,7 @@ rule videos:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=120,
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} videos --scene {input.scene:q} --out-dir {params.out_dir:q} "

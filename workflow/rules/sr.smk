@@ -55,6 +55,7 @@ rule train_prior:
     threads: 2
     resources:
         mem_mb=6000,
+        runtime=60,
         gpu=0,
     shell:
         "{THREEDSR} train-prior --out {output:q} --options {params.options:q} --steps {params.steps:q} --threads {threads:q} > {log:q} 2>&1"
@@ -69,6 +70,7 @@ rule convert_realesrgan:
         CPU_ENV
     resources:
         mem_mb=2000,
+        runtime=30,
         gpu=0,
     shell:
         "{THREEDSR} convert-realesrgan --out {output:q} > {log:q} 2>&1"
@@ -86,6 +88,7 @@ rule convert_stablesr:
         CPU_ENV
     resources:
         mem_mb=24000,  # both checkpoints are memory-mapped; the converted networks are built in fp32
+        runtime=60,
         gpu=0,
     shell:
         "{THREEDSR} convert-stablesr --turbo {input.turbo:q} --cfw {input.cfw:q} --out {output:q} > {log:q} 2>&1"
@@ -110,6 +113,7 @@ rule super_resolve:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=360,
         gpu=1,
     shell:
         "{THREEDSR} super-resolve --scene {input.scene:q} --out {output:q} --model {wildcards.model:q} {params.model_path:q} "
@@ -137,6 +141,7 @@ rule fit_isr:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=360,
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets sr --sr-dir {input.sr:q} "
@@ -159,6 +164,7 @@ rule collect_sr2d:
         CPU_ENV
     resources:
         mem_mb=2000,
+        runtime=30,
         gpu=0,
     shell:
         "{THREEDSR} collect-sr --scene {input.scene:q} --sr-dir {input.sr:q} --out {output.renders:q} --scores {output.scores:q} "
@@ -198,6 +204,7 @@ rule fit_3dsr:
     threads: 2
     resources:
         mem_mb=12000,
+        runtime=1440,
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} run-3dsr --scene {input.scene:q} --init {input.init:q} --out {params.out:q} "
@@ -236,6 +243,7 @@ rule consistency:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=60,
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} consistency --scene {input.scene:q} --depth-ckpt {input.depth:q} --out {output:q} "

@@ -24,6 +24,7 @@ rule supergaussian_frames:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=240,
         gpu=1,
     shell:
         "{THREEDSR} supergaussian-frames --scene {input.scene:q} --ckpt {input.ckpt:q} --out {output:q} --n-interp {params.n_interp:q} "
@@ -51,6 +52,7 @@ rule fit_supergaussian:
     threads: 2
     resources:
         mem_mb=8000,
+        runtime=360,
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets frames "
