@@ -2,7 +2,8 @@
 # and 3dsr (diffusion sampling and 3DGS fitting, interleaved).
 import json
 
-from threedsr.sr.names import DIFFUSION_MODELS, MODELS, STABLESR_FILES
+from threedsr.sr import registry
+from threedsr.sr.names import STABLESR_FILES
 
 
 def sr_model(method):
@@ -11,16 +12,8 @@ def sr_model(method):
 
 
 def model_weights(model):
-    """Files an SR model needs: the trained prior, the converted Real-ESRGAN or StableSR-Turbo, RealBasicVSR's checkpoint."""
-    if model == "tiny":
-        return "results/models/tiny"
-    if model == "stablesr-turbo":
-        return "results/models/stablesr-turbo"
-    if model == "realesrgan" and not config["sr"]["realesrgan"]["path"]:
-        return "results/models/realesrgan-x4plus.safetensors"
-    if model == "realbasicvsr":  # the user's file: a changed checkpoint reruns what it upsampled
-        return config["sr"]["realbasicvsr"]["path"] or []
-    return []
+    """The weights a model's jobs depend on (sr/registry.py): what train_prior or a conversion writes, or the user's file."""
+    return registry.spec(model).weights(config["sr"]) or []
 
 
 def model_path_args(input):
@@ -36,7 +29,7 @@ SAMPLER_ARGS = [f"--{key}={config['threedsr'][key]}" for key in ("steps", "updat
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(registry.IMAGE_MODELS),
     sr2d=r"sr2d(-[a-z0-9-]+)?",
     isr=r"isr(-[a-z0-9-]+)?",
     tdsr=r"3dsr(-[a-z0-9-]+)?",
@@ -130,7 +123,7 @@ rule fit_isr:
         ply="results/gs/{dataset}/{scene}/{isr}/point_cloud.ply",
     params:
         gs=json.dumps(config["gs"]),
-        iterations=config["isr"]["iterations"],
+        iterations=threedsr.config.hr_iterations(config, "isr"),
         lambda_lr=config["threedsr"]["lambda_lr"],
         device=config["device"],
         out="results/gs/{dataset}/{scene}/{isr}",

@@ -15,7 +15,7 @@ rule supergaussian_frames:
         model_path=lambda w, input: model_path_args(input),
         sr=json.dumps(config["sr"]),
         # only a diffusion upsampler has sampler settings: a sweep over them must not rerun Real-ESRGAN
-        sampler=SAMPLER_ARGS if config["supergaussian"]["upsampler"] in DIFFUSION_MODELS else [],
+        sampler=SAMPLER_ARGS if registry.spec(config["supergaussian"]["upsampler"]).diffusion else [],
         device=config["device"],
     log:
         "results/logs/supergaussian_frames/{dataset}/{scene}.log",
@@ -41,7 +41,7 @@ rule fit_supergaussian:
         ply="results/gs/{dataset}/{scene}/supergaussian/point_cloud.ply",
     params:
         gs=json.dumps(config["gs"]),
-        iterations=config["supergaussian"]["iterations"],
+        iterations=threedsr.config.hr_iterations(config, "supergaussian"),
         lambda_lr=config["supergaussian"]["lambda_lr"],
         device=config["device"],
         out="results/gs/{dataset}/{scene}/supergaussian",

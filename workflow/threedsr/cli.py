@@ -70,7 +70,8 @@ def _fit(a):
     import json
 
     from .devices import resolve_device
-    from .fit import bicubic_views, fit, hr_lr_loss, lr_views, sr_views, train_config
+    from .fit import fit, hr_lr_loss, train_config
+    from .training_views import bicubic_views, frame_views, lr_views, sr_views
     from .scene import PreparedScene
 
     gs = json.loads(a.gs)
@@ -82,8 +83,6 @@ def _fit(a):
             raise SystemExit("threedsr fit: --targets sr needs --sr-dir")
         views, loss_fn = sr_views(scene, a.sr_dir), hr_lr_loss(a.lambda_lr, cfg.delta_dssim)
     elif a.targets == "frames":
-        from .supergaussian import frame_views
-
         if a.frames_dir is None:
             raise SystemExit("threedsr fit: --targets frames needs --frames-dir")
         views, loss_fn = frame_views(scene, a.frames_dir, a.lambda_lr), hr_lr_loss(a.lambda_lr, cfg.delta_dssim)
@@ -280,7 +279,7 @@ def _score_args(c) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .sr.names import MODELS, VIDEO_MODELS
+    from .sr.registry import IMAGE_MODELS, UPSAMPLERS
 
     p = argparse.ArgumentParser(prog="threedsr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -353,7 +352,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("super-resolve", help="per-image SR of every view of a prepared scene")
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--model", required=True, choices=MODELS)
+    c.add_argument("--model", required=True, choices=IMAGE_MODELS)
     c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
     c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
     c.add_argument("--views", choices=["all", "test"], default="all", help="all views (for isr) or the test views only (sr2d)")
@@ -366,7 +365,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--ckpt", type=Path, required=True, help="the LR-pretrained 3DGS checkpoint")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--n-interp", type=int, required=True, help="poses between consecutive training cameras")
-    c.add_argument("--model", required=True, choices=MODELS + VIDEO_MODELS, help="the upsampler")
+    c.add_argument("--model", required=True, choices=UPSAMPLERS, help="the upsampler")
     c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
     c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
     c.add_argument("--device", default="auto")
@@ -377,7 +376,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--init", type=Path, required=True, help="the LR-pretrained 3DGS checkpoint")
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--model", required=True, choices=MODELS)
+    c.add_argument("--model", required=True, choices=IMAGE_MODELS)
     c.add_argument("--model-path", help="weights (folder or file) for the model, overriding params")
     c.add_argument("--sr", required=True, help="params.yaml's sr block as JSON")
     c.add_argument("--threedsr", required=True, help="params.yaml's threedsr block as JSON")

@@ -8,7 +8,7 @@ import yaml
 
 from .datasets import OFFICIAL_SCENES, local_scene
 from .errors import ConfigError
-from .sr.names import DIFFUSION_MODELS, REALBASICVSR_WEIGHTS_HINT, STABLESR_FILES, STABLESR_WEIGHTS_HINT
+from .sr import registry
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 
@@ -64,6 +64,12 @@ def validate(config: dict) -> None:
     check(config)
 
 
+def hr_iterations(config: dict, block: str) -> int:
+    """The 3DGS steps at HR of `isr` or `supergaussian`: their own `iterations`, or by default (null) 3DSR's budget,
+    threedsr.steps x threedsr.iters_per_step, so that the methods compare at equal 3DGS budgets."""
+    return config[block]["iterations"] or config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]
+
+
 def split_method(method: str) -> tuple[str, str | None]:
     """A method name's base and the SR model it names: 'sr2d-realesrgan' -> ('sr2d', 'realesrgan'), 'isr' -> ('isr', None)."""
     base, _, model = method.partition("-")
@@ -106,27 +112,17 @@ def check(config: dict) -> None:
         tiles = config["sr"] if block == "sr" else config["sr"]["stablesr_turbo"]
         if tiles["tile_overlap"] >= tiles["tile"]:
             raise ConfigError(f"{block}.tile_overlap ({tiles['tile_overlap']}) must be smaller than {block}.tile ({tiles['tile']})")
-    used = sr_models_used(config)
-    if "realbasicvsr" in used and not config["sr"]["realbasicvsr"]["path"]:
-        raise ConfigError(f"supergaussian.upsampler: realbasicvsr needs its weights, and sr.realbasicvsr.path is null: {REALBASICVSR_WEIGHTS_HINT}")
-    # files the user names must exist: a typo is an error now, not an n/a column or a failed job later
-    named = {"metrics.lpips_backbone": config["metrics"]["lpips_backbone"]}
-    named |= {f"sr.{m}.path": config["sr"][m]["path"] for m in ("realesrgan", "realbasicvsr") if m in used}
-    for key, path in named.items():
-        if path and not Path(path).is_file():
-            raise ConfigError(f"{key} ({path}) is not a file")
-    if "stablesr-turbo" in used:
-        folder = config["sr"]["stablesr_turbo"]["weights_dir"]
-        if not folder:
-            raise ConfigError(f"sr.stablesr_turbo.weights_dir is null, but the methods use stablesr-turbo: {STABLESR_WEIGHTS_HINT}")
-        missing = [f for f in STABLESR_FILES if not (Path(folder) / f).is_file()]
-        if missing:
-            raise ConfigError(f"sr.stablesr_turbo.weights_dir ({folder}) has no {' or '.join(missing)}: {STABLESR_WEIGHTS_HINT}")
+    # weights the used models need, and files the user names: missing ones are an error now, not a failed job later
+    for model in sorted(sr_models_used(config)):
+        if problem := registry.spec(model).missing_weights(config["sr"]):
+            raise ConfigError(problem)
+    if (path := config["metrics"]["lpips_backbone"]) and not Path(path).is_file():
+        raise ConfigError(f"metrics.lpips_backbone ({path}) is not a file")
     for m in config["methods"]:
         base, model = split_method(m)
-        if base == "3dsr" and method_sr_model(config, m) not in DIFFUSION_MODELS:
+        if base == "3dsr" and method_sr_model(config, m) not in registry.DIFFUSION_MODELS:
             where = f"the model after the hyphen ({model})" if model else f"sr.model ({config['sr']['model']})"
-            raise ConfigError(f"methods: {m} needs a diffusion SR model ({', '.join(DIFFUSION_MODELS)}), but {where} is not one")
+            raise ConfigError(f"methods: {m} needs a diffusion SR model ({', '.join(registry.DIFFUSION_MODELS)}), but {where} is not one")
     for dataset, spec in config["datasets"].items():
         if dataset == "synthetic":
             continue

@@ -41,7 +41,8 @@ from tqdm import tqdm
 from .consistency import consistency
 from .errors import ConfigError
 from .evaluate import labelled
-from .fit import hr_lr_loss, train_view
+from .fit import hr_lr_loss
+from .training_views import train_view
 from .imaging import to_float, to_uint8, upsample
 from .io import atomic_dir, atomic_path, load_resume_point, read_image, write_png
 from .metrics import image_metrics, load_lpips
@@ -52,7 +53,7 @@ from .splat.render import RenderSettings, render_views
 from .splat.trainer import TrainConfig, Trainer, load_params, scene_scale
 from .sr.base import DiffusionSR
 from .sr.colorfix import color_fix
-from .sr.names import DIFFUSION_MODELS
+from .sr.registry import DIFFUSION_MODELS
 from .sr.run import check_no_leak
 from .sr.sampling import SamplerConfig, ViewNoise, update, view_seeds
 

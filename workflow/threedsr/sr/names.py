@@ -1,12 +1,10 @@
-"""The SR models and sampler options params.yaml may name (no torch import: the CLI parser reads them)."""
+"""Sampler options and the weights' hints params.yaml and the messages name (no torch import: the CLI parser reads them)."""
 
-MODELS = ("tiny", "sd-x4-upscaler", "stablesr-turbo", "realesrgan")
+# the SR models themselves are listed once, in registry.py
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 UPDATES = ("ddim", "ddpm_posterior")
 INITS = ("noised_lr", "noise")
 COLORFIXES = ("wavelet", "adain", "none")
-DIFFUSION_MODELS = ("tiny", "sd-x4-upscaler", "stablesr-turbo")  # the ones 3dsr can drive step by step
-VIDEO_MODELS = ("realbasicvsr",)  # upsample a whole frame sequence: SuperGaussian's upsampler only
 STABLESR_FILES = ("stablesr_turbo.ckpt", "vqgan_cfw_00011.ckpt")  # in sr.stablesr_turbo.weights_dir
 STABLESR_WEIGHTS_HINT = (
     "download stablesr_turbo.ckpt and vqgan_cfw_00011.ckpt from https://huggingface.co/Iceclear/StableSR "

@@ -217,7 +217,7 @@ class SDX4Upscaler(DiffusionSR):
     @classmethod
     def from_pretrained(
         cls,
-        path_or_id: str | os.PathLike = HUB_ID,
+        path_or_id: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | str = torch.float32,
         noise_level: int = 20,
@@ -225,13 +225,13 @@ class SDX4Upscaler(DiffusionSR):
         tile: int = 128,
         tile_overlap: int = 16,
     ) -> SDX4Upscaler:
-        """Load from a diffusers folder or hub id; the prompt is encoded now and the text encoder dropped."""
+        """Load from a diffusers folder or hub id (None: stabilityai's); the prompt is encoded now and the text encoder dropped."""
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
         if isinstance(dtype, str):
             dtype = auto_dtype(torch.device(device), dtype)
-        folder = resolve(path_or_id)
+        folder = resolve(path_or_id or HUB_ID)
         index = folder / "model_index.json"
         max_level = json.loads(index.read_text()).get("max_noise_level") if index.is_file() else None
         if max_level is not None and int(noise_level) > int(max_level):

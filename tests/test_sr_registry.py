@@ -1,0 +1,50 @@
+"""One registry of SR models: the schema, the CLI and the rules accept exactly its names, and its entries are true."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from threedsr.sr import registry
+from threedsr.sr.base import DiffusionSR, SRModel
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "params.schema.yaml").read_text())["properties"]
+
+
+def test_the_schema_accepts_exactly_the_registered_models_and_methods():
+    assert SCHEMA["sr"]["properties"]["model"]["enum"] == list(registry.IMAGE_MODELS)
+    assert sorted(SCHEMA["supergaussian"]["properties"]["upsampler"]["enum"]) == sorted(registry.UPSAMPLERS)
+    assert sorted(SCHEMA["methods"]["items"]["enum"]) == sorted(registry.method_names())
+    # every model with options has its block in sr, and every block of sr belongs to a model
+    blocks = {k for k, v in SCHEMA["sr"]["properties"].items() if v.get("type") == "object"}
+    assert blocks == {s.block for s in registry.SPECS if s.block}
+
+
+@pytest.mark.parametrize("spec", registry.SPECS, ids=lambda s: s.name)
+def test_each_entry_names_its_class_truly(spec):
+    module, cls_name = spec.implementation.split(":")
+    cls = getattr(importlib.import_module(f"threedsr.sr.{module}"), cls_name)
+    assert cls.is_diffusion == spec.diffusion == issubclass(cls, DiffusionSR)
+    assert hasattr(cls, "super_resolve_video") == spec.video and issubclass(cls, SRModel) != spec.video  # video models see sequences
+    if spec.block:
+        keys = set(SCHEMA["sr"]["properties"][spec.block]["properties"]) | set(SCHEMA["sr"]["properties"])
+        assert set(spec.options) <= keys, spec.options
+
+
+def test_weights_come_from_the_rule_or_the_users_file(tmp_path):
+    sr = {"realesrgan": {"path": None}, "realbasicvsr": {"path": None}, "stablesr_turbo": {"weights_dir": None}}
+    assert registry.spec("tiny").weights(sr) == "results/models/tiny"
+    assert registry.spec("realesrgan").weights(sr) == "results/models/realesrgan-x4plus.safetensors"
+    assert registry.spec("sd-x4-upscaler").weights(sr) is None
+    assert "sr.realbasicvsr.path is null" in registry.spec("realbasicvsr").missing_weights(sr)
+    assert "sr.stablesr_turbo.weights_dir is null" in registry.spec("stablesr-turbo").missing_weights(sr)
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"")
+    sr["realesrgan"]["path"] = str(mine)
+    assert registry.spec("realesrgan").weights(sr) == str(mine) and registry.spec("realesrgan").missing_weights(sr) is None
+    sr["realesrgan"]["path"] = str(tmp_path / "typo.safetensors")
+    assert registry.spec("realesrgan").missing_weights(sr) == f"sr.realesrgan.path ({tmp_path / 'typo.safetensors'}) is not a file"
+    with pytest.raises(ValueError, match="unknown SR model 'esrgan'; known: tiny, sd-x4-upscaler"):
+        registry.spec("esrgan")

@@ -1,0 +1,96 @@
+"""The SR models: one entry each, and everything that lists them derives from it.
+
+An entry says which class implements the model (imported only when it is loaded: this module needs no
+torch, the config check and the CLI read it), whether 3DSR can drive it step by step (a diffusion
+model), which params.yaml block holds its options, and where its weights come from: a rule of the
+workflow (the trained prior, a conversion) or a file the user names. `load.py` builds models from it,
+the rules ask it for each model's weights, the config check for what is missing, and
+tests/test_sr_registry.py checks that the schema accepts exactly these names.
+
+Adding a model: its module (a `SRModel` or `DiffusionSR` with `from_pretrained`), one entry here, and its
+block in params.yaml and the schema if it has options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .names import REALBASICVSR_WEIGHTS_HINT, STABLESR_FILES, STABLESR_WEIGHTS_HINT
+
+
+@dataclass(frozen=True)
+class SRModelSpec:
+    name: str  # as params.yaml names it (sr.model, methods' suffix, supergaussian.upsampler)
+    implementation: str  # "<module of threedsr.sr>:<class>"
+    diffusion: bool  # 3dsr can drive it step by step (a DiffusionSR)
+    options: tuple[str, ...] = ()  # the keys from_pretrained takes besides path, from sr and sr.<block> (the block's win)
+    block: str | None = None  # its own sr.<block>, if it has one
+    video: bool = False  # upsamples a whole frame sequence: SuperGaussian's upsampler only
+    made_at: str | None = None  # the weights a rule of the workflow writes (trained or converted) ...
+    made_by: str | None = None  # ... and that rule
+    user_path: str | None = None  # a key of its block naming the user's weights file (replaces made_at when set)
+    source_dir: str | None = None  # a key of its block naming the folder the converting rule reads ...
+    source_files: tuple[str, ...] = ()  # ... and the files it must hold
+    hint: str = ""  # where to get the weights, for messages
+
+    def weights(self, sr: dict) -> str | None:
+        """The file or folder of weights the jobs using this model depend on, given params.yaml's sr block."""
+        user = sr.get(self.block, {}).get(self.user_path) if self.user_path else None
+        return user or self.made_at
+
+    def missing_weights(self, sr: dict) -> str | None:
+        """Why this model's weights cannot be had (the message names the key and where to get them), or None."""
+        block = sr.get(self.block, {})
+        if self.source_dir:
+            key, folder = f"sr.{self.block}.{self.source_dir}", block.get(self.source_dir)
+            if not folder:
+                return f"{key} is null, but the methods use {self.name}: {self.hint}"
+            missing = [f for f in self.source_files if not (Path(folder) / f).is_file()]
+            if missing:
+                return f"{key} ({folder}) has no {' or '.join(missing)}: {self.hint}"
+        if self.user_path:
+            key, path = f"sr.{self.block}.{self.user_path}", block.get(self.user_path)
+            if not path and not self.made_at:
+                return f"{self.name} needs its weights, and {key} is null: {self.hint}"
+            if path and not Path(path).is_file():
+                return f"{key} ({path}) is not a file"
+        return None
+
+
+SPECS = (
+    SRModelSpec("tiny", "tiny:TinySR", diffusion=True, options=("tile", "tile_overlap"), block="tiny",
+                made_at="results/models/tiny", made_by="train_prior"),
+    SRModelSpec("sd-x4-upscaler", "sd_upscaler:SDX4Upscaler", diffusion=True, options=("tile", "tile_overlap", "noise_level", "prompt"),
+                block="sd_x4_upscaler"),
+    SRModelSpec("stablesr-turbo", "stablesr:StableSRTurbo", diffusion=True, options=("cfw_weight", "tile", "tile_overlap", "colorfix"),
+                block="stablesr_turbo", made_at="results/models/stablesr-turbo", made_by="convert_stablesr",
+                source_dir="weights_dir", source_files=STABLESR_FILES, hint=STABLESR_WEIGHTS_HINT),
+    SRModelSpec("realesrgan", "realesrgan:RealESRGAN", diffusion=False, options=("tile", "tile_overlap"), block="realesrgan",
+                made_at="results/models/realesrgan-x4plus.safetensors", made_by="convert_realesrgan", user_path="path"),
+    SRModelSpec("realbasicvsr", "realbasicvsr:RealBasicVSR", diffusion=False, options=("max_seq_len",), block="realbasicvsr", video=True,
+                user_path="path", hint=REALBASICVSR_WEIGHTS_HINT),
+)
+REGISTRY = {s.name: s for s in SPECS}
+
+IMAGE_MODELS = tuple(s.name for s in SPECS if not s.video)  # sr.model, and isr-/sr2d-<model>
+DIFFUSION_MODELS = tuple(s.name for s in SPECS if s.diffusion)  # 3dsr and 3dsr-<model>
+VIDEO_MODELS = tuple(s.name for s in SPECS if s.video)  # supergaussian.upsampler only
+UPSAMPLERS = IMAGE_MODELS + VIDEO_MODELS  # supergaussian.upsampler
+SR_METHODS = ("isr", "sr2d", "3dsr")  # methods that take an SR model (after a hyphen, or sr.model)
+OTHER_METHODS = ("lr3dgs", "bicubic", "supergaussian")
+
+
+def method_names() -> list[str]:
+    """Every name `methods` accepts: the plain methods and each SR method with each model it can run."""
+    out = list(OTHER_METHODS) + list(SR_METHODS)
+    for base in SR_METHODS:
+        out += [f"{base}-{m}" for m in (DIFFUSION_MODELS if base == "3dsr" else IMAGE_MODELS)]
+    return out
+
+
+def spec(name: str) -> SRModelSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown SR model {name!r}; known: {', '.join(REGISTRY)}") from None
