@@ -29,7 +29,8 @@ from test_three_dsr import GS, OracleSR  # noqa: E402  (the double is a test fix
 
 from threedsr import synthetic  # noqa: E402
 from threedsr.splat.render import RenderSettings, render_views  # noqa: E402
-from threedsr.fit import fit, hr_lr_loss, lr_views, sr_views  # noqa: E402
+from threedsr.fit import fit, hr_lr_loss  # noqa: E402
+from threedsr.training_views import lr_views, sr_views  # noqa: E402
 from threedsr.imaging import to_float  # noqa: E402
 from threedsr.io import read_image  # noqa: E402
 from threedsr.metrics import psnr  # noqa: E402

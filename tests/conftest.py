@@ -60,11 +60,12 @@ def small_scene_and_lr_model(tmp_path_factory):
     import torch
 
     from threedsr import synthetic
-    from threedsr.fit import fit, lr_views
+    from threedsr.fit import fit
     from threedsr.poses import load_scene_poses
     from threedsr.prepare import prepare_scene
     from threedsr.scene import PreparedScene
     from threedsr.splat.trainer import TrainConfig
+    from threedsr.training_views import lr_views
 
     tmp = tmp_path_factory.mktemp("small")
     synthetic.generate_scene("forward", tmp / "raw", 128, 96, 1, 800, 0)

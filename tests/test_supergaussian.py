@@ -13,7 +13,8 @@ from threedsr.scene import PreparedScene
 from threedsr.splat.trainer import TrainConfig, load_params, photometric_loss
 from threedsr.sr.base import SRModel
 from threedsr.sr.sampling import SamplerConfig
-from threedsr.supergaussian import frame_views, make_frames
+from threedsr.supergaussian import make_frames
+from threedsr.training_views import frame_views
 from threedsr.trajectory import trajectory_from_json
 
 GS = TrainConfig(iterations=30, sh_degree=1, sh_degree_interval=20, refine_start=100, reset_every=10_000)  # the HR fit

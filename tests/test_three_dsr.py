@@ -10,7 +10,8 @@ import torch
 from threedsr import synthetic
 from threedsr.consistency import consistency, nearest_neighbours, warp
 from threedsr.errors import ConfigError
-from threedsr.fit import fit, lr_views
+from threedsr.fit import fit
+from threedsr.training_views import lr_views
 from threedsr.imaging import to_float
 from threedsr.io import read_image
 from threedsr.metrics import psnr

@@ -101,7 +101,8 @@ def _killed_fit(scene, out, cfg, views, monkeypatch, at=25):
 
 
 def test_a_killed_fit_resumes_from_its_last_checkpoint(tiny_scene, tmp_path, monkeypatch):
-    from threedsr.fit import fit, lr_views
+    from threedsr.fit import fit
+    from threedsr.training_views import lr_views
 
     cfg = _trainer(tiny_scene).cfg
     straight = fit(tiny_scene.root, tmp_path / "straight", cfg, lr_views(tiny_scene), torch.device("cpu"))
@@ -117,7 +118,8 @@ def test_a_killed_fit_resumes_from_its_last_checkpoint(tiny_scene, tmp_path, mon
 def test_a_resume_point_for_other_targets_is_not_used(tiny_scene, tmp_path, monkeypatch, caplog):
     from dataclasses import replace as dc_replace
 
-    from threedsr.fit import fit, lr_views
+    from threedsr.fit import fit
+    from threedsr.training_views import lr_views
 
     cfg = _trainer(tiny_scene).cfg
     _killed_fit(tiny_scene, tmp_path / "out", cfg, lr_views(tiny_scene), monkeypatch)
@@ -129,7 +131,8 @@ def test_a_resume_point_for_other_targets_is_not_used(tiny_scene, tmp_path, monk
 def test_a_stale_resume_checkpoint_is_not_used(tiny_scene, tmp_path, caplog):
     from dataclasses import replace
 
-    from threedsr.fit import fit, lr_views
+    from threedsr.fit import fit
+    from threedsr.training_views import lr_views
 
     partial = _trainer(tiny_scene)
     partial.train(20)
@@ -155,7 +158,8 @@ def test_a_truncated_checkpoint_is_an_error_naming_it(tiny_scene, tmp_path):
 
 
 def test_a_truncated_resume_point_is_set_aside_and_the_fit_starts_over(tiny_scene, tmp_path, caplog):
-    from threedsr.fit import fit, lr_views
+    from threedsr.fit import fit
+    from threedsr.training_views import lr_views
 
     partial = _trainer(tiny_scene)
     partial.train(20)

@@ -83,7 +83,7 @@ def scene_consistency(scene_dir: Path, depth_ckpt: Path, sets: dict[str, str], o
     """
     from .devices import resolve_device
     from .splat.render import RenderSettings, render_views
-    from .fit import bicubic_views
+    from .training_views import bicubic_views
     from .imaging import to_float
     from .io import atomic_path, read_image
     from .scene import PreparedScene

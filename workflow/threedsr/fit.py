@@ -15,10 +15,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .errors import DataError
-from .imaging import resize, to_float, upsample
-from .io import atomic_path, load_resume_point, read_image
-from .scene import PreparedScene, SceneView
+from .imaging import resize
+from .io import atomic_path, load_resume_point
+from .scene import PreparedScene
 from .splat.gaussians import export_ply, init_from_points
 from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, photometric_loss, scene_scale
 
@@ -34,39 +33,6 @@ def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
         reset_every=d["reset_every"], grow_grad2d=d["grow_grad2d"], rasterize_mode=gs["rasterize_mode"], eps2d=gs["eps2d"],
         filter_3d=gs["filter_3d"], filter_3d_variance=gs["filter_3d_variance"], seed=gs["seed"],
     )
-
-
-def train_view(v: SceneView, resolution: str, target: torch.Tensor | None, lr_target: torch.Tensor | None = None) -> TrainView:
-    """A scene view's camera at "lr" or "hr" with the image to fit there (and its LR image for L_lr)."""
-    intr = getattr(v, resolution)
-    w2c, K = torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(intr.K, dtype=torch.float32)
-    return TrainView(w2c, K, intr.width, intr.height, target, lr_target=lr_target)
-
-
-def lr_views(scene: PreparedScene) -> list[TrainView]:
-    """The LR training views as they are."""
-    return [train_view(v, "lr", to_float(scene.image(v, "lr"))) for v in scene.train_views]
-
-
-def bicubic_views(scene: PreparedScene) -> list[TrainView]:
-    """The LR training views upsampled (bicubic) to HR, with the HR cameras."""
-    out = []
-    for v in scene.train_views:
-        up = upsample(to_float(scene.image(v, "lr")).permute(2, 0, 1)[None], scene.scale)[0].permute(1, 2, 0)
-        out.append(train_view(v, "hr", up))
-    return out
-
-
-def sr_views(scene: PreparedScene, sr_dir: Path) -> list[TrainView]:
-    """The training views' SR images (<sr_dir>/<view>.png) as HR targets, each with its LR image for L_lr."""
-    out = []
-    for v in scene.train_views:
-        path = Path(sr_dir) / f"{v.name}.png"
-        sr = to_float(read_image(path))
-        if sr.shape[:2] != (v.hr.height, v.hr.width):
-            raise DataError(f"{path}: {sr.shape[1]}x{sr.shape[0]}, expected the HR size {v.hr.width}x{v.hr.height}")
-        out.append(train_view(v, "hr", sr, lr_target=to_float(scene.image(v, "lr"))))
-    return out
 
 
 def targets_fingerprint(views: list[TrainView]) -> str:

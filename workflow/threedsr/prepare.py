@@ -1,9 +1,4 @@
-"""Downsampling and split: a posed scene becomes the common prepared layout.
-
-    <out>/scene.json      factors, split, per-view cameras at LR and HR, provenance
-    <out>/lr/<view>.png   LR images (1/lr_factor of the originals)
-    <out>/hr/<view>.png   HR images (1/hr_factor); ground truth for the test views
-    <out>/points3d.ply    initial points (world frame of the poses)
+"""Downsampling and split: a posed scene becomes the prepared layout (scene.py describes and reads it).
 
 Both resolutions are resampled from the same crop of the largest images available, so
 HR size = (lr_factor / hr_factor) x LR size exactly, and the intrinsics are computed from
@@ -26,8 +21,7 @@ from .imaging import resize_uint8
 from .io import atomic_dir, read_image, read_json, write_json, write_png
 from .pointcloud import write_ply
 from .poses import ScenePoses
-
-FORMAT_VERSION = 1
+from .scene import FORMAT_VERSION
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,12 @@
-"""Read a prepared scene (the layout `prepare.py` writes) for the stages that train and evaluate."""
+"""The prepared scene: its layout and format version (which `prepare.py` writes), read by every stage that
+trains and evaluates.
+
+    <scene>/scene.json      factors, split, per view: name, split, world_to_camera (4x4, OpenCV axes), LR and HR
+                            intrinsics, source image and crop; provenance (pose source, lens distortion decision)
+    <scene>/lr/<view>.png   LR images, 1/lr_factor of the originals
+    <scene>/hr/<view>.png   HR images, 1/hr_factor; ground truth of the test views
+    <scene>/points3d.ply    initial points (xyz + rgb), world frame of the poses
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,10 @@ import numpy as np
 from .cameras import Intrinsics
 from .io import read_image, read_json
 from .pointcloud import read_ply
-from .prepare import FORMAT_VERSION
 from .errors import DataError
+
+
+FORMAT_VERSION = 1  # of scene.json; prepare.py writes it, older prepared scenes are refused (rerun prepare_scene)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@
    frame instead (Real-ESRGAN by default, offline): no temporal propagation, so the frames agree
    less with each other, and the 3DGS fit is what reconciles them.
 3. Fit a new 3DGS at HR to the frames with their cameras, starting from the LR model
-   (`frame_views`; `fit.fit` does the fitting). The original has no loss against the real LR
+   (`training_views.frame_views`; `fit.fit` does the fitting). The original has no loss against the real LR
    views; `lambda_lr` > 0 adds λ·L_lr(L, down(R)) on the training cameras.
 
 <frames>/lr/<frame>.png, <frames>/hr/<frame>.png, <frames>/trajectory.json (the cameras) and
@@ -25,16 +25,15 @@ import torch
 from tqdm import tqdm
 
 from .errors import DataError
-from .splat.render import RenderSettings, render_views
-from .fit import train_view
 from .imaging import to_float, to_uint8
-from .io import atomic_dir, read_image, read_json, write_json, write_png
+from .io import atomic_dir, write_json, write_png
 from .scene import PreparedScene
-from .splat.trainer import TrainView, load_params
+from .splat.render import RenderSettings, render_views
+from .splat.trainer import load_params
 from .sr.base import SRModel
 from .sr.run import check_no_leak
 from .sr.sampling import SamplerConfig, view_seeds
-from .trajectory import scene_trajectory, trajectory_from_json, trajectory_to_json
+from .trajectory import scene_trajectory, trajectory_to_json
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +79,3 @@ def make_frames(scene_dir: Path, lr_ckpt: Path, out_dir: Path, n_interp: int, mo
         write_json(tmp / "frames.json", info)
     log.info("%s: %d frames, upsampled by %s in %.1f s", out_dir, len(path), model.name, info["upsample_seconds"])
     return info
-
-
-def frame_views(scene: PreparedScene, frames_dir: Path, lambda_lr: float) -> list[TrainView]:
-    """The upsampled frames as HR targets with their cameras; with lambda_lr > 0 also the real LR training
-    views (HR camera, no HR target: only the λ·L_lr term sees them)."""
-    frames_dir = Path(frames_dir)
-    path = trajectory_from_json(read_json(frames_dir / "trajectory.json"))
-    views = []
-    for v in path:
-        img = to_float(read_image(frames_dir / "hr" / f"{v.name}.png"))
-        if img.shape[:2] != (v.hr.height, v.hr.width):
-            raise DataError(f"{frames_dir / 'hr' / (v.name + '.png')}: {img.shape[1]}x{img.shape[0]}, expected {v.hr.width}x{v.hr.height}")
-        views.append(train_view(v, "hr", img))
-    if lambda_lr > 0:
-        views += [train_view(v, "hr", None, lr_target=to_float(scene.image(v, "lr"))) for v in scene.train_views]
-    return views
