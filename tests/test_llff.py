@@ -267,7 +267,8 @@ def test_a_capture_with_lens_distortion_is_undistorted(fern_prepared, fern_dir, 
 
 @pytest.mark.parametrize("k, hr_factor, undistorted", [(0.032, 16, True), (0.032, 2, True), (2e-4, 16, False), (FERN_K, 64, False)])
 def test_the_threshold_is_the_corner_displacement_at_the_hr_size(k, hr_factor, undistorted):
-    from threedsr.distortion import Lens, corner_displacement, decide
+    from threedsr.cameras import Lens
+    from threedsr.distortion import corner_displacement, decide
 
     lens = Lens("SIMPLE_RADIAL", (3260.5, 2016.0, 1512.0, k), 4032, 3024)
     # a corner at distorted radius r_d (normalised, pixel centres at +0.5) images a ray at r_u with r_u (1 + k r_u^2) = r_d:

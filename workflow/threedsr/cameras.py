@@ -8,12 +8,8 @@ image by (sx, sy) scales fx, fy, cx, cy by exactly (sx, sy, sx, sy).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .distortion import Lens
 
 
 @dataclass(frozen=True)
@@ -47,6 +43,33 @@ class Intrinsics:
 
 
 @dataclass(frozen=True)
+class Lens:
+    """A COLMAP camera with distortion: model name and parameters at width x height (its own resolution)."""
+
+    model: str
+    params: tuple[float, ...]
+    width: int
+    height: int
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "params": list(self.params)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Lens":
+        return cls(d["model"], tuple(float(p) for p in d["params"]), int(d["width"]), int(d["height"]))
+
+    def camera(self, width: int | None = None, height: int | None = None):
+        """The pycolmap camera, rescaled to width x height (an image file smaller than the calibration)."""
+        import pycolmap
+
+        cam = pycolmap.Camera.create_from_model_name(1, self.model, 1.0, self.width, self.height)
+        cam.params = list(self.params)
+        if width is not None and (width, height) != (self.width, self.height):
+            cam.rescale(width, height)
+        return cam
+
+
+@dataclass(frozen=True)
 class PosedView:
     """One image and its camera, as the pose stage found them."""
 
@@ -67,8 +90,6 @@ class PosedView:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PosedView":
-        from .distortion import Lens
-
         lens = Lens.from_dict(d["lens"]) if d.get("lens") else None
         return cls(d["name"], d["image"], Intrinsics.from_dict(d["intrinsics"]), np.array(d["world_to_camera"], dtype=np.float64), lens)
 

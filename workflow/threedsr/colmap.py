@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .cameras import Intrinsics
-from .distortion import Lens
+from .cameras import Intrinsics, Lens
 from .errors import DataError
 
 log = logging.getLogger(__name__)

@@ -10,42 +10,15 @@ image corner at the HR size (see README: Poses).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from .cameras import Intrinsics
+from .cameras import Intrinsics, Lens
 
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "always", "never")
-
-
-@dataclass(frozen=True)
-class Lens:
-    """A COLMAP camera with distortion: model name and parameters at width x height (its own resolution)."""
-
-    model: str
-    params: tuple[float, ...]
-    width: int
-    height: int
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "params": list(self.params)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Lens":
-        return cls(d["model"], tuple(float(p) for p in d["params"]), int(d["width"]), int(d["height"]))
-
-    def camera(self, width: int | None = None, height: int | None = None):
-        """The pycolmap camera, rescaled to width x height (an image file smaller than the calibration)."""
-        import pycolmap
-
-        cam = pycolmap.Camera.create_from_model_name(1, self.model, 1.0, self.width, self.height)
-        cam.params = list(self.params)
-        if width is not None and (width, height) != (self.width, self.height):
-            cam.rescale(width, height)
-        return cam
 
 
 def corner_displacement(lens: Lens) -> float:
