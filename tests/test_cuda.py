@@ -19,11 +19,11 @@ from threedsr.splat import rasterization
 
 pytestmark = pytest.mark.cuda
 
-# (rasterize_mode, eps2d): gsplat's default screen-space dilation and a smaller one. When Mip-Splatting's 3D
-# filter lands (applied in threedsr.splat.gaussians.activated), the model-level tests below that go through
-# `trainer.render` (which calls `activated`) take a filtered model as one more case of FIT_CASES.
+# (rasterize_mode, eps2d): gsplat's default screen-space dilation and a smaller one. The fit cases go through
+# `render` -> `activated`, so a model with the 3D filter is the last case of FIT_CASES.
 RASTER_CASES = [("classic", 0.3), ("classic", 0.1), ("antialiased", 0.3), ("antialiased", 0.1)]
-FIT_CASES = ["classic", "antialiased"]
+# (rasterize_mode, eps2d, Mip-Splatting's 3D filter): 3DGS, the 2D Mip filter alone, and the paper presets' Mip-Splatting
+FIT_CASES = [("classic", 0.3, False), ("antialiased", 0.1, False), ("antialiased", 0.1, True)]
 
 
 def _loss_weights(img, alpha, seed=0):
@@ -110,18 +110,20 @@ def _model_and_views(seed=0, n=300, sh_degree=1):
     return params, views
 
 
-@pytest.mark.parametrize("mode", FIT_CASES)
-def test_fit_loop_on_cuda_follows_the_cpu_one(mode):
+@pytest.mark.parametrize("mode, eps2d, filter_3d", FIT_CASES)
+def test_fit_loop_on_cuda_follows_the_cpu_one(mode, eps2d, filter_3d):
+    from threedsr.splat import filter3d
     from threedsr.splat.trainer import TrainConfig, Trainer
 
     params, views = _model_and_views()
-    cfg = TrainConfig(iterations=12, sh_degree=1, sh_degree_interval=1000, refine_start=10_000, rasterize_mode=mode)
+    cfg = TrainConfig(iterations=12, sh_degree=1, sh_degree_interval=1000, refine_start=10_000, rasterize_mode=mode, eps2d=eps2d, filter_3d=filter_3d)
     losses = {}
     for device in ("cpu", "cuda"):
         t = Trainer(copy.deepcopy(params), views, cfg, scale=1.0, device=device)
         seq = []
         t.train(cfg.iterations, on_step=lambda _t, loss: seq.append(loss))
         assert all(math.isfinite(x) for x in seq) and t.params["means"].device.type == device
+        assert (filter3d.KEY in t.params) == filter_3d
         losses[device] = seq
     np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-3)
     assert losses["cuda"][-1] < losses["cuda"][0]

@@ -229,7 +229,7 @@ def test_the_ply_bakes_the_filter_into_scales_and_opacities(tmp_path):
     assert 1 / (1 + np.exp(-row["opacity"])) == pytest.approx(o, rel=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (gsplat's kernels)")
+@pytest.mark.cuda
 def test_a_filtered_model_renders_the_same_on_cpu_and_gsplat_cuda(tiny_scene):
     t = _trainer(tiny_scene, "hr")
     t.train(30)
