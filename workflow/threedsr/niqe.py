@@ -46,7 +46,7 @@ _LUMA = (0.299, 0.587, 0.114)
 
 def luma255(rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
     """HxWx3 uint8 RGB -> HxW float64 luma in [0, 255], rounded, as pyiqa's NIQE sees an image file."""
-    x = torch.as_tensor(np.asarray(rgb)).to(torch.float32) / 255
+    x = torch.from_numpy(np.array(rgb, dtype=np.float32)) / 255
     y = x @ torch.tensor(_LUMA, dtype=torch.float32)
     return (y * 255).round().to(torch.float64)
 
