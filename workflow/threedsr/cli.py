@@ -523,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # a warning (a missing weight file, say) is one line of the job's log
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parser().parse_args(argv)
     try:

@@ -17,6 +17,8 @@ SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 DATASET_NAME = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
 SCENE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 NAME_RULE = "a plain folder name: letters, digits, '_', '-' (and '.' in scenes), not starting with '.' or '-'"
+# metrics.* keys naming a weight file (null: the torch hub cache); a named file must exist
+METRIC_FILE_KEYS = ("lpips_backbone", "fid_inception", "niqe_model")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -110,7 +112,7 @@ def check(config: dict) -> None:
     if "realbasicvsr" in used and not config["sr"]["realbasicvsr"]["path"]:
         raise ConfigError(f"supergaussian.upsampler: realbasicvsr needs its weights, and sr.realbasicvsr.path is null: {REALBASICVSR_WEIGHTS_HINT}")
     # files the user names must exist: a typo is an error now, not an n/a column or a failed job later
-    named = {"metrics.lpips_backbone": config["metrics"]["lpips_backbone"]}
+    named = {f"metrics.{k}": config["metrics"][k] for k in METRIC_FILE_KEYS}
     named |= {f"sr.{m}.path": config["sr"][m]["path"] for m in ("realesrgan", "realbasicvsr") if m in used}
     for key, path in named.items():
         if path and not Path(path).is_file():

@@ -274,5 +274,4 @@ def load_niqe_model(path: str | Path) -> NIQEModel:
     if not model.published:
         msg = f"{path}: a NIQE pristine model other than the published one (MATLAB release / pyiqa); its NIQE values are not comparable with published ones"
         warnings.warn(msg)
-        log.warning(msg)
     return model

@@ -100,8 +100,7 @@ def _warn_missing(spec: WeightFile, reason: str) -> None:
         f"{spec.what} unavailable: {spec.file} is not in {spec.cached().parent} and {reason}; the column is n/a. "
         f"Download {spec.url} to {spec.cached()}, or set {spec.key} in params.yaml to a local copy"
     )
-    warnings.warn(msg, stacklevel=3)
-    log.warning(msg)
+    warnings.warn(msg, stacklevel=3)  # the CLI logs warnings (logging.captureWarnings): one line per missing file
 
 
 def locate(spec: WeightFile, configured: str | os.PathLike | None = None, fetch: bool = True) -> Path | None:
