@@ -218,18 +218,22 @@ def _name(method: str) -> str:
 
 
 def _cells(df: pd.DataFrame, columns) -> list[list[tuple[str, bool]]]:
-    """Per row, per column: the formatted value and whether it is the column's best (of at least two values)."""
+    """Per row, per column: the formatted value and whether it is the column's best as shown (ties all bold; none
+    when every value shown is the same)."""
     out = [[] for _ in range(len(df))]
     for col, _, higher, digits in columns:
-        values = df[col].to_numpy(dtype=float)
-        finite = values[~np.isnan(values)]
+        scale = 1e3 if col == "kid" else 1.0  # KID is shown x 10^3
+        shown = np.round(df[col].to_numpy(dtype=float) * scale, digits)
+        finite = shown[~np.isnan(shown)]
         best = (finite.max() if higher else finite.min()) if len(finite) > 1 and np.ptp(finite) > 0 else None
-        for i, v in enumerate(values):
-            if col == "kid":
-                text = "n/a" if math.isnan(v) else f"{1e3 * v:.{digits}f} ± {1e3 * df['kid_se'].iloc[i]:.{digits}f}"
+        for i, v in enumerate(shown):
+            if math.isnan(v):
+                text = "n/a"
+            elif col == "kid":
+                text = f"{v:.{digits}f} ± {scale * df['kid_se'].iloc[i]:.{digits}f}"
             else:
-                text = "n/a" if math.isnan(v) else f"{v:.{digits}f}"
-            out[i].append((text, best is not None and not math.isnan(v) and round(v, digits + 2) == round(best, digits + 2)))
+                text = f"{v:.{digits}f}"
+            out[i].append((text, best is not None and v == best))
     return out
 
 
