@@ -126,10 +126,25 @@ def locate(spec: WeightFile, configured: str | os.PathLike | None = None, fetch:
 
 def download(spec: WeightFile, dest: Path | None = None, timeout: float = 30.0) -> Path:
     """Download `spec.url` to `dest` (default: its place in the hub cache) through a temporary file,
-    checking its sha256 (or its content); OfflineError when the URL cannot be reached."""
-    from .io import atomic_path
+    checking its sha256 (or its content); OfflineError when the URL cannot be reached. Jobs running at
+    once take turns (a lock beside the file): the first downloads, the others find the file."""
+    import fcntl
 
     dest = Path(dest) if dest else spec.cached()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if dest.is_file():  # another job downloaded it meanwhile
+                return dest
+            return _download(spec, dest, timeout)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _download(spec: WeightFile, dest: Path, timeout: float) -> Path:
+    from .io import atomic_path
+
     log.info("downloading %s to %s", spec.url, dest)
     try:
         response = urllib.request.urlopen(spec.url, timeout=timeout)
