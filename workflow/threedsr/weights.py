@@ -126,32 +126,34 @@ def locate(spec: WeightFile, configured: str | os.PathLike | None = None, fetch:
 
 def download(spec: WeightFile, dest: Path | None = None, timeout: float = 30.0) -> Path:
     """Download `spec.url` to `dest` (default: its place in the hub cache) through a temporary file,
-    checking its sha256 (or its content); OfflineError when the URL cannot be reached. Jobs running at
-    once take turns (a lock beside the file): the first downloads, the others find the file."""
+    checking its sha256 (or its content); OfflineError when the URL cannot be reached (then nothing is
+    written). Jobs that download at once take turns on a lock beside the file: the first downloads,
+    the others find the file."""
     import fcntl
 
     dest = Path(dest) if dest else spec.cached()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if dest.is_file():  # another job downloaded it meanwhile
-                return dest
-            return _download(spec, dest, timeout)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _download(spec: WeightFile, dest: Path, timeout: float) -> Path:
-    from .io import atomic_path
-
-    log.info("downloading %s to %s", spec.url, dest)
     try:
         response = urllib.request.urlopen(spec.url, timeout=timeout)
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
         raise OfflineError(f"{spec.url}: {getattr(e, 'reason', e)}") from None
+    with response:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest.parent / f".{dest.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if dest.is_file():  # another job downloaded it meanwhile
+                    return dest
+                return _save(spec, response, dest)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _save(spec: WeightFile, response, dest: Path) -> Path:
+    from .io import atomic_path
+
+    log.info("downloading %s to %s", spec.url, dest)
     digest, size = hashlib.sha256(), 0
-    with response, atomic_path(dest) as tmp:
+    with atomic_path(dest) as tmp:
         with open(tmp, "wb") as f:
             try:
                 while chunk := response.read(1 << 20):
