@@ -28,7 +28,7 @@ def every_output(wildcards):
     for d, s in SCENES:
         out += [f"results/poses/{d}/{s}", f"results/scenes/{d}/{s}", f"results/metrics/{d}/{s}/consistency.csv"]
         out += [f"results/gs/{d}/{s}/{m}/{f}" for m in GS_METHODS for f in ("ckpt.pt", "point_cloud.ply")]
-        out += [f"results/renders/{d}/{s}/{m}" for m in METHODS] + [f"results/metrics/{d}/{s}/{m}.csv" for m in METHODS]
+        out += [f"results/renders/{d}/{s}/{m}" for m in METHODS] + [f"results/metrics/{d}/{s}/{m}{x}" for m in METHODS for x in (".csv", ".inception.npz")]
         out += [f"results/sr/{d}/{s}/{sr_model(m)}" for m in METHODS if threedsr.config.split_method(m)[0] in ("isr", "sr2d")]
         if "supergaussian" in METHODS:
             out.append(f"results/supergaussian/{d}/{s}/frames")

@@ -93,6 +93,9 @@ def _with(tmp_path, override: dict) -> dict:
         ({"threedsr": {"steps": 1001}}, "threedsr.steps"),
         ({"datasets": {"synthetic": {"scenes": []}}}, "datasets: no scenes to run"),
         ({"metrics": {"lpips_backbone": "missing/alex.pth$(touch PWNED)"}}, "metrics.lpips_backbone"),
+        ({"metrics": {"fid_inception": "missing/pt_inception.pth"}}, "metrics.fid_inception (missing/pt_inception.pth) is not a file"),
+        ({"metrics": {"niqe_model": "missing/niqe.mat"}}, "metrics.niqe_model (missing/niqe.mat) is not a file"),
+        ({"metrics": {"fetch": "yes"}}, "metrics.fetch"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, override, key):

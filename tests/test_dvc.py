@@ -121,7 +121,8 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     # what the rules' params pass on, as far as a reader of the .smk files can tell
     assert by_rule["pretrain_lr"] == {"device", "gs"}
     assert by_rule["train_prior"] == {"sr.tiny", "threedsr.steps"}
-    assert {"threedsr", "gs", "sr", "metrics"} <= by_rule["fit_3dsr"]
+    assert {"threedsr", "gs", "sr", "metrics.lpips_backbone", "metrics.fetch"} <= by_rule["fit_3dsr"]  # its per-step LPIPS
+    assert "metrics" in by_rule["render_test"] and "metrics" in by_rule["collect_sr2d"]  # every metric's weights
     assert "threedsr.lambda_lr" in by_rule["fit_isr"] and "threedsr" not in by_rule["fit_isr"]
     assert "threedsr.lambda_lr" not in by_rule["super_resolve"] and "threedsr.steps" in by_rule["super_resolve"]
     assert by_rule["prepare_scene"] == {"resolution", "test_every", "poses.undistort", "poses.undistort_above_px"}  # lr/hr factors only valid together

@@ -1,6 +1,5 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -46,11 +45,11 @@ def test_lpips_zero_for_identical_and_grows_with_distortion(lpips):
     assert float(lpips(a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None])) == pytest.approx(float(lpips(b.permute(2, 0, 1)[None], a.permute(2, 0, 1)[None])), rel=1e-5)
 
 
-def test_missing_backbone_is_reported_not_invented(tmp_path):
-    with pytest.warns(UserWarning, match="LPIPS unavailable"):
-        assert load_lpips(tmp_path / "nope.pth") is None
-    img, gt = _pair()
-    assert np.isnan(image_metrics(img, gt, None)["lpips"])
+def test_a_named_backbone_that_is_not_there_is_an_error(tmp_path):
+    from threedsr.errors import DataError
+
+    with pytest.raises(DataError, match="metrics.lpips_backbone.*nope.pth"):
+        load_lpips(tmp_path / "nope.pth")
 
 
 def test_lpips_refuses_wrong_weights(tmp_path):
@@ -59,3 +58,107 @@ def test_lpips_refuses_wrong_weights(tmp_path):
     torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "bad.pth")
     with pytest.raises(DataError, match="bad.pth"):
         load_lpips(tmp_path / "bad.pth")
+    (tmp_path / "cut.pth").write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.raises(DataError, match="cut.pth"):
+        load_lpips(tmp_path / "cut.pth")
+
+
+# -- weights: the hub cache, fetching, offline ----------------------------------------------------------------------
+
+
+def _alexnet_state(seed=0):
+    """A state dict in torchvision's AlexNet layout (features.* only, as LPIPS uses), random values."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {0: (64, 3, 11, 11), 3: (192, 64, 5, 5), 6: (384, 192, 3, 3), 8: (256, 384, 3, 3), 10: (256, 256, 3, 3)}
+    state = {}
+    for i, shape in shapes.items():
+        state[f"features.{i}.weight"] = torch.randn(shape, generator=g) * 0.05
+        state[f"features.{i}.bias"] = torch.zeros(shape[0])
+    return state
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache, and the one-warning-per-file memory reset."""
+    from threedsr import weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(weights, "_warned", set())
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def _serve(monkeypatch, name, **changes):
+    """Replace the weights spec `name` that threedsr.metrics uses (e.g. its URL by a local file:// one)."""
+    import dataclasses
+
+    import threedsr.metrics as metrics
+
+    new = dataclasses.replace(getattr(metrics, name), **changes)
+    monkeypatch.setattr(metrics, name, new)
+    return new
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_lpips_weights_are_fetched_into_the_hub_cache_and_checked(hub, tmp_path, monkeypatch):
+    """The fetch path, with a local file:// URL standing in for download.pytorch.org."""
+    from threedsr.errors import DataError
+
+    served = tmp_path / "served.pth"
+    torch.save(_alexnet_state(), served)
+    _serve(monkeypatch, "ALEXNET", url=served.as_uri(), sha256="0" * 64)
+    with pytest.raises(DataError, match="served.pth.*does not match"):
+        load_lpips()  # a checksum mismatch is an error, and nothing is kept
+    assert not (hub / "alexnet-owt-7be5be79.pth").exists() and not list(hub.glob("*.tmp")) and not list(hub.glob(".*.tmp"))
+    _serve(monkeypatch, "ALEXNET", url=served.as_uri(), sha256=_sha256(served))
+    model = load_lpips()
+    assert (hub / "alexnet-owt-7be5be79.pth").read_bytes() == (tmp_path / "served.pth").read_bytes()
+    img, gt = _pair(noise=0.1)
+    assert image_metrics(img, gt, model)["lpips"] > 0
+    (tmp_path / "served.pth").unlink()  # cached now: no second download
+    assert load_lpips() is not None
+
+
+def test_concurrent_fetches_take_turns(hub, tmp_path):
+    """Jobs that start at once: one downloads, the others find the file (no job removes another's temporary file)."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threedsr import weights
+
+    served = tmp_path / "served.pth"
+    served.write_bytes(bytes(range(256)) * 4096)
+    spec = dataclasses.replace(weights.ALEXNET, url=served.as_uri(), sha256=_sha256(served))
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: weights.download(spec), range(4)))
+    assert set(paths) == {hub / spec.file} and (hub / spec.file).read_bytes() == served.read_bytes()
+
+
+def test_offline_each_missing_file_is_one_warning_naming_it(hub, monkeypatch):
+    import threedsr.metrics as metrics
+    from threedsr.weights import ALEXNET, INCEPTION, NIQE_MODEL
+
+    for name, spec in (("ALEXNET", ALEXNET), ("INCEPTION", INCEPTION), ("NIQE_MODEL", NIQE_MODEL)):
+        _serve(monkeypatch, name, url=(hub / "nowhere" / spec.file).as_uri())
+    with pytest.warns(UserWarning) as record:
+        for _ in range(2):  # asked twice, warned once
+            assert metrics.load_lpips() is None and metrics.load_niqe() is None and metrics.load_fid_inception() is None
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 3 and not hub.exists()  # offline, nothing is written to the cache
+    for spec, msg in zip((ALEXNET, NIQE_MODEL, INCEPTION), messages):
+        assert spec.file in msg and spec.key in msg and str(hub / spec.file) in msg and "n/a" in msg
+    # the real URLs in the real specs (a user downloads from there)
+    assert ALEXNET.url == "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+    assert INCEPTION.url.endswith("/fid_weights/pt_inception-2015-12-05-6726825d.pth")
+
+
+def test_fetching_off_warns_without_trying(hub, monkeypatch):
+    import threedsr.metrics as metrics
+
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: pytest.fail("fetch: false must not download"))
+    with pytest.warns(UserWarning, match="fetching is off.*alexnet-owt-7be5be79.pth|alexnet-owt-7be5be79.pth.*fetching is off"):
+        assert metrics.load_lpips(fetch=False) is None

@@ -52,10 +52,12 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
         assert (workflow_dir / "results" / "logs" / "prepare_scene" / d / f"{s}.log").exists()
 
     summary = pd.read_csv(workflow_dir / "results" / "metrics" / "summary.csv")
-    assert set(summary.columns) >= {"dataset", "scene", "method", "psnr", "ssim", "lpips"}
+    assert set(summary.columns) >= {"dataset", "scene", "method", "psnr", "ssim", "lpips", "niqe", "met3r", "fid", "fid_pooled", "kid", "kid_se"}
     methods = ["lr3dgs", "bicubic", "supergaussian", "isr", "sr2d", "sr2d-realesrgan", "3dsr"]  # the default list
-    assert sorted(set(summary.method)) == sorted(methods)
+    assert list(summary[summary.scene == "mean"].method) == methods  # the tables' rows in params' order
     assert len(summary) == 7 + 7  # 7 methods, plus a mean row per method
+    for m in methods:  # FID's features beside every method's scores (empty offline, without the Inception weights)
+        assert (workflow_dir / "results" / "metrics" / "llff" / "fern" / f"{m}.inception.npz").exists()
     assert summary.psnr.between(5, 60).all() and summary.ssim.between(0, 1).all()
     assert set(summary[summary.method.str.startswith("sr2d")].kind) == {"2D"} and set(summary[summary.method == "isr"].kind) == {"3D"}
     # isr fits to SR images of every view, sr2d-realesrgan needs the test views only

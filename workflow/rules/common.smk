@@ -38,7 +38,13 @@ GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"
 THREEDSR = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m threedsr"
 CPU_ENV = "../../envs/cpu.yaml"
 # optional arguments as lists, so that `{params.x:q}` quotes each element (an empty list adds nothing)
-LPIPS_ARGS = ["--lpips-backbone", config["metrics"]["lpips_backbone"]] if config["metrics"]["lpips_backbone"] else []
+FETCH_ARGS = [] if config["metrics"]["fetch"] else ["--no-fetch"]
+LPIPS_ARGS = (["--lpips-backbone", config["metrics"]["lpips_backbone"]] if config["metrics"]["lpips_backbone"] else []) + FETCH_ARGS
+# the scoring jobs' weights: LPIPS, FID's Inception, NIQE's pristine model (docs/metrics.md)
+METRIC_ARGS = LPIPS_ARGS + [
+    arg for key, option in (("fid_inception", "--fid-inception"), ("niqe_model", "--niqe-model")) if config["metrics"][key]
+    for arg in (option, config["metrics"][key])
+]
 
 
 # dataset and scene names are plain path components (the schema says the same): never '.', '..', a

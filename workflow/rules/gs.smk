@@ -60,11 +60,12 @@ rule render_test:
     output:
         renders=directory("results/renders/{dataset}/{scene}/{method}"),
         scores="results/metrics/{dataset}/{scene}/{method}.csv",
+        features="results/metrics/{dataset}/{scene}/{method}.inception.npz",
     wildcard_constraints:
         method="|".join(GS_METHODS) or "(?!)",
     params:
         device=config["device"],
-        lpips_backbone=LPIPS_ARGS,
+        metrics=METRIC_ARGS,
     log:
         "results/logs/render_test/{dataset}/{scene}/{method}.log",
     conda:
@@ -77,4 +78,4 @@ rule render_test:
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} render --ckpt {input.ckpt:q} --scene {input.scene:q} --out {output.renders:q} "
         "--device {params.device:q} --scores {output.scores:q} --dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} "
-        "--method {wildcards.method:q} {params.lpips_backbone:q} > {log:q} 2>&1"
+        "--method {wildcards.method:q} --features {output.features:q} {params.metrics:q} > {log:q} 2>&1"

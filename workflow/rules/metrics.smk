@@ -1,10 +1,15 @@
 # The summary tables of every method's test-view scores (written by render_test / collect_sr2d) and the crops figure.
 
+MET3R_SCORES = "results/met3r/scores.csv"  # written by `threedsr met3r` (docs/metrics.md), when a user runs it
+
 
 rule aggregate_metrics:
     input:
         per_view=[f"results/metrics/{d}/{s}/{m}.csv" for d, s in SCENES for m in METHODS],
+        features=[f"results/metrics/{d}/{s}/{m}.inception.npz" for d, s in SCENES for m in METHODS],
         consistency=[f"results/metrics/{d}/{s}/consistency.csv" for d, s in SCENES],
+        # optional: once `threedsr met3r` has written it, the input set changes and the tables are made again
+        met3r=lambda w: [MET3R_SCORES] if os.path.exists(MET3R_SCORES) else [],
     output:
         per_view="results/metrics/per_view.csv",
         summary="results/metrics/summary.csv",
@@ -15,6 +20,9 @@ rule aggregate_metrics:
             report(f"results/metrics/{d}.html", caption="../report/scores.rst", category="Scores", labels={"dataset": d})
             for d in sorted({d for d, _ in SCENES})
         ],
+    params:
+        methods=METHODS,  # the tables' row order
+        met3r=lambda w, input: ["--met3r", *input.met3r] if input.met3r else [],
     log:
         "results/logs/aggregate_metrics.log",
     conda:
@@ -24,7 +32,8 @@ rule aggregate_metrics:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} aggregate --out-dir results/metrics --consistency {input.consistency:q} -- {input.per_view:q} > {log:q} 2>&1"
+        "{THREEDSR} aggregate --out-dir results/metrics --methods {params.methods:q} {params.met3r:q} --features {input.features:q} "
+        "--consistency {input.consistency:q} -- {input.per_view:q} > {log:q} 2>&1"
 
 
 rule crops_figure:

@@ -149,8 +149,9 @@ rule collect_sr2d:
     output:
         renders=directory("results/renders/{dataset}/{scene}/{sr2d}"),
         scores="results/metrics/{dataset}/{scene}/{sr2d}.csv",
+        features="results/metrics/{dataset}/{scene}/{sr2d}.inception.npz",
     params:
-        lpips_backbone=LPIPS_ARGS,
+        metrics=METRIC_ARGS,
     log:
         "results/logs/collect_sr2d/{dataset}/{scene}/{sr2d}.log",
     conda:
@@ -161,7 +162,8 @@ rule collect_sr2d:
         gpu=0,
     shell:
         "{THREEDSR} collect-sr --scene {input.scene:q} --sr-dir {input.sr:q} --out {output.renders:q} --scores {output.scores:q} "
-        "--dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} --method {wildcards.sr2d:q} {params.lpips_backbone:q} > {log:q} 2>&1"
+        "--dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} --method {wildcards.sr2d:q} --features {output.features:q} "
+        "{params.metrics:q} > {log:q} 2>&1"
 
 
 rule fit_3dsr:

@@ -155,7 +155,7 @@ def _run_3dsr(a):
         iters_per_step=p["iters_per_step"], lambda_lr=p["lambda_lr"], delta_dssim=p["delta_dssim"], colorfix=p["colorfix"],
         freeze_means=p["freeze_means"],
     )
-    run = ThreeDSR(a.scene, model, cfg, train_config(json.loads(a.gs)), a.init, a.out, device, sr["batch_size"], a.lpips_backbone)
+    run = ThreeDSR(a.scene, model, cfg, train_config(json.loads(a.gs)), a.init, a.out, device, sr["batch_size"], a.lpips_backbone, not a.no_fetch)
     table = run.run()
     print(table.to_string(index=False))
 
@@ -201,22 +201,43 @@ def _score(a, renders: Path):
         return
     if not (a.dataset and a.scene_name and a.method):
         raise SystemExit(f"threedsr {a.command}: --scores needs --dataset, --scene-name and --method")
+    print(_scores(a, renders, a.scores).to_string(index=False))
+
+
+def _scores(a, renders: Path, out: Path):
+    import time
+
     from .evaluate import evaluate_renders
 
-    print(evaluate_renders(renders, a.scene, a.scores, a.dataset, a.scene_name, a.method, a.lpips_backbone).to_string(index=False))
+    start = time.perf_counter()
+    table = evaluate_renders(renders, a.scene, out, a.dataset, a.scene_name, a.method, a.lpips_backbone, a.features, a.fid_inception,
+                             a.niqe_model, not a.no_fetch)
+    log.info("scored %d views in %.1f s", len(table), time.perf_counter() - start)
+    return table
 
 
 def _evaluate(a):
-    from .evaluate import evaluate_renders
-
-    table = evaluate_renders(a.renders, a.scene, a.out, a.dataset, a.scene_name, a.method, a.lpips_backbone)
-    print(table.to_string(index=False))
+    print(_scores(a, a.renders, a.out).to_string(index=False))
 
 
 def _aggregate(a):
     from .evaluate import aggregate
 
-    print(aggregate([Path(p) for p in a.per_view], a.out_dir, [Path(p) for p in a.consistency]).to_string(index=False))
+    table = aggregate([Path(p) for p in a.per_view], a.out_dir, [Path(p) for p in a.consistency], a.methods,
+                      [Path(p) for p in a.features], a.met3r)
+    print(table.to_string(index=False))
+
+
+def _met3r(a):
+    from . import met3r
+
+    pairs = met3r.export(a.renders, a.scenes, a.out, a.size)
+    log.info("%s: %d image pairs of %d methods exported (pairs.csv)", a.out, len(pairs), pairs["method"].nunique())
+    if a.export_only:
+        return
+    table = met3r.score(pairs, a.out, met3r.load_met3r(a.size, a.device), a.device, a.batch_size)
+    print(table.groupby(["dataset", "scene", "method"], sort=False)["met3r"].mean().to_string())
+    log.info("wrote %s; `snakemake --cores all` (aggregate_metrics) puts MEt3R in the tables", Path(a.out) / "scores.csv")
 
 
 def _crops(a):
@@ -270,12 +291,21 @@ def _sampler_args(c) -> None:
     c.add_argument("--seed", type=int, default=0)
 
 
+def _metric_args(c) -> None:
+    """Where the metrics' weights are (null: the torch hub cache, downloaded there when online)."""
+    c.add_argument("--lpips-backbone", help="AlexNet weights for LPIPS (metrics.lpips_backbone)")
+    c.add_argument("--fid-inception", help="pt_inception-2015-12-05-6726825d.pth (metrics.fid_inception)")
+    c.add_argument("--niqe-model", help="NIQE's pristine model, niqe_modelparameters.mat (metrics.niqe_model)")
+    c.add_argument("--no-fetch", action="store_true", help="never download missing weights (metrics.fetch: false)")
+
+
 def _score_args(c) -> None:
-    c.add_argument("--scores", type=Path, help="also write PSNR / SSIM / LPIPS of each test view to this CSV (as `evaluate`)")
+    c.add_argument("--scores", type=Path, help="also write PSNR / SSIM / LPIPS / NIQE of each test view to this CSV (as `evaluate`)")
+    c.add_argument("--features", type=Path, help="with --scores: the Inception features of the views and their ground truth (.npz, for FID)")
     c.add_argument("--dataset")
     c.add_argument("--scene-name")
     c.add_argument("--method")
-    c.add_argument("--lpips-backbone")
+    _metric_args(c)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -382,6 +412,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--threedsr", required=True, help="params.yaml's threedsr block as JSON")
     c.add_argument("--gs", required=True, help="params.yaml's gs block as JSON")
     c.add_argument("--lpips-backbone")
+    c.add_argument("--no-fetch", action="store_true", help="never download LPIPS' weights (metrics.fetch: false)")
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_run_3dsr)
 
@@ -418,21 +449,35 @@ def parser() -> argparse.ArgumentParser:
     _score_args(c)
     c.set_defaults(func=_render)
 
-    c = sub.add_parser("evaluate", help="PSNR / SSIM / LPIPS of rendered test views against the HR ground truth")
+    c = sub.add_parser("evaluate", help="PSNR / SSIM / LPIPS / NIQE of rendered test views against the HR ground truth (and FID's features)")
     c.add_argument("--renders", type=Path, required=True)
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--features", type=Path, help="also the Inception features of the views and their ground truth (.npz, for FID)")
     c.add_argument("--dataset", required=True)
     c.add_argument("--scene-name", required=True)
     c.add_argument("--method", required=True)
-    c.add_argument("--lpips-backbone")
+    _metric_args(c)
     c.set_defaults(func=_evaluate)
 
-    c = sub.add_parser("aggregate", help="per-view and summary tables of all methods")
+    c = sub.add_parser("aggregate", help="per-view and summary tables of all methods (the paper's table per dataset)")
     c.add_argument("--out-dir", type=Path, required=True)
+    c.add_argument("--methods", nargs="*", help="the rows' order (params.yaml's methods)")
+    c.add_argument("--features", nargs="*", default=[], help="the scoring jobs' Inception features (.npz): FID, pooled FID and KID")
+    c.add_argument("--met3r", type=Path, help="MEt3R scores of `threedsr met3r` (scores.csv), if it was run")
     c.add_argument("--consistency", nargs="*", default=[], help="the consistency rule's tables")
     c.add_argument("per_view", nargs="+")
     c.set_defaults(func=_aggregate)
+
+    c = sub.add_parser("met3r", help="MEt3R of the test renders (needs the met3r package): export the image pairs, score them")
+    c.add_argument("--renders", type=Path, default=Path("results/renders"), help="the render jobs' folder (<dataset>/<scene>/<method>/<view>.png)")
+    c.add_argument("--scenes", type=Path, default=Path("results/scenes"), help="the prepared scenes (cameras and the test split)")
+    c.add_argument("--out", type=Path, default=Path("results/met3r"), help="pairs.csv, the square images, cameras.json; scores.csv")
+    c.add_argument("--size", type=int, default=256, help="MEt3R's input size: renders are centre-cropped to a square and resized to it")
+    c.add_argument("--export-only", action="store_true", help="write the pairs and images only (to score them elsewhere)")
+    c.add_argument("--device", default="cuda")
+    c.add_argument("--batch-size", type=int, default=4)
+    c.set_defaults(func=_met3r)
 
     c = sub.add_parser("crops", help="side-by-side crops of the test views: LR input / methods / ground truth")
     c.add_argument("--scene", type=Path, required=True)
@@ -477,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.captureWarnings(True)  # a warning (a missing weight file, say) is one line of the job's log
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = parser().parse_args(argv)
     try:

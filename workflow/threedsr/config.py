@@ -17,6 +17,8 @@ SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"
 DATASET_NAME = r"[A-Za-z0-9_][A-Za-z0-9_-]*"
 SCENE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 NAME_RULE = "a plain folder name: letters, digits, '_', '-' (and '.' in scenes), not starting with '.' or '-'"
+# metrics.* keys naming a weight file (null: the torch hub cache); a named file must exist
+METRIC_FILE_KEYS = ("lpips_backbone", "fid_inception", "niqe_model")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -116,8 +118,9 @@ def check(config: dict) -> None:
     for model in sorted(sr_models_used(config)):
         if problem := registry.spec(model).missing_weights(config["sr"]):
             raise ConfigError(problem)
-    if (path := config["metrics"]["lpips_backbone"]) and not Path(path).is_file():
-        raise ConfigError(f"metrics.lpips_backbone ({path}) is not a file")
+    for key in METRIC_FILE_KEYS:
+        if (path := config["metrics"][key]) and not Path(path).is_file():
+            raise ConfigError(f"metrics.{key} ({path}) is not a file")
     for m in config["methods"]:
         base, model = split_method(m)
         if base == "3dsr" and method_sr_model(config, m) not in registry.DIFFUSION_MODELS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from .config import split_method
+from .errors import DataError
+from .fid import DIMS, fid, inception_features, kid
 from .imaging import to_float, to_uint8
 from .io import atomic_path, read_image, write_json, write_png
-from .metrics import image_metrics, load_lpips
+from .metrics import image_metrics, load_fid_inception, load_lpips, load_niqe
 from .scene import PreparedScene
 from .splat.render import RenderSettings, render_views
 from .splat.trainer import load_params
@@ -33,18 +36,59 @@ def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.
             np.save(f, d.numpy().astype(np.float32))
 
 
-def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: str, scene_name: str, method: str, lpips_backbone: str | None) -> pd.DataFrame:
+def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: str, scene_name: str, method: str,
+                     lpips_backbone: str | None = None, features_out: Path | None = None, fid_inception: str | None = None,
+                     niqe_model: str | None = None, fetch: bool = True) -> pd.DataFrame:
+    """Per test view: PSNR, SSIM, LPIPS against the HR ground truth and NIQE of the render, to `out_csv`; with
+    `features_out`, the Inception pool3 features of the renders and of the ground truth (an .npz that
+    `aggregate` turns into FID and KID; without the Inception weights it records that they were missing)."""
     scene = PreparedScene(scene_dir)
-    lpips = load_lpips(lpips_backbone)
-    rows = []
+    lpips = load_lpips(lpips_backbone, fetch)
+    niqe = load_niqe(niqe_model, fetch)
+    inception = load_fid_inception(fid_inception, fetch) if features_out is not None else None
+    rows, renders, gts = [], [], []
     for v in scene.test_views:
-        img = to_float(read_image(Path(render_dir) / f"{v.name}.png"))
-        gt = to_float(scene.image(v, "hr"))
-        rows.append({"dataset": dataset, "scene": scene_name, "method": method, "view": v.name, **image_metrics(img, gt, lpips)})
+        rgb, gt_rgb = read_image(Path(render_dir) / f"{v.name}.png"), scene.image(v, "hr")
+        img, gt = to_float(rgb), to_float(gt_rgb)
+        scores = image_metrics(img, gt, lpips)
+        scores["niqe"] = niqe(np.asarray(rgb)) if niqe is not None else float("nan")
+        rows.append({"dataset": dataset, "scene": scene_name, "method": method, "view": v.name, **scores})
+        renders.append(np.asarray(rgb))
+        gts.append(np.asarray(gt_rgb))
     table = pd.DataFrame(rows)
+    if features_out is not None:
+        feats = {"render": inception_features(inception, renders), "gt": inception_features(inception, gts)} if inception is not None else {}
+        write_features(features_out, dataset, scene_name, method, [v.name for v in scene.test_views], **feats)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def write_features(path: Path, dataset: str, scene: str, method: str, views: list[str], render: np.ndarray | None = None, gt: np.ndarray | None = None) -> None:
+    """The Inception features of one method's test views and of their ground truth; without them (no weights)
+    the file says so (available = False) and FID is n/a."""
+    available = render is not None
+    empty = np.zeros((0, DIMS), dtype=np.float32)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, dataset=np.str_(dataset), scene=np.str_(scene), method=np.str_(method), views=np.array(views, dtype=str),
+                 available=np.bool_(available), render=render if available else empty, gt=gt if available else empty)
+
+
+def read_features(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: truncated or not a features file of `threedsr render --features` ({e})") from None
+    missing = {"dataset", "scene", "method", "views", "available", "render", "gt"} - set(out)
+    if missing:
+        raise DataError(f"{path}: not a features file of `threedsr render --features` (no {', '.join(sorted(missing))})")
+    for k in ("dataset", "scene", "method"):
+        out[k] = str(out[k])
+    out["available"] = bool(out["available"])
+    if out["available"] and not (out["render"].shape == out["gt"].shape == (len(out["views"]), DIMS)):
+        raise DataError(f"{path}: features of shape {out['render'].shape} / {out['gt'].shape} for {len(out['views'])} views")
+    return out
 
 
 def is_2d(method: str) -> bool:
@@ -52,23 +96,92 @@ def is_2d(method: str) -> bool:
     return split_method(method)[0] == "sr2d"
 
 
-def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[Path] = ()) -> pd.DataFrame:
-    """per_view.csv, summary.csv (per scene and method, plus a mean row per dataset and method), summary.json (the
-    means), <dataset>.md tables;
-    with the consistency rule's per-view tables also consistency.csv (mean per scene and image set)."""
+# the paper's columns, in its order: (column, header, higher is better, decimals)
+COLUMNS = (("psnr", "PSNR ↑", True, 2), ("ssim", "SSIM ↑", True, 3), ("lpips", "LPIPS ↓", False, 3), ("niqe", "NIQE ↓", False, 2),
+           ("met3r", "MEt3R ↓", False, 3), ("fid", "FID ↓ †", False, 1))
+# per dataset only: FID and KID over every test view of the dataset
+POOLED = (("fid_pooled", "pooled FID ↓", False, 1), ("kid", "KID ×10³ ↓", False, 2))
+SUMMARY_COLUMNS = ["dataset", "scene", "method", "psnr", "ssim", "lpips", "niqe", "met3r", "fid", "fid_pooled", "kid", "kid_se", "kind"]
+PER_VIEW_COLUMNS = ["dataset", "scene", "method", "view", "psnr", "ssim", "lpips", "niqe"]
+
+
+def method_order(present, methods: list[str] | None) -> list[str]:
+    """params' `methods` order (the paper's rows), then any other method in the order first seen."""
+    seen = list(dict.fromkeys(present))
+    ordered = [m for m in (methods or []) if m in seen]
+    return ordered + [m for m in seen if m not in ordered]
+
+
+def read_met3r(path: Path) -> pd.DataFrame:
+    """MEt3R scores per image pair (`threedsr met3r`): dataset, scene, method, view_a, view_b, met3r."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read the MEt3R scores ({e})") from None
+    need = {"dataset", "scene", "method", "met3r"}
+    if not need <= set(table.columns):
+        raise DataError(f"{path}: MEt3R scores need the columns {', '.join(sorted(need))}; it has {', '.join(table.columns)}")
+    return table
+
+
+def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[Path] = (), methods: list[str] | None = None,
+              features: list[Path] = (), met3r: Path | None = None) -> pd.DataFrame:
+    """per_view.csv; summary.csv (per scene and method, and a `mean` row per dataset and method: the mean over
+    its scenes, plus the pooled FID and KID over all its test views); summary.json (the mean rows, DVC's
+    metrics); <dataset>.md / .html (the paper's table: one mean row per method, then a table per scene);
+    with the consistency rule's tables also consistency.csv (mean per scene and image set)."""
     per_view = pd.concat([pd.read_csv(p) for p in per_view_csvs], ignore_index=True)
-    per_scene = per_view.groupby(["dataset", "scene", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean()
-    means = per_scene.groupby(["dataset", "method"], as_index=False)[["psnr", "ssim", "lpips"]].mean().assign(scene="mean")
-    summary = pd.concat([per_scene, means[per_scene.columns]], ignore_index=True)
+    if "niqe" not in per_view:  # tables scored before NIQE existed
+        per_view["niqe"] = np.nan
+    per_view = per_view[PER_VIEW_COLUMNS]
+    order = method_order(per_view["method"], methods)
+    scores = ["psnr", "ssim", "lpips", "niqe"]
+    per_scene = per_view.groupby(["dataset", "scene", "method"], as_index=False)[scores].mean()
+    n_views = per_view.groupby(["dataset", "scene", "method"]).size()
+    # FID per scene (the official protocol) from the scoring jobs' features; pooled FID and KID per dataset
+    feats = {}
+    for p in features:
+        f = read_features(Path(p))
+        feats[(f["dataset"], f["scene"], f["method"])] = f
+    per_scene["fid"] = [
+        fid(f["render"], f["gt"]) if (f := feats.get((r.dataset, r.scene, r.method))) and f["available"] else np.nan
+        for r in per_scene.itertuples()
+    ]
+    per_scene["met3r"] = np.nan
+    if met3r is not None and Path(met3r).exists():
+        m3 = read_met3r(Path(met3r)).groupby(["dataset", "scene", "method"])["met3r"].mean()
+        per_scene["met3r"] = [m3.get((r.dataset, r.scene, r.method), np.nan) for r in per_scene.itertuples()]
+    means = per_scene.groupby(["dataset", "method"], as_index=False)[scores].mean().assign(scene="mean")
+    # MEt3R and FID of a dataset only from every one of its scenes (a mean of the scenes that have one would mislead)
+    for col in ("met3r", "fid"):
+        means[col] = per_scene.groupby(["dataset", "method"])[col].agg(lambda v: v.mean() if v.notna().all() else np.nan).to_numpy()
+    pooled = []
+    for r in means.itertuples():
+        scenes = per_scene[(per_scene.dataset == r.dataset) & (per_scene.method == r.method)].scene
+        fs = [feats.get((r.dataset, s, r.method)) for s in scenes]
+        if fs and all(f is not None and f["available"] for f in fs):
+            a, b = np.concatenate([f["render"] for f in fs]), np.concatenate([f["gt"] for f in fs])
+            pooled.append((fid(a, b), *kid(a, b)))
+        else:
+            pooled.append((np.nan, np.nan, np.nan))
+    means[["fid_pooled", "kid", "kid_se"]] = pooled if pooled else np.empty((0, 3))
+    rank = {m: i for i, m in enumerate(order)}
+    per_scene = per_scene.sort_values(["dataset", "scene", "method"], key=lambda c: c.map(rank) if c.name == "method" else c)
+    means = means.sort_values(["dataset", "method"], key=lambda c: c.map(rank) if c.name == "method" else c)
+    summary = pd.concat([per_scene, means], ignore_index=True).reindex(columns=SUMMARY_COLUMNS)
     summary["kind"] = ["2D" if is_2d(m) else "3D" for m in summary["method"]]
+    per_view = per_view.assign(_m=per_view["method"].map(rank)).sort_values(["dataset", "scene", "_m", "view"]).drop(columns="_m")
     out_dir = Path(out_dir)
     for name, df in (("per_view.csv", per_view), ("summary.csv", summary)):
         with atomic_path(out_dir / name) as tmp:
             df.to_csv(tmp, index=False)
     # DVC's metrics (`dvc metrics show`, `dvc exp show`): the mean over scenes per dataset and method
+    def num(x, digits):
+        return None if x is None or math.isnan(x) else round(float(x), digits)
+
     write_json(out_dir / "summary.json", {
-        dataset: {r.method: {k: None if math.isnan(getattr(r, k)) else round(float(getattr(r, k)), 4) for k in ("psnr", "ssim", "lpips")} for r in df.itertuples()}
-        for dataset, df in means.groupby("dataset")
+        dataset: {r.method: {k: num(getattr(r, k), 6 if k.startswith("kid") else 4) for k in SUMMARY_COLUMNS[3:-1]} for r in df.itertuples()}
+        for dataset, df in means.groupby("dataset", sort=True)
     })
     cons = None
     if consistency_csvs:
@@ -76,43 +189,100 @@ def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[P
         cons = cons.groupby(["dataset", "scene", "images"], as_index=False, sort=False)[["l1", "psnr", "valid"]].mean()
         with atomic_path(out_dir / "consistency.csv") as tmp:
             cons.to_csv(tmp, index=False)
-    for dataset, df in summary.groupby("dataset"):
-        lines = [
-            f"# {dataset}: test views at HR", "",
-            "sr2d rows are 2D super-resolution of each test view's own LR image (no 3D model): a reference, not a 3D method.", "",
-            "| method | scene | PSNR ↑ | SSIM ↑ | LPIPS ↓ |", "|---|---|---|---|---|",
-        ]
-        for r in df.sort_values(["scene", "method"]).itertuples():
-            lp = "n/a" if math.isnan(r.lpips) else f"{r.lpips:.3f}"
-            name = f"{r.method} (2D)" if is_2d(r.method) else r.method
-            lines.append(f"| {name} | {r.scene} | {r.psnr:.2f} | {r.ssim:.4f} | {lp} |")
-        if cons is not None and (cons["dataset"] == dataset).any():
-            lines += [
-                "", "## Multi-view consistency of the training views' images", "",
-                "Each view warped into its nearest training view with the LR model's HR depth; masked error against that view's image",
-                "(lower L1 / higher PSNR = more consistent; the ground truth row is the floor set by depth errors and lighting;",
-                "blurry images also agree more, so read it beside the test-view scores).", "",
-                "| images | scene | warp L1 ×255 ↓ | warp PSNR ↑ | valid |", "|---|---|---|---|---|",
-            ]
-            for r in cons[cons["dataset"] == dataset].itertuples():
-                lines.append(f"| {r.images} | {r.scene} | {r.l1:.2f} | {r.psnr:.2f} | {r.valid:.2f} |")
+    for dataset in sorted(summary["dataset"].unique()):
+        df = summary[summary["dataset"] == dataset]
+        views = n_views[dataset]
+        dcons = None if cons is None else cons[cons["dataset"] == dataset]
         with atomic_path(out_dir / f"{dataset}.md") as tmp:
-            tmp.write_text("\n".join(lines) + "\n")
+            tmp.write_text(tables_markdown(dataset, df, views, dcons))
         with atomic_path(out_dir / f"{dataset}.html") as tmp:
-            tmp.write_text(tables_html(dataset, df, None if cons is None else cons[cons["dataset"] == dataset]))
+            tmp.write_text(tables_html(dataset, df, views, dcons))
     return summary
 
 
-def tables_html(dataset: str, summary: pd.DataFrame, consistency: pd.DataFrame | None) -> str:
-    """One self-contained page per dataset with the score and consistency tables (what the Snakemake report shows)."""
-    scores = summary.sort_values(["scene", "method"]).assign(method=lambda d: [f"{m} (2D)" if is_2d(m) else m for m in d["method"]])
-    scores = scores[["scene", "method", "psnr", "ssim", "lpips"]].rename(columns={"psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"})
-    parts = [
-        f"<h2>{dataset}: test views at HR</h2>",
-        "<p>Mean over each scene's test views; <i>mean</i> rows average the scenes. (2D) rows are 2D super-resolution of each "
-        "test view's own LR image, a reference, not a 3D method.</p>",
-        scores.to_html(index=False, float_format=lambda x: f"{x:.4f}", na_rep="n/a", border=0),
+def _name(method: str) -> str:
+    return f"{method} (2D)" if is_2d(method) else method
+
+
+def _cells(df: pd.DataFrame, columns) -> list[list[tuple[str, bool]]]:
+    """Per row, per column: the formatted value and whether it is the column's best as shown (ties all bold; none
+    when every value shown is the same)."""
+    out = [[] for _ in range(len(df))]
+    for col, _, higher, digits in columns:
+        scale = 1e3 if col == "kid" else 1.0  # KID is shown x 10^3
+        shown = np.round(df[col].to_numpy(dtype=float) * scale, digits)
+        finite = shown[~np.isnan(shown)]
+        best = (finite.max() if higher else finite.min()) if len(finite) > 1 and np.ptp(finite) > 0 else None
+        for i, v in enumerate(shown):
+            if math.isnan(v):
+                text = "n/a"
+            elif col == "kid":
+                text = f"{v:.{digits}f} ± {scale * df['kid_se'].iloc[i]:.{digits}f}"
+            else:
+                text = f"{v:.{digits}f}"
+            out[i].append((text, best is not None and v == best))
+    return out
+
+
+def _notes(df: pd.DataFrame, views: pd.Series) -> list[str]:
+    n = sorted(set(views.to_numpy().tolist()))
+    per = " or ".join(map(str, n))
+    total = int(views.groupby(level="method").sum().max()) if len(views) else 0
+    return [
+        f"† FID as the official evaluation computes it: per scene, the Inception features of its {per} test renders against their "
+        f"ground truth, then the mean over the scenes. From {per} images per side (against 2048 feature dimensions) an FID is "
+        "dominated by its small-sample bias: it is not a reliable estimate; read it beside the pooled FID (all "
+        f"{total} test views of the dataset against their ground truth) and KID (unbiased; ± its jackknife standard error over the views).",
+        "n/a: the metric could not be computed — LPIPS, NIQE and FID need weights that were not on this machine (docs/metrics.md says "
+        "which file goes where), MEt3R needs `threedsr met3r` to have been run. (2D) rows are 2D super-resolution of each test view's "
+        "own LR image (no 3D model): a reference, not a 3D method. Best value of each column in bold.",
     ]
+
+
+def tables_markdown(dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None) -> str:
+    """The paper's table for one dataset (mean over scenes, one row per method), then one table per scene."""
+    def table(df, columns):
+        head = "| method | " + " | ".join(h for _, h, _, _ in columns) + " |"
+        rows = [head, "|---|" + "---|" * len(columns)]
+        for name, cells in zip(df["method"], _cells(df, columns)):
+            rows.append(f"| {_name(name)} | " + " | ".join(f"**{t}**" if b else t for t, b in cells) + " |")
+        return rows
+
+    means = summary[summary["scene"] == "mean"]
+    lines = [f"# {dataset}: test views at HR", "", f"Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.", ""]
+    lines += table(means, COLUMNS + POOLED) + [""] + [f"{n}  " if i == 0 else n for i, n in enumerate(_notes(summary, views))] + [""]
+    for scene in [s for s in summary["scene"].unique() if s != "mean"]:
+        df = summary[summary["scene"] == scene]
+        lines += [f"## {scene}", ""] + table(df, COLUMNS) + [""]
+    if consistency is not None and len(consistency):
+        lines += [
+            "## Multi-view consistency of the training views' images", "",
+            "Each view warped into its nearest training view with the LR model's HR depth; masked error against that view's image",
+            "(lower L1 / higher PSNR = more consistent; the ground truth row is the floor set by depth errors and lighting;",
+            "blurry images also agree more, so read it beside the test-view scores).", "",
+            "| images | scene | warp L1 ×255 ↓ | warp PSNR ↑ | valid |", "|---|---|---|---|---|",
+        ]
+        for r in consistency.itertuples():
+            lines.append(f"| {r.images} | {r.scene} | {r.l1:.2f} | {r.psnr:.2f} | {r.valid:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def tables_html(dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None) -> str:
+    """One self-contained page per dataset with the same tables (what the Snakemake report shows)."""
+    def table(df, columns):
+        head = "<tr><th>method</th>" + "".join(f"<th>{escape(h)}</th>" for _, h, _, _ in columns) + "</tr>"
+        body = [
+            f"<tr><td>{escape(_name(name))}</td>" + "".join(f"<td><b>{escape(t)}</b></td>" if b else f"<td>{escape(t)}</td>" for t, b in cells) + "</tr>"
+            for name, cells in zip(df["method"], _cells(df, columns))
+        ]
+        return f"<table>{head}{''.join(body)}</table>"
+
+    means = summary[summary["scene"] == "mean"]
+    parts = [f"<h2>{escape(dataset)}: test views at HR</h2>",
+             f"<p>Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.</p>",
+             table(means, COLUMNS + POOLED)] + [f"<p><small>{escape(n)}</small></p>" for n in _notes(summary, views)]
+    for scene in [s for s in summary["scene"].unique() if s != "mean"]:
+        parts += [f"<h3>{escape(scene)}</h3>", table(summary[summary["scene"] == scene], COLUMNS)]
     if consistency is not None and len(consistency):
         parts += [
             "<h2>Multi-view consistency of the training views' images</h2>",
@@ -123,10 +293,10 @@ def tables_html(dataset: str, summary: pd.DataFrame, consistency: pd.DataFrame |
             .to_html(index=False, float_format=lambda x: f"{x:.2f}", border=0),
         ]
     style = (
-        "body{font-family:sans-serif;margin:12px} table{border-collapse:collapse} "
-        "td,th{padding:3px 10px;border-bottom:1px solid #ccc;text-align:right} td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}"
+        "body{font-family:sans-serif;margin:12px} table{border-collapse:collapse;margin-bottom:8px} "
+        "td,th{padding:3px 10px;border-bottom:1px solid #ccc;text-align:right} td:first-child,th:first-child{text-align:left}"
     )
-    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{dataset}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(dataset)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
 
 
 def labelled(tile: Image.Image, label: str) -> np.ndarray:

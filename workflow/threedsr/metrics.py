@@ -1,17 +1,18 @@
-"""Image quality: PSNR, SSIM (pytorch-msssim, 11x11 Gaussian window, sigma 1.5) and LPIPS-Alex.
+"""Image quality: PSNR, SSIM (pytorch-msssim, 11x11 Gaussian window, sigma 1.5) and LPIPS-Alex; the
+loaders of the NIQE pristine model (niqe.py) and the FID Inception (fid.py). docs/metrics.md says
+what each column is and how it matches the official evaluation.
 
 LPIPS is a small module of our own: torchvision's ImageNet AlexNet `features` (weights from a
 file: `metrics.lpips_backbone` in params.yaml, else torchvision's hub cache
-`alexnet-owt-7be5be79.pth`) and the v0.1 linear heads that ship inside the torchmetrics wheel.
-Without backbone weights LPIPS is reported as missing (NaN) with a warning, never made up.
+`alexnet-owt-7be5be79.pth`, downloaded there when online) and the v0.1 linear heads that ship
+inside the torchmetrics wheel. Without weights a metric is reported as missing (NaN) with one
+warning naming the file (weights.py), never made up.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import logging
-import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,11 @@ import torch.nn as nn
 from pytorch_msssim import ssim as _ssim
 
 from .errors import DataError
+from .weights import ALEXNET, INCEPTION, NIQE_MODEL, locate
 
 log = logging.getLogger(__name__)
 
-TORCHVISION_ALEXNET = "alexnet-owt-7be5be79.pth"
+TORCHVISION_ALEXNET = ALEXNET.file
 
 
 def _nchw(img: torch.Tensor) -> torch.Tensor:
@@ -42,8 +44,7 @@ def ssim(img: torch.Tensor, gt: torch.Tensor) -> float:
 
 
 def default_backbone_path() -> Path:
-    torch_home = Path(os.environ.get("TORCH_HOME", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"))
-    return torch_home / "hub" / "checkpoints" / TORCHVISION_ALEXNET
+    return ALEXNET.cached()
 
 
 class LPIPS(nn.Module):
@@ -84,19 +85,35 @@ class LPIPS(nn.Module):
         return sum(head((a - b) ** 2).mean(dim=(2, 3)) for head, a, b in zip(self.heads, self._taps(x), self._taps(y)))[:, 0]
 
 
-def load_lpips(backbone: str | Path | None = None) -> LPIPS | None:
-    """LPIPS-Alex, or None (with a warning) when the backbone weights are not on this machine."""
-    path = Path(backbone) if backbone else default_backbone_path()
-    if not path.exists():
-        msg = f"LPIPS unavailable: AlexNet weights not found at {path}; set metrics.lpips_backbone in params.yaml (torchvision's {TORCHVISION_ALEXNET} or a features-only state dict)"
-        warnings.warn(msg)
-        log.warning(msg)
+def load_lpips(backbone: str | Path | None = None, fetch: bool = True) -> LPIPS | None:
+    """LPIPS-Alex from `backbone` (torchvision's AlexNet or its features), else the hub cache, else downloaded
+    when `fetch`; None (with one warning) when none of them is there."""
+    path = locate(ALEXNET, backbone, fetch)
+    if path is None:
         return None
+    import pickle
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         return LPIPS(state)
-    except (RuntimeError, KeyError, OSError) as e:
-        raise DataError(f"{path}: not AlexNet weights usable for LPIPS ({e})") from None
+    except (RuntimeError, KeyError, OSError, EOFError, ValueError, AttributeError, pickle.UnpicklingError) as e:
+        raise DataError(f"{path}: not AlexNet weights usable for LPIPS ({type(e).__name__}: {e})") from None
+
+
+def load_niqe(model: str | Path | None = None, fetch: bool = True):
+    """NIQE's pristine model (niqe.NIQEModel) from `model`, the hub cache or a download; None with one warning."""
+    from .niqe import load_niqe_model
+
+    path = locate(NIQE_MODEL, model, fetch)
+    return None if path is None else load_niqe_model(path)
+
+
+def load_fid_inception(weights: str | Path | None = None, fetch: bool = True):
+    """FID's Inception-v3 (fid.FIDInceptionV3) from `weights`, the hub cache or a download; None with one warning."""
+    from .fid import load_inception
+
+    path = locate(INCEPTION, weights, fetch)
+    return None if path is None else load_inception(path)
 
 
 def image_metrics(img: torch.Tensor, gt: torch.Tensor, lpips: LPIPS | None) -> dict[str, float]:

@@ -223,7 +223,10 @@ class Video(Block):
 
 @dataclass(frozen=True)
 class Metrics(Block):
-    lpips_backbone: str | None = None  # AlexNet weights for LPIPS; null: torchvision's hub cache (alexnet-owt-7be5be79.pth)
+    lpips_backbone: str | None = None  # AlexNet weights for LPIPS; null: the torch hub cache (alexnet-owt-7be5be79.pth)
+    fid_inception: str | None = None  # FID's Inception-v3; null: the torch hub cache (pt_inception-2015-12-05-6726825d.pth)
+    niqe_model: str | None = None  # NIQE's pristine model; null: the torch hub cache (niqe_modelparameters.mat)
+    fetch: bool = True  # download missing weights there when online (checksummed); offline the column is n/a, with a warning
 
 
 # -- the whole file --------------------------------------------------------------------------------

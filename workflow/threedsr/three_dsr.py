@@ -111,7 +111,7 @@ class ThreeDSR:
     """One scene's 3DSR run; `run()` does every remaining round and writes the outputs."""
 
     def __init__(self, scene_dir: Path, model: DiffusionSR, cfg: ThreeDSRConfig, gs: TrainConfig, init: Path, out_dir: Path,
-                 device: torch.device, batch_size: int = 4, lpips_backbone: str | None = None):
+                 device: torch.device, batch_size: int = 4, lpips_backbone: str | None = None, fetch: bool = True):
         if not model.is_diffusion:
             raise ConfigError(f"3DSR needs a diffusion SR model ({', '.join(DIFFUSION_MODELS)}); {model.name} is not one")
         self.scene = PreparedScene(scene_dir)
@@ -124,7 +124,7 @@ class ThreeDSR:
         self.gt = [to_float(self.scene.image(v, "hr")) for v in self.views]
         self.batches = _batches(self.lr, batch_size)
         self.timesteps = model.timesteps(cfg.sampler.steps)
-        self.lpips = load_lpips(lpips_backbone)
+        self.lpips = load_lpips(lpips_backbone, fetch)
         self.strip_names = self.names[:: max(1, len(self.names) // max(1, cfg.strip_views))][: cfg.strip_views]
         self.fingerprint = _fingerprint(cfg, gs, model, init, self.names)
 

@@ -1,0 +1,159 @@
+"""Scoring jobs and tables: NIQE and FID's features beside PSNR/SSIM/LPIPS, offline and with placed weights; the paper's
+table shape; the MEt3R export and column."""
+
+import math
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from threedsr import evaluate, met3r, niqe, weights
+from threedsr.fid import FIDInceptionV3
+from threedsr.io import write_json, write_png
+
+W, H = 128, 96  # one 96x96 NIQE block
+
+
+def _scene(root, n_test=3, n_train=1):
+    """A prepared scene (scene.json + hr/ images) with cameras along x, its test views textured by a photo."""
+    import skimage.data
+
+    photo = skimage.data.coffee()
+    views = []
+    for i in range(n_test + n_train):
+        name, split = f"v{i}", "test" if i < n_test else "train"
+        w2c = np.eye(4)
+        w2c[0, 3] = -0.1 * i  # camera centre at x = 0.1 i
+        hr = {"fx": 100.0, "fy": 100.0, "cx": W / 2, "cy": H / 2, "width": W, "height": H}
+        lr = {k: v / 4 for k, v in hr.items() if k not in ("width", "height")} | {"width": W // 4, "height": H // 4}
+        views.append({"name": name, "split": split, "world_to_camera": w2c.tolist(), "hr": hr, "lr": lr})
+        write_png(root / "hr" / f"{name}.png", np.ascontiguousarray(photo[10 * i : 10 * i + H, 20 * i : 20 * i + W]))
+    write_json(root / "scene.json", {"format_version": 1, "scale": 4, "views": views})
+    return root
+
+
+def _renders(scene, out, noise, seed=0):
+    rng = np.random.default_rng(seed)
+    for v in [v for v in evaluate.PreparedScene(scene).test_views]:
+        gt = evaluate.PreparedScene(scene).image(v, "hr").astype(np.float64)
+        write_png(out / f"{v.name}.png", np.clip(gt + rng.normal(0, noise, gt.shape), 0, 255).round().astype(np.uint8))
+    return out
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(weights, "_warned", set())
+    path = tmp_path / "torch" / "hub" / "checkpoints"
+    path.mkdir(parents=True)
+    return path
+
+
+def test_offline_the_new_columns_are_na_with_one_warning_each(tmp_path, hub):
+    scene = _scene(tmp_path / "scene")
+    renders = _renders(scene, tmp_path / "renders", 8)
+    with pytest.warns(UserWarning) as record:
+        table = evaluate.evaluate_renders(renders, scene, tmp_path / "m.csv", "d", "s", "bicubic", features_out=tmp_path / "m.npz", fetch=False)
+    missing = sorted(spec.file for spec in (weights.ALEXNET, weights.INCEPTION, weights.NIQE_MODEL))
+    assert sorted(f for f in missing for w in record if f in str(w.message)) == missing and len(record) == 3
+    assert table.psnr.notna().all() and table.lpips.isna().all() and table.niqe.isna().all()
+    assert list(pd.read_csv(tmp_path / "m.csv").columns) == ["dataset", "scene", "method", "view", "psnr", "ssim", "lpips", "niqe"]
+    feats = evaluate.read_features(tmp_path / "m.npz")
+    assert not feats["available"] and list(feats["views"]) == ["v0", "v1", "v2"]
+    summary = evaluate.aggregate([tmp_path / "m.csv"], tmp_path / "out", features=[tmp_path / "m.npz"])
+    assert summary[["lpips", "niqe", "fid", "fid_pooled", "kid", "met3r"]].isna().all().all()
+    assert "| bicubic | " in (tmp_path / "out" / "d.md").read_text() and "n/a" in (tmp_path / "out" / "d.md").read_text()
+    assert pd.read_json(tmp_path / "out" / "summary.json").loc["bicubic", "d"]["fid"] is None
+
+
+def test_with_the_files_placed_every_column_is_filled(tmp_path, hub, monkeypatch):
+    import skimage.data
+
+    from threedsr import fid
+
+    monkeypatch.setattr(fid, "INPUT_SIZE", 75)  # the plumbing at 1/16 of the cost (tests/test_fid.py checks the network at 299)
+    from test_metrics import _alexnet_state
+
+    torch.save(_alexnet_state(), hub / weights.ALEXNET.file)
+    niqe.save_model(niqe.fit_model([skimage.data.chelsea(), skimage.data.rocket()]), hub / weights.NIQE_MODEL.file)
+    torch.manual_seed(0)  # random Inception weights (torch's default initialisation) in the official layout
+    torch.save(FIDInceptionV3().state_dict(), hub / weights.INCEPTION.file)
+    scene = _scene(tmp_path / "scene")
+    renders = _renders(scene, tmp_path / "bicubic", 8)
+    with pytest.warns(UserWarning, match="not comparable"):  # the fitted NIQE model is not the published one
+        evaluate.evaluate_renders(renders, scene, tmp_path / "m.csv", "d", "s", "bicubic", features_out=tmp_path / "m.npz", fetch=False)
+    feats = evaluate.read_features(tmp_path / "m.npz")
+    assert feats["available"] and feats["render"].shape == feats["gt"].shape == (3, 2048)
+    summary = evaluate.aggregate([tmp_path / "m.csv"], tmp_path / "out", features=[tmp_path / "m.npz"])
+    mean = summary[summary.scene == "mean"].iloc[0]
+    assert mean[["psnr", "ssim", "lpips", "niqe", "fid", "fid_pooled", "kid", "kid_se"]].notna().all() and mean.fid > 0
+    assert mean.fid == pytest.approx(mean.fid_pooled)  # one scene: the pooled FID is the scene's
+
+
+def _fake_scene_scores(tmp_path, dataset, scene, method, psnr, n_views=3, seed=0):
+    rng = np.random.default_rng(seed)
+    views = [f"{scene}_{i}" for i in range(n_views)]
+    pd.DataFrame({"dataset": dataset, "scene": scene, "method": method, "view": views, "psnr": psnr + rng.normal(0, 0.1, n_views),
+                  "ssim": 0.5, "lpips": np.nan, "niqe": 5.0 - psnr / 10}).to_csv(tmp_path / f"{scene}_{method}.csv", index=False)
+    render, gt = rng.normal(size=(n_views, 2048)) + psnr / 10, rng.normal(size=(n_views, 2048))
+    evaluate.write_features(tmp_path / f"{scene}_{method}.npz", dataset, scene, method, views, render.astype(np.float32), gt.astype(np.float32))
+    return tmp_path / f"{scene}_{method}.csv", tmp_path / f"{scene}_{method}.npz"
+
+
+def test_tables_have_the_papers_shape(tmp_path):
+    methods = ["lr3dgs", "sr2d", "bicubic", "3dsr"]  # params' order, not alphabetical
+    csvs, npzs = [], []
+    for scene in ("fern", "room"):
+        for i, (m, p) in enumerate(zip(methods, (15.0, 22.0, 21.0, 23.0))):
+            c, n = _fake_scene_scores(tmp_path, "llff", scene, m, p, seed=i)
+            csvs.append(c)
+            npzs.append(n)
+    pd.DataFrame({"dataset": "llff", "scene": ["fern", "fern"], "method": ["3dsr", "bicubic"], "view_a": "a", "view_b": "b",
+                  "met3r": [0.2, 0.3]}).to_csv(tmp_path / "met3r.csv", index=False)
+    summary = evaluate.aggregate(list(reversed(csvs)), tmp_path / "out", methods=methods, features=npzs, met3r=tmp_path / "met3r.csv")
+    assert list(summary.columns) == ["dataset", "scene", "method", "psnr", "ssim", "lpips", "niqe", "met3r", "fid", "fid_pooled", "kid", "kid_se", "kind"]
+    assert list(summary[summary.scene == "mean"].method) == methods and list(summary[summary.scene == "fern"].method) == methods
+    assert summary.set_index(["scene", "method"]).loc[("fern", "sr2d"), "kind"] == "2D"
+    assert summary.set_index(["scene", "method"]).loc[("fern", "3dsr"), "met3r"] == 0.2
+    assert math.isnan(summary.set_index(["scene", "method"]).loc[("room", "3dsr"), "met3r"])  # no MEt3R scores for room
+    assert summary[summary.scene == "mean"].met3r.isna().all()  # so no dataset mean: it would be fern's alone
+    md = (tmp_path / "out" / "llff.md").read_text()
+    head = "| method | PSNR ↑ | SSIM ↑ | LPIPS ↓ | NIQE ↓ | MEt3R ↓ | FID ↓ † |"
+    assert md.count(head) == 3  # the mean table (then pooled FID and KID) and one table per scene
+    first = md.split("\n## ")[0]
+    rows = [ln.split(" | ")[0][2:] for ln in first.splitlines() if ln.startswith("| ") and not ln.startswith("| method")]
+    assert rows == ["lr3dgs", "sr2d (2D)", "bicubic", "3dsr"]
+    assert "| 3dsr | **23.0" in first  # the best PSNR in bold
+    assert md.index("## fern") < md.index("## room") and "| mean" not in md and "mean |" not in md
+    assert "pooled FID ↓ | KID ×10³ ↓" in first and "±" in first and "not a reliable estimate" in first
+    assert "**0.500**" not in md  # equal values: no best to bold
+    html = (tmp_path / "out" / "llff.html").read_text()
+    assert html.count("<table>") == 3 and "<b>23.0" in html
+    json = pd.read_json(tmp_path / "out" / "summary.json")
+    assert set(json.loc["3dsr", "llff"]) == {"psnr", "ssim", "lpips", "niqe", "met3r", "fid", "fid_pooled", "kid", "kid_se"}
+
+
+def test_met3r_export_and_scores_with_a_stand_in(tmp_path, monkeypatch):
+    """The real MEt3R cannot be installed here (GitHub, pytorch3d, CUDA): a stand-in with its call signature checks the
+    plumbing: pairs of nearest test views, square images in [-1, 1], scores.csv, and the column aggregate fills."""
+    scenes, renders = tmp_path / "scenes", tmp_path / "renders"
+    scene = _scene(scenes / "d" / "s", n_test=3)
+    for m in ("bicubic", "3dsr"):
+        _renders(scene, renders / "d" / "s" / m, 5)
+    pairs = met3r.export(renders, scenes, tmp_path / "met3r", size=64)
+    assert list(zip(pairs.view_a, pairs.view_b))[:2] == [("v0", "v1"), ("v1", "v2")] and len(pairs) == 4  # 2 pairs x 2 methods
+    cams = pd.read_json(tmp_path / "met3r" / "d" / "s" / "cameras.json", typ="series")
+    assert cams["views"]["v0"]["intrinsics"]["width"] == 64 and cams["views"]["v0"]["intrinsics"]["cx"] == 32
+
+    class StandIn:
+        def __call__(self, images, return_overlap_mask=False, return_score_map=False, return_projections=False):
+            assert images.shape[1:] == (2, 3, 64, 64) and images.min() >= -1 and images.max() <= 1
+            return ((images[:, 0] - images[:, 1]).abs().mean(dim=(1, 2, 3)),)
+
+    scores = met3r.score(pairs, tmp_path / "met3r", StandIn(), device="cpu", batch_size=3)
+    assert list(pd.read_csv(tmp_path / "met3r" / "scores.csv").columns) == met3r.SCORE_COLUMNS and scores.met3r.gt(0).all()
+    monkeypatch.setitem(sys.modules, "met3r", None)  # not installed: the command says how to install it
+    with pytest.raises(met3r.ThreeDSRError, match="pip install git\\+https://github.com/mohammadasim98/met3r"):
+        met3r.load_met3r(64, "cpu")
