@@ -262,9 +262,14 @@ def test_cli_super_resolves_a_scene_with_params_options(tiny_dir, tmp_path):
     prepare_scene(tmp_path / "raw", load_scene_poses(tmp_path / "raw", tmp_path / "work"), tmp_path / "scene", 8, 2, 8)
     sr = {"model": "sd-x4-upscaler", "dtype": "auto", "batch_size": 2, "tile": 128, "tile_overlap": 32,
           "sd_x4_upscaler": {"path": str(tiny_dir), "noise_level": 30, "prompt": ""}}
-    args = ["super-resolve", "--scene", str(tmp_path / "scene"), "--out", str(tmp_path / "sr"), "--model", "sd-x4-upscaler",
-            "--sr", json.dumps(sr), "--views", "test", "--steps", "2", "--update", "ddpm_posterior"]
-    assert cli.main(args) == 0
+    sampler = {"steps": 2, "update": "ddpm_posterior", "eta": 0.0, "init": "noised_lr", "seed": 0}
+
+    def args(out, sr):
+        params = {"sr": sr, "threedsr": sampler, "device": "cpu"}
+        return ["super-resolve", "--scene", str(tmp_path / "scene"), "--out", str(out), "--model", "sd-x4-upscaler", "--views", "test",
+                "--params", json.dumps(params)]
+
+    assert cli.main(args(tmp_path / "sr", sr)) == 0
     scene = PreparedScene(tmp_path / "scene")
     for v in scene.test_views:
         assert read_image(tmp_path / "sr" / f"{v.name}.png").shape == (v.hr.height, v.hr.width, 3)
@@ -272,6 +277,5 @@ def test_cli_super_resolves_a_scene_with_params_options(tiny_dir, tmp_path):
     assert info["model"] == "sd-x4-upscaler" and info["views"] == len(scene.test_views) and info["sampler"]["update"] == "ddpm_posterior"
     # offline without weights: one readable error, no traceback, nothing that looks finished
     sr["sd_x4_upscaler"]["path"] = str(tmp_path / "missing")
-    args[4] = str(tmp_path / "sr2")
-    assert cli.main(args[:7] + ["--sr", json.dumps(sr)] + args[9:]) == 1
+    assert cli.main(args(tmp_path / "sr2", sr)) == 1
     assert not (tmp_path / "sr2").exists()

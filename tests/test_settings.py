@@ -53,3 +53,13 @@ def test_presets_are_typed_settings_and_back(preset):
 def test_an_unknown_key_is_refused_by_name():
     with pytest.raises(TypeError, match=r"GS: unknown keys \['itertions'\]"):
         settings.GS.from_dict({"itertions": 3})
+
+
+def test_the_params_reference_is_current():
+    """docs/params.md is generated (`threedsr params-reference`) from the schema's descriptions and params.yaml."""
+    from threedsr.reference import params_reference
+
+    text = params_reference(REPO)
+    assert (REPO / "docs" / "params.md").read_text() == text, "docs/params.md is stale: run `threedsr params-reference`"
+    for key in ("gs.filter_3d", "poses.undistort", "metrics.fid_inception", "isr.iterations", "sr.stablesr_turbo.cfw_weight"):
+        assert f"| `{key}` |" in text

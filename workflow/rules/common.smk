@@ -1,4 +1,5 @@
 # Shared helpers: cross-key config checks (before any job starts) and where each scene comes from.
+import json
 import os
 import shlex
 from pathlib import Path
@@ -37,14 +38,24 @@ GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"
 # like code and real paths have spaces; a value must never run as shell code.
 THREEDSR = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m threedsr"
 CPU_ENV = "../../envs/cpu.yaml"
-# optional arguments as lists, so that `{params.x:q}` quotes each element (an empty list adds nothing)
-FETCH_ARGS = [] if config["metrics"]["fetch"] else ["--no-fetch"]
-LPIPS_ARGS = (["--lpips-backbone", config["metrics"]["lpips_backbone"]] if config["metrics"]["lpips_backbone"] else []) + FETCH_ARGS
-# the scoring jobs' weights: LPIPS, FID's Inception, NIQE's pristine model (docs/metrics.md)
-METRIC_ARGS = LPIPS_ARGS + [
-    arg for key, option in (("fid_inception", "--fid-inception"), ("niqe_model", "--niqe-model")) if config["metrics"][key]
-    for arg in (option, config["metrics"][key])
-]
+
+
+def params_json(*keys):
+    """The params.yaml keys a command reads (whole blocks or dotted keys), nested as in params.yaml, as the one JSON
+    argument every command takes (`--params {params.config:q}`). A job reruns when, and only when, one of them changes."""
+    out = {}
+    for key in keys:
+        *path, last = key.split(".")
+        src, dst = config, out
+        for k in path:
+            src, dst = src[k], dst.setdefault(k, {})
+        dst[last] = src[last]
+    return json.dumps(out, sort_keys=True)
+
+
+def hr_budget_keys(block):
+    """What decides isr's or supergaussian's 3DGS steps at HR: its own iterations, and 3DSR's budget while that is null."""
+    return [f"{block}.iterations"] + (["threedsr.steps", "threedsr.iters_per_step"] if config[block]["iterations"] is None else [])
 
 
 # dataset and scene names are plain path components (the schema says the same): never '.', '..', a

@@ -5,11 +5,7 @@ rule generate_synthetic:
     output:
         directory("results/raw/synthetic/{scene}"),
     params:
-        width=config["datasets"]["synthetic"]["width"],
-        height=config["datasets"]["synthetic"]["height"],
-        supersample=config["datasets"]["synthetic"]["supersample"],
-        num_points=config["datasets"]["synthetic"]["num_points"],
-        seed=config["datasets"]["synthetic"]["seed"],
+        config=params_json(*(f"datasets.synthetic.{k}" for k in ("width", "height", "supersample", "num_points", "seed"))),
     conda:
         CPU_ENV,
     log:
@@ -19,9 +15,7 @@ rule generate_synthetic:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} generate-synthetic --scene {wildcards.scene:q} --out {output:q} --width {params.width:q} "
-        "--height {params.height:q} --supersample {params.supersample:q} --num-points {params.num_points:q} "
-        "--seed {params.seed:q} > {log:q} 2>&1"
+        "{THREEDSR} generate-synthetic --scene {wildcards.scene:q} --out {output:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 rule download_archive:
@@ -65,7 +59,7 @@ rule poses:
     output:
         directory("results/poses/{dataset}/{scene}"),
     params:
-        sfm_max_image_size=config["poses"]["sfm_max_image_size"],
+        config=params_json("poses.sfm_max_image_size"),
         work_dir="results/work/poses/{dataset}/{scene}",
     conda:
         CPU_ENV,
@@ -77,8 +71,7 @@ rule poses:
         runtime=240,
         gpu=0,
     shell:
-        "{THREEDSR} poses --scene-dir {input:q} --out {output:q} --work-dir {params.work_dir:q} "
-        "--sfm-max-image-size {params.sfm_max_image_size:q} > {log:q} 2>&1"
+        "{THREEDSR} poses --scene-dir {input:q} --out {output:q} --work-dir {params.work_dir:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 rule prepare_scene:
@@ -88,11 +81,7 @@ rule prepare_scene:
     output:
         directory("results/scenes/{dataset}/{scene}"),
     params:
-        lr_factor=config["resolution"]["lr_factor"],
-        hr_factor=config["resolution"]["hr_factor"],
-        test_every=config["test_every"],
-        undistort=config["poses"]["undistort"],
-        undistort_above_px=config["poses"]["undistort_above_px"],
+        config=params_json("resolution", "test_every", "poses.undistort", "poses.undistort_above_px"),
     conda:
         CPU_ENV,
     log:
@@ -103,6 +92,4 @@ rule prepare_scene:
         gpu=0,
     shell:
         "{THREEDSR} prepare --scene-dir {input.scene:q} --poses {input.poses:q} --out {output:q} "
-        "--dataset {wildcards.dataset:q} --scene {wildcards.scene:q} --lr-factor {params.lr_factor:q} "
-        "--hr-factor {params.hr_factor:q} --test-every {params.test_every:q} --undistort {params.undistort:q} "
-        "--undistort-above-px {params.undistort_above_px:q} > {log:q} 2>&1"
+        "--dataset {wildcards.dataset:q} --scene {wildcards.scene:q} --params {params.config:q} > {log:q} 2>&1"

@@ -1,6 +1,5 @@
 # 3D Gaussian splatting: LR pretraining (method lr3dgs) and the bicubic baseline, then test renders of every 3D method
 # (scored in the same job: results/metrics/<dataset>/<scene>/<method>.csv).
-import json
 
 
 rule pretrain_lr:
@@ -10,8 +9,7 @@ rule pretrain_lr:
         ckpt="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
         ply="results/gs/{dataset}/{scene}/lr3dgs/point_cloud.ply",
     params:
-        gs=json.dumps(config["gs"]),
-        device=config["device"],
+        config=params_json("gs", "device"),
         out="results/gs/{dataset}/{scene}/lr3dgs",
     log:
         "results/logs/pretrain_lr/{dataset}/{scene}.log",
@@ -24,7 +22,7 @@ rule pretrain_lr:
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input:q} --out {params.out:q} --targets lr "
-        "--gs {params.gs:q} --device {params.device:q} > {log:q} 2>&1"
+        "--params {params.config:q} > {log:q} 2>&1"
 
 
 rule fit_bicubic:
@@ -35,9 +33,7 @@ rule fit_bicubic:
         ckpt="results/gs/{dataset}/{scene}/bicubic/ckpt.pt",
         ply="results/gs/{dataset}/{scene}/bicubic/point_cloud.ply",
     params:
-        gs=json.dumps(config["gs"]),
-        iterations=config["bicubic"]["iterations"],
-        device=config["device"],
+        config=params_json("gs", "bicubic", "device"),
         out="results/gs/{dataset}/{scene}/bicubic",
     log:
         "results/logs/fit_bicubic/{dataset}/{scene}.log",
@@ -50,7 +46,7 @@ rule fit_bicubic:
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets bicubic "
-        "--init {input.init:q} --iterations {params.iterations:q} --gs {params.gs:q} --device {params.device:q} > {log:q} 2>&1"
+        "--init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 rule render_test:
@@ -64,8 +60,7 @@ rule render_test:
     wildcard_constraints:
         method="|".join(GS_METHODS) or "(?!)",
     params:
-        device=config["device"],
-        metrics=METRIC_ARGS,
+        config=params_json("metrics", "device"),
     log:
         "results/logs/render_test/{dataset}/{scene}/{method}.log",
     conda:
@@ -77,5 +72,5 @@ rule render_test:
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} render --ckpt {input.ckpt:q} --scene {input.scene:q} --out {output.renders:q} "
-        "--device {params.device:q} --scores {output.scores:q} --dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} "
-        "--method {wildcards.method:q} --features {output.features:q} {params.metrics:q} > {log:q} 2>&1"
+        "--scores {output.scores:q} --dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} "
+        "--method {wildcards.method:q} --features {output.features:q} --params {params.config:q} > {log:q} 2>&1"

@@ -21,7 +21,7 @@ rule aggregate_metrics:
             for d in sorted({d for d, _ in SCENES})
         ],
     params:
-        methods=METHODS,  # the tables' row order
+        config=params_json("methods"),  # the tables' row order
         met3r=lambda w, input: ["--met3r", *input.met3r] if input.met3r else [],
     log:
         "results/logs/aggregate_metrics.log",
@@ -32,7 +32,7 @@ rule aggregate_metrics:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} aggregate --out-dir results/metrics --methods {params.methods:q} {params.met3r:q} --features {input.features:q} "
+        "{THREEDSR} aggregate --out-dir results/metrics --params {params.config:q} {params.met3r:q} --features {input.features:q} "
         "--consistency {input.consistency:q} -- {input.per_view:q} > {log:q} 2>&1"
 
 
@@ -48,7 +48,8 @@ rule crops_figure:
             labels={"scene": "{dataset}/{scene}"},
         ),
     params:
-        methods=METHODS,
+        methods=METHODS,  # for the report's caption
+        config=params_json("methods"),
     log:
         "results/logs/crops_figure/{dataset}/{scene}.log",
     conda:
@@ -58,4 +59,4 @@ rule crops_figure:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} crops --scene {input.scene:q} --out {output:q} --methods {params.methods:q} --renders {input.renders:q} > {log:q} 2>&1"
+        "{THREEDSR} crops --scene {input.scene:q} --out {output:q} --params {params.config:q} --renders {input.renders:q} > {log:q} 2>&1"

@@ -47,10 +47,8 @@ rule videos:
         ckpts=lambda w, input: [f"{m}={c}" for m, c in zip(GS_METHODS, input.ckpts)],
         out_dir="results/videos/{dataset}/{scene}",
         title="{dataset}/{scene}",
-        methods=", ".join(GS_METHODS),
-        n_interp=config["video"]["n_interp"],
-        fps=config["video"]["fps"],
-        device=config["device"],
+        methods=", ".join(GS_METHODS),  # for the report's captions
+        config=params_json("video", "device"),
     log:
         "results/logs/videos/{dataset}/{scene}.log",
     conda:
@@ -62,5 +60,4 @@ rule videos:
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} videos --scene {input.scene:q} --out-dir {params.out_dir:q} "
-        "--ckpts {params.ckpts:q} --n-interp {params.n_interp:q} --fps {params.fps:q} --html {output.html:q} "
-        "--title {params.title:q} --device {params.device:q} > {log:q} 2>&1"
+        "--ckpts {params.ckpts:q} --html {output.html:q} --title {params.title:q} --params {params.config:q} > {log:q} 2>&1"

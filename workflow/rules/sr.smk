@@ -1,7 +1,6 @@
 # Super-resolution models, the per-image SR methods isr (SR each view, then 3DGS) and sr2d (SR alone),
 # and 3dsr (diffusion sampling and 3DGS fitting, interleaved).
-import json
-
+from threedsr.settings import SAMPLER_KEYS
 from threedsr.sr import registry
 from threedsr.sr.names import STABLESR_FILES
 
@@ -25,7 +24,9 @@ def sr_views(model):
     return "all" if any(threedsr.config.split_method(m)[0] == "isr" and sr_model(m) == model for m in METHODS) else "test"
 
 
-SAMPLER_ARGS = [f"--{key}={config['threedsr'][key]}" for key in ("steps", "update", "eta", "init", "seed")]
+def sampler_keys(model):
+    """The sampler's keys (threedsr.steps, ...) for a diffusion model: a sampler sweep never reruns Real-ESRGAN."""
+    return [f"threedsr.{k}" for k in SAMPLER_KEYS] if registry.spec(model).diffusion else []
 
 
 wildcard_constraints:
@@ -39,8 +40,7 @@ rule train_prior:
     output:
         directory("results/models/tiny"),
     params:
-        options=json.dumps(config["sr"]["tiny"]),
-        steps=config["threedsr"]["steps"],
+        config=params_json("sr.tiny", "threedsr.steps"),
     log:
         "results/logs/train_prior.log",
     conda:
@@ -51,7 +51,7 @@ rule train_prior:
         runtime=60,
         gpu=0,
     shell:
-        "{THREEDSR} train-prior --out {output:q} --options {params.options:q} --steps {params.steps:q} --threads {threads:q} > {log:q} 2>&1"
+        "{THREEDSR} train-prior --out {output:q} --params {params.config:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule convert_realesrgan:
@@ -94,11 +94,9 @@ rule super_resolve:
     output:
         directory("results/sr/{dataset}/{scene}/{model}"),
     params:
-        sr=json.dumps(config["sr"]),
+        config=lambda w: params_json("sr", "device", *sampler_keys(w.model)),
         model_path=lambda w, input: model_path_args(input),
         views=lambda w: sr_views(w.model),
-        sampler=SAMPLER_ARGS,
-        device=config["device"],
     log:
         "results/logs/super_resolve/{dataset}/{scene}/{model}.log",
     conda:
@@ -110,7 +108,7 @@ rule super_resolve:
         gpu=1,
     shell:
         "{THREEDSR} super-resolve --scene {input.scene:q} --out {output:q} --model {wildcards.model:q} {params.model_path:q} "
-        "--views {params.views:q} --sr {params.sr:q} {params.sampler:q} --device {params.device:q} > {log:q} 2>&1"
+        "--views {params.views:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 rule fit_isr:
@@ -122,10 +120,7 @@ rule fit_isr:
         ckpt="results/gs/{dataset}/{scene}/{isr}/ckpt.pt",
         ply="results/gs/{dataset}/{scene}/{isr}/point_cloud.ply",
     params:
-        gs=json.dumps(config["gs"]),
-        iterations=threedsr.config.hr_iterations(config, "isr"),
-        lambda_lr=config["threedsr"]["lambda_lr"],
-        device=config["device"],
+        config=params_json("gs", *hr_budget_keys("isr"), "threedsr.lambda_lr", "device"),
         out="results/gs/{dataset}/{scene}/{isr}",
     log:
         "results/logs/fit_isr/{dataset}/{scene}/{isr}.log",
@@ -138,8 +133,7 @@ rule fit_isr:
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets sr --sr-dir {input.sr:q} "
-        "--lambda-lr {params.lambda_lr:q} --init {input.init:q} --iterations {params.iterations:q} --gs {params.gs:q} "
-        "--device {params.device:q} > {log:q} 2>&1"
+        "--init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 rule collect_sr2d:
@@ -151,7 +145,7 @@ rule collect_sr2d:
         scores="results/metrics/{dataset}/{scene}/{sr2d}.csv",
         features="results/metrics/{dataset}/{scene}/{sr2d}.inception.npz",
     params:
-        metrics=METRIC_ARGS,
+        config=params_json("metrics"),
     log:
         "results/logs/collect_sr2d/{dataset}/{scene}/{sr2d}.log",
     conda:
@@ -163,7 +157,7 @@ rule collect_sr2d:
     shell:
         "{THREEDSR} collect-sr --scene {input.scene:q} --sr-dir {input.sr:q} --out {output.renders:q} --scores {output.scores:q} "
         "--dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} --method {wildcards.sr2d:q} --features {output.features:q} "
-        "{params.metrics:q} > {log:q} 2>&1"
+        "--params {params.config:q} > {log:q} 2>&1"
 
 
 rule fit_3dsr:
@@ -186,11 +180,7 @@ rule fit_3dsr:
     params:
         model=lambda w: sr_model(w.tdsr),
         model_path=lambda w, input: model_path_args(input),
-        sr=json.dumps(config["sr"]),
-        threedsr=json.dumps(config["threedsr"]),
-        gs=json.dumps(config["gs"]),
-        lpips_backbone=LPIPS_ARGS,
-        device=config["device"],
+        config=params_json("sr", "threedsr", "gs", "metrics.lpips_backbone", "metrics.fetch", "device"),  # per-step LPIPS
         out="results/gs/{dataset}/{scene}/{tdsr}",
     log:
         "results/logs/fit_3dsr/{dataset}/{scene}/{tdsr}.log",
@@ -203,8 +193,7 @@ rule fit_3dsr:
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} run-3dsr --scene {input.scene:q} --init {input.init:q} --out {params.out:q} "
-        "--model {params.model:q} {params.model_path:q} --sr {params.sr:q} --threedsr {params.threedsr:q} --gs {params.gs:q} "
-        "{params.lpips_backbone:q} --device {params.device:q} > {log:q} 2>&1"
+        "--model {params.model:q} {params.model_path:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 def consistency_sets(wildcards):
@@ -230,7 +219,7 @@ rule consistency:
         "results/metrics/{dataset}/{scene}/consistency.csv",
     params:
         images=lambda w: [f"{k}={v}" for k, v in consistency_sets(w).items()],
-        device=config["device"],
+        config=params_json("device"),
     log:
         "results/logs/consistency/{dataset}/{scene}.log",
     conda:
@@ -242,4 +231,4 @@ rule consistency:
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} consistency --scene {input.scene:q} --depth-ckpt {input.depth:q} --out {output:q} "
-        "--images {params.images:q} --device {params.device:q} > {log:q} 2>&1"
+        "--images {params.images:q} --params {params.config:q} > {log:q} 2>&1"

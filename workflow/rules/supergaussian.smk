@@ -10,13 +10,10 @@ rule supergaussian_frames:
     output:
         directory("results/supergaussian/{dataset}/{scene}/frames"),
     params:
-        n_interp=config["supergaussian"]["n_interp"],
         upsampler=config["supergaussian"]["upsampler"],
         model_path=lambda w, input: model_path_args(input),
-        sr=json.dumps(config["sr"]),
-        # only a diffusion upsampler has sampler settings: a sweep over them must not rerun Real-ESRGAN
-        sampler=SAMPLER_ARGS if registry.spec(config["supergaussian"]["upsampler"]).diffusion else [],
-        device=config["device"],
+        # only a diffusion upsampler reads the sampler's keys: a sweep over them must not rerun Real-ESRGAN
+        config=params_json("supergaussian.n_interp", "sr", "device", *sampler_keys(config["supergaussian"]["upsampler"])),
     log:
         "results/logs/supergaussian_frames/{dataset}/{scene}.log",
     conda:
@@ -27,8 +24,8 @@ rule supergaussian_frames:
         runtime=240,
         gpu=1,
     shell:
-        "{THREEDSR} supergaussian-frames --scene {input.scene:q} --ckpt {input.ckpt:q} --out {output:q} --n-interp {params.n_interp:q} "
-        "--model {params.upsampler:q} {params.model_path:q} --sr {params.sr:q} {params.sampler:q} --device {params.device:q} > {log:q} 2>&1"
+        "{THREEDSR} supergaussian-frames --scene {input.scene:q} --ckpt {input.ckpt:q} --out {output:q} "
+        "--model {params.upsampler:q} {params.model_path:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 rule fit_supergaussian:
@@ -40,10 +37,7 @@ rule fit_supergaussian:
         ckpt="results/gs/{dataset}/{scene}/supergaussian/ckpt.pt",
         ply="results/gs/{dataset}/{scene}/supergaussian/point_cloud.ply",
     params:
-        gs=json.dumps(config["gs"]),
-        iterations=threedsr.config.hr_iterations(config, "supergaussian"),
-        lambda_lr=config["supergaussian"]["lambda_lr"],
-        device=config["device"],
+        config=params_json("gs", *hr_budget_keys("supergaussian"), "supergaussian.lambda_lr", "device"),
         out="results/gs/{dataset}/{scene}/supergaussian",
     log:
         "results/logs/fit_supergaussian/{dataset}/{scene}.log",
@@ -56,5 +50,4 @@ rule fit_supergaussian:
         gpu=1,
     shell:
         "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets frames "
-        "--frames-dir {input.frames:q} --lambda-lr {params.lambda_lr:q} --init {input.init:q} --iterations {params.iterations:q} "
-        "--gs {params.gs:q} --device {params.device:q} > {log:q} 2>&1"
+        "--frames-dir {input.frames:q} --init {input.init:q} --params {params.config:q} > {log:q} 2>&1"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from . import settings
 from .imaging import resize
 from .io import atomic_path, load_resume_point
 from .scene import PreparedScene
@@ -25,13 +26,14 @@ log = logging.getLogger(__name__)
 
 
 def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
-    """TrainConfig from params.yaml's `gs` block (densification under `gs.densify`)."""
-    d = gs["densify"]
+    """TrainConfig from params.yaml's `gs` block: the one place where its keys meet the trainer's names (gsplat's:
+    densify.start -> refine_start ...); `iterations` replaces gs.iterations (a fit at HR has its own budget)."""
+    g = settings.GS.from_dict(gs)
+    d = g.densify
     return TrainConfig(
-        iterations=iterations or gs["iterations"], sh_degree=gs["sh_degree"], sh_degree_interval=gs["sh_degree_interval"],
-        delta_dssim=gs["delta_dssim"], refine_start=d["start"], refine_stop=d["stop"], refine_every=d["every"],
-        reset_every=d["reset_every"], grow_grad2d=d["grow_grad2d"], rasterize_mode=gs["rasterize_mode"], eps2d=gs["eps2d"],
-        filter_3d=gs["filter_3d"], filter_3d_variance=gs["filter_3d_variance"], seed=gs["seed"],
+        iterations=iterations or g.iterations, sh_degree=g.sh_degree, sh_degree_interval=g.sh_degree_interval, delta_dssim=g.delta_dssim,
+        refine_start=d.start, refine_stop=d.stop, refine_every=d.every, reset_every=d.reset_every, grow_grad2d=d.grow_grad2d,
+        rasterize_mode=g.rasterize_mode, eps2d=g.eps2d, filter_3d=g.filter_3d, filter_3d_variance=g.filter_3d_variance, seed=g.seed,
     )
 
 

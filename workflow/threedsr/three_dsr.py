@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from . import settings
 from .consistency import consistency
 from .errors import ConfigError
 from .evaluate import labelled
@@ -64,13 +65,20 @@ STATE = "state.pt"
 
 @dataclass(frozen=True)
 class ThreeDSRConfig:
+    """params.yaml's threedsr block (its defaults; the paper's values in comments), the sampler as one object."""
+
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    iters_per_step: int = 5000  # paper
-    lambda_lr: float = 1.0  # paper
-    delta_dssim: float = 0.2  # paper
-    colorfix: str = "wavelet"  # official code
-    freeze_means: bool = False  # True: the official code's centres, fixed after LR pretraining
+    iters_per_step: int = settings.ThreeDSR.iters_per_step  # paper: 5000
+    lambda_lr: float = settings.ThreeDSR.lambda_lr  # paper: 1
+    delta_dssim: float = settings.ThreeDSR.delta_dssim  # paper: 0.2
+    colorfix: str = settings.ThreeDSR.colorfix  # official code: wavelet
+    freeze_means: bool = settings.ThreeDSR.freeze_means  # True: the official code's centres, fixed after LR pretraining
     strip_views: int = 3  # training views whose H and R are drawn at every step
+
+    @classmethod
+    def from_params(cls, threedsr: dict) -> "ThreeDSRConfig":
+        t = settings.ThreeDSR.from_dict(threedsr)
+        return cls(SamplerConfig.from_params(threedsr), t.iters_per_step, t.lambda_lr, t.delta_dssim, t.colorfix, t.freeze_means)
 
 
 def round_config(gs: TrainConfig, cfg: ThreeDSRConfig, k: int) -> TrainConfig:

@@ -14,18 +14,25 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..settings import SAMPLER_KEYS, ThreeDSR
 from .names import INITS, PREDICTION_TYPES, UPDATES
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """How to sample: `steps` respaced timesteps, the update rule, DDIM's η, the start latent, the base seed."""
+    """How to sample: `steps` respaced timesteps, the update rule, DDIM's η, the start latent, the base seed
+    (params.yaml's threedsr.{steps, update, eta, init, seed}; defaults are its)."""
 
-    steps: int = 4
-    update: str = "ddim"
-    eta: float = 0.0
-    init: str = "noised_lr"
-    seed: int = 0
+    steps: int = ThreeDSR.steps
+    update: str = ThreeDSR.update
+    eta: float = ThreeDSR.eta
+    init: str = ThreeDSR.init
+    seed: int = ThreeDSR.seed
+
+    @classmethod
+    def from_params(cls, threedsr: dict) -> "SamplerConfig":
+        """From params.yaml's threedsr block (or the sampler keys of it): every diffusion sampler is set this one way."""
+        return cls(**{k: threedsr[k] for k in SAMPLER_KEYS})
 
     def __post_init__(self):
         if self.steps < 1:

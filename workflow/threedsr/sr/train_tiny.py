@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..imaging import resize, to_float, upsample
 from ..io import atomic_dir
+from ..settings import ThreeDSR, Tiny
 from .sampling import respaced_timesteps
 from .tiny import TinySR, build_scheduler, build_unet, pixel_encode
 
@@ -31,19 +32,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TinyTrainConfig:
-    iterations: int = 1200
-    batch_size: int = 16
-    patch: int = 24  # LR pixels; HR patches are patch*scale
-    lr: float = 3e-4
-    warmup: int = 100
+    iterations: int = Tiny.iterations  # params.yaml's sr.tiny keys, with its defaults ...
+    batch_size: int = Tiny.batch_size
+    patch: int = Tiny.patch  # LR pixels; HR patches are patch*scale
+    lr: float = Tiny.lr
+    block_out_channels: tuple[int, ...] = Tiny.block_out_channels
+    layers_per_block: int = Tiny.layers_per_block
+    seed: int = Tiny.seed
+    sampler_steps: int = ThreeDSR.steps  # ... the sampling steps whose timesteps training favours (threedsr.steps) ...
+    warmup: int = 100  # ... and the training's own
     scale: int = 4
-    block_out_channels: tuple[int, ...] = (64, 128, 128)
-    layers_per_block: int = 1
     zoom: tuple[float, float] = (0.3, 1.0)  # photos are seen at these fractions of their size
-    sampler_steps: int = 4
-    seed: int = 0
     threads: int = 0  # 0: torch's default
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, tiny: dict, sampler_steps: int, threads: int = 0) -> "TinyTrainConfig":
+        """From params.yaml's sr.tiny block and threedsr.steps."""
+        t = Tiny.from_dict(tiny)
+        return cls(**{k: getattr(t, k) for k in tiny}, sampler_steps=sampler_steps, threads=threads)
 
 
 class PatchSampler:
