@@ -2,6 +2,7 @@
 table shape; the MEt3R export and column."""
 
 import math
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -12,6 +13,8 @@ import torch
 from threedsr import evaluate, met3r, niqe, weights
 from threedsr.fid import FIDInceptionV3
 from threedsr.io import write_json, write_png
+
+REPO = Path(__file__).resolve().parents[1]
 
 W, H = 128, 96  # one 96x96 NIQE block
 
@@ -157,3 +160,16 @@ def test_met3r_export_and_scores_with_a_stand_in(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "met3r", None)  # not installed: the command says how to install it
     with pytest.raises(met3r.ThreeDSRError, match="pip install git\\+https://github.com/mohammadasim98/met3r"):
         met3r.load_met3r(64, "cpu")
+
+
+def test_the_tables_say_when_the_hr_budgets_differ(tmp_path):
+    from threedsr import config
+
+    csvs = [_fake_scene_scores(tmp_path, "llff", "fern", m, p, seed=i)[0] for i, (m, p) in enumerate(zip(("bicubic", "isr", "3dsr"), (21.0, 22.0, 23.0)))]
+    params = config.load(REPO / "params.yaml", REPO / "workflow" / "presets" / "paper-llff.yaml")
+    budgets = config.hr_budgets({**params, "methods": ["bicubic", "isr", "3dsr"]})
+    assert budgets == {"bicubic": 30000, "isr": 20000, "3dsr": 20000}  # isr gets 3dsr's 4 x 5000 unless set
+    evaluate.aggregate(csvs, tmp_path / "out", methods=["bicubic", "isr", "3dsr"], budgets=budgets)
+    assert "3DGS steps at HR differ: bicubic 30000, isr 20000, 3dsr 20000" in (tmp_path / "out" / "llff.md").read_text()
+    evaluate.aggregate(csvs, tmp_path / "same", methods=["bicubic", "isr", "3dsr"], budgets={"bicubic": 600, "isr": 600, "3dsr": 600})
+    assert "steps at HR differ" not in (tmp_path / "same" / "llff.md").read_text()

@@ -21,7 +21,7 @@ rule aggregate_metrics:
             for d in sorted({d for d, _ in SCENES})
         ],
     params:
-        config=params_json("methods"),  # the tables' row order
+        config=params_json(*threedsr.config.HR_BUDGET_KEYS),  # the tables' row order, and a note when HR budgets differ
         met3r=lambda w, input: ["--met3r", *input.met3r] if input.met3r else [],
     log:
         "results/logs/aggregate_metrics.log",

@@ -467,10 +467,11 @@ def _aggregate_arguments(c):
 
 @command("aggregate", "per-view and summary tables of all methods (the paper's table per dataset)", _aggregate_arguments)
 def _aggregate(a):
+    from .config import hr_budgets
     from .evaluate import aggregate
 
     table = aggregate([Path(p) for p in a.per_view], a.out_dir, [Path(p) for p in a.consistency], a.params["methods"],
-                      [Path(p) for p in a.features], a.met3r)
+                      [Path(p) for p in a.features], a.met3r, hr_budgets(a.params))
     print(table.to_string(index=False))
 
 

@@ -72,6 +72,23 @@ def hr_iterations(config: dict, block: str) -> int:
     return config[block]["iterations"] or config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]
 
 
+HR_BUDGET_KEYS = ("methods", "bicubic.iterations", "isr.iterations", "supergaussian.iterations", "threedsr.steps", "threedsr.iters_per_step")
+
+
+def hr_budgets(config: dict) -> dict[str, int]:
+    """Each method's 3DGS steps at HR (the methods that fit a 3DGS at HR; lr3dgs and sr2d have none). Needs HR_BUDGET_KEYS."""
+    out = {}
+    for m in config["methods"]:
+        base = split_method(m)[0]
+        if base == "bicubic":
+            out[m] = config["bicubic"]["iterations"]
+        elif base in ("isr", "supergaussian"):
+            out[m] = hr_iterations(config, base)
+        elif base == "3dsr":
+            out[m] = config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]
+    return out
+
+
 def split_method(method: str) -> tuple[str, str | None]:
     """A method name's base and the SR model it names: 'sr2d-realesrgan' -> ('sr2d', 'realesrgan'), 'isr' -> ('isr', None)."""
     base, _, model = method.partition("-")

@@ -125,11 +125,12 @@ def read_met3r(path: Path) -> pd.DataFrame:
 
 
 def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[Path] = (), methods: list[str] | None = None,
-              features: list[Path] = (), met3r: Path | None = None) -> pd.DataFrame:
+              features: list[Path] = (), met3r: Path | None = None, budgets: dict[str, int] | None = None) -> pd.DataFrame:
     """per_view.csv; summary.csv (per scene and method, and a `mean` row per dataset and method: the mean over
     its scenes, plus the pooled FID and KID over all its test views); summary.json (the mean rows, DVC's
     metrics); <dataset>.md / .html (the paper's table: one mean row per method, then a table per scene);
-    with the consistency rule's tables also consistency.csv (mean per scene and image set)."""
+    with the consistency rule's tables also consistency.csv (mean per scene and image set). `budgets` (each method's 3DGS
+    steps at HR) puts a note under the tables when they differ."""
     per_view = pd.concat([pd.read_csv(p) for p in per_view_csvs], ignore_index=True)
     if "niqe" not in per_view:  # tables scored before NIQE existed
         per_view["niqe"] = np.nan
@@ -194,9 +195,9 @@ def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[P
         views = n_views[dataset]
         dcons = None if cons is None else cons[cons["dataset"] == dataset]
         with atomic_path(out_dir / f"{dataset}.md") as tmp:
-            tmp.write_text(tables_markdown(dataset, df, views, dcons))
+            tmp.write_text(tables_markdown(dataset, df, views, dcons, budgets))
         with atomic_path(out_dir / f"{dataset}.html") as tmp:
-            tmp.write_text(tables_html(dataset, df, views, dcons))
+            tmp.write_text(tables_html(dataset, df, views, dcons, budgets))
     return summary
 
 
@@ -224,7 +225,15 @@ def _cells(df: pd.DataFrame, columns) -> list[list[tuple[str, bool]]]:
     return out
 
 
-def _notes(df: pd.DataFrame, views: pd.Series) -> list[str]:
+def _budget_note(budgets: dict[str, int] | None) -> list[str]:
+    """A line when the methods fitting a 3DGS at HR had different budgets: their scores then also differ by that."""
+    if not budgets or len(set(budgets.values())) < 2:
+        return []
+    return ["The methods' 3DGS steps at HR differ: " + ", ".join(f"{m} {n}" for m, n in budgets.items())
+            + " (isr and supergaussian get 3dsr's budget unless their iterations are set; see docs/params.md)."]
+
+
+def _notes(df: pd.DataFrame, views: pd.Series, budgets: dict[str, int] | None = None) -> list[str]:
     n = sorted(set(views.to_numpy().tolist()))
     per = " or ".join(map(str, n))
     total = int(views.groupby(level="method").sum().max()) if len(views) else 0
@@ -236,10 +245,10 @@ def _notes(df: pd.DataFrame, views: pd.Series) -> list[str]:
         "n/a: the metric could not be computed — LPIPS, NIQE and FID need weights that were not on this machine (docs/metrics.md says "
         "which file goes where), MEt3R needs `threedsr met3r` to have been run. (2D) rows are 2D super-resolution of each test view's "
         "own LR image (no 3D model): a reference, not a 3D method. Best value of each column in bold.",
-    ]
+    ] + _budget_note(budgets)
 
 
-def tables_markdown(dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None) -> str:
+def tables_markdown(dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None, budgets: dict[str, int] | None = None) -> str:
     """The paper's table for one dataset (mean over scenes, one row per method), then one table per scene."""
     def table(df, columns):
         head = "| method | " + " | ".join(h for _, h, _, _ in columns) + " |"
@@ -250,7 +259,7 @@ def tables_markdown(dataset: str, summary: pd.DataFrame, views: pd.Series, consi
 
     means = summary[summary["scene"] == "mean"]
     lines = [f"# {dataset}: test views at HR", "", f"Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.", ""]
-    lines += table(means, COLUMNS + POOLED) + [""] + [f"{n}  " if i == 0 else n for i, n in enumerate(_notes(summary, views))] + [""]
+    lines += table(means, COLUMNS + POOLED) + [""] + [f"{n}  " if i == 0 else n for i, n in enumerate(_notes(summary, views, budgets))] + [""]
     for scene in [s for s in summary["scene"].unique() if s != "mean"]:
         df = summary[summary["scene"] == scene]
         lines += [f"## {scene}", ""] + table(df, COLUMNS) + [""]
@@ -267,7 +276,7 @@ def tables_markdown(dataset: str, summary: pd.DataFrame, views: pd.Series, consi
     return "\n".join(lines) + "\n"
 
 
-def tables_html(dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None) -> str:
+def tables_html(dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None, budgets: dict[str, int] | None = None) -> str:
     """One self-contained page per dataset with the same tables (what the Snakemake report shows)."""
     def table(df, columns):
         head = "<tr><th>method</th>" + "".join(f"<th>{escape(h)}</th>" for _, h, _, _ in columns) + "</tr>"
@@ -280,7 +289,7 @@ def tables_html(dataset: str, summary: pd.DataFrame, views: pd.Series, consisten
     means = summary[summary["scene"] == "mean"]
     parts = [f"<h2>{escape(dataset)}: test views at HR</h2>",
              f"<p>Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.</p>",
-             table(means, COLUMNS + POOLED)] + [f"<p><small>{escape(n)}</small></p>" for n in _notes(summary, views)]
+             table(means, COLUMNS + POOLED)] + [f"<p><small>{escape(n)}</small></p>" for n in _notes(summary, views, budgets)]
     for scene in [s for s in summary["scene"].unique() if s != "mean"]:
         parts += [f"<h3>{escape(scene)}</h3>", table(summary[summary["scene"] == scene], COLUMNS)]
     if consistency is not None and len(consistency):
