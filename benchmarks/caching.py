@@ -72,8 +72,13 @@ def main() -> None:
     rows.append(("dvc commit -f (record Snakemake's run)", t, ""))
     set_lambda(repo, lam)
     out, t = run(repo, py, "-m", "dvc", "repro")
-    rows.append((f"back to lambda_lr {lam}: dvc repro", t, f"{out.count('is cached - skipping run')} stages restored from the run-cache, "
-                 f"{len(re.findall('Running stage', out))} ran"))
+    rows.append(
+        (
+            f"back to lambda_lr {lam}: dvc repro",
+            t,
+            f"{out.count('is cached - skipping run')} stages restored from the run-cache, {len(re.findall('Running stage', out))} ran",
+        )
+    )
     _, t = run(repo, py, "-m", "threedsr", "mark-current")
     rows.append(("threedsr mark-current", t, ""))
     out, t = run(repo, py, "-m", "snakemake", "--cores", "all")

@@ -84,8 +84,10 @@ def seconds(rule: str, wc: dict, cfg: dict, uses_isr: set) -> float:
         "fit_bicubic": lambda: gs_steps(cfg["bicubic"]["iterations"], s["hr_mpx"]),
         "fit_isr": lambda: gs_steps(cfg["isr"]["iterations"], s["hr_mpx"]),
         "fit_supergaussian": lambda: gs_steps(cfg["supergaussian"]["iterations"], s["hr_mpx"]),
-        "fit_3dsr": lambda: gs_steps(t["steps"] * t["iters_per_step"], s["hr_mpx"])
-        + s["train"] * t["steps"] * (s["tiles"] * TILE_S + (DECODE_S_PER_MPX + ENCODE_S_PER_MPX) * s["hr_mpx"]),
+        "fit_3dsr": lambda: (
+            gs_steps(t["steps"] * t["iters_per_step"], s["hr_mpx"])
+            + s["train"] * t["steps"] * (s["tiles"] * TILE_S + (DECODE_S_PER_MPX + ENCODE_S_PER_MPX) * s["hr_mpx"])
+        ),
         "super_resolve": lambda: sr_views(s["views"] if wc["model"] in uses_isr else s["test"], s, wc["model"], t["steps"]),
         "supergaussian_frames": lambda: frames_sg * (ESRGAN_S_PER_MPX + RENDER_S_PER_MPX) * s["hr_mpx"],
         "render_test": lambda: s["test"] * 2 * RENDER_S_PER_MPX * s["hr_mpx"],
@@ -101,13 +103,18 @@ def dag(workdir: Path, configfiles: list[Path]):
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        wf = api.workflow(ResourceSettings(nodes=1000), ConfigSettings(configfiles=configfiles), snakefile=workdir / "Snakefile", workdir=workdir)
+        wf = api.workflow(
+            ResourceSettings(nodes=1000), ConfigSettings(configfiles=configfiles), snakefile=workdir / "Snakefile", workdir=workdir
+        )
         wf.dag(DAGSettings(forceall=True))
         w = wf._workflow  # Snakemake has no public API listing a DAG's jobs
         w._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
         w._build_dag()
         index = {j: i for i, j in enumerate(w.dag.jobs)}
-        jobs = [(j.rule.name, dict(j.wildcards.items()), bool(j.resources.get("gpu")), [index[d] for d in w.dag.dependencies[j]]) for j in w.dag.jobs]
+        jobs = [
+            (j.rule.name, dict(j.wildcards.items()), bool(j.resources.get("gpu")), [index[d] for d in w.dag.dependencies[j]])
+            for j in w.dag.jobs
+        ]
         return jobs, dict(w.config)
 
 

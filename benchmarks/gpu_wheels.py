@@ -27,12 +27,28 @@ WHEELS_FILE = HERE / "gpu_wheels.txt"
 DEVICE_FILE = HERE / "gpu_device_packages.txt"
 PYTHON = "3.12"
 # pip matches a manylinux tag exactly: name every glibc level the device's Python accepts that wheels use
-PLATFORMS = ["manylinux_2_35_x86_64", "manylinux_2_34_x86_64", "manylinux_2_31_x86_64", "manylinux_2_28_x86_64",
-             "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-             "manylinux1_x86_64"]
-MARKERS = {"python_version": PYTHON, "python_full_version": f"{PYTHON}.3", "sys_platform": "linux", "platform_system": "Linux",
-           "platform_machine": "x86_64", "os_name": "posix", "implementation_name": "cpython",
-           "platform_python_implementation": "CPython", "extra": ""}
+PLATFORMS = [
+    "manylinux_2_35_x86_64",
+    "manylinux_2_34_x86_64",
+    "manylinux_2_31_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+]
+MARKERS = {
+    "python_version": PYTHON,
+    "python_full_version": f"{PYTHON}.3",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+    "extra": "",
+}
 
 
 def canonical(name: str) -> str:
@@ -117,8 +133,23 @@ def download(dest: Path, wl: WheelList, pip: list[str] | None = None) -> None:
     have = {wheel_id(p)[0] for p in wheel_files(dest)}
     todo = [f"{n}=={v}" for n, v in wl.pins.items() if n not in have and n not in wl.build]
     if todo:
-        subprocess.run([*pip, "download", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON, "--implementation", "cp",
-                        *[a for p in PLATFORMS for a in ("--platform", p)], "-d", str(dest), *todo], check=True)
+        subprocess.run(
+            [
+                *pip,
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                PYTHON,
+                "--implementation",
+                "cp",
+                *[a for p in PLATFORMS for a in ("--platform", p)],
+                "-d",
+                str(dest),
+                *todo,
+            ],
+            check=True,
+        )
     for name in sorted(wl.build - have):
         subprocess.run([*pip, "wheel", "--no-deps", "--no-binary", name, "-w", str(dest), f"{name}=={wl.pins[name]}"], check=True)
         built = [p for p in wheel_files(dest) if wheel_id(p)[0] == name]
@@ -215,7 +246,9 @@ def check_imports(modules: set[str], wl: WheelList, device: dict[str, str | None
             where[module] = f"left out ({dist}): {wl.omitted[dist]}"
         else:
             where[module] = "MISSING"
-            problems.append(f"module {module} (distribution {dist}) is neither on the device ({DEVICE_FILE.name}) nor in {WHEELS_FILE.name}")
+            problems.append(
+                f"module {module} (distribution {dist}) is neither on the device ({DEVICE_FILE.name}) nor in {WHEELS_FILE.name}"
+            )
     return where, problems
 
 

@@ -28,19 +28,19 @@ sys.path[:0] = [str(ROOT / "workflow"), str(ROOT / "tests")]
 from test_three_dsr import GS, OracleSR  # noqa: E402  (the double is a test fixture)
 
 from threedsr import synthetic  # noqa: E402
-from threedsr.splat.render import RenderSettings, render_views  # noqa: E402
 from threedsr.fit import fit, hr_lr_loss  # noqa: E402
-from threedsr.training_views import lr_views, sr_views  # noqa: E402
 from threedsr.imaging import to_float  # noqa: E402
 from threedsr.io import read_image  # noqa: E402
 from threedsr.metrics import psnr  # noqa: E402
 from threedsr.poses import load_scene_poses  # noqa: E402
 from threedsr.prepare import prepare_scene  # noqa: E402
 from threedsr.scene import PreparedScene  # noqa: E402
+from threedsr.splat.render import RenderSettings, render_views  # noqa: E402
 from threedsr.splat.trainer import TrainConfig, load_params  # noqa: E402
 from threedsr.sr.run import super_resolve_scene  # noqa: E402
 from threedsr.sr.sampling import SamplerConfig  # noqa: E402
 from threedsr.three_dsr import ThreeDSR, ThreeDSRConfig  # noqa: E402
+from threedsr.training_views import lr_views, sr_views  # noqa: E402
 
 
 class NoFeedback(ThreeDSR):
@@ -86,7 +86,15 @@ def main() -> None:
             cls(tmp / "scene", model, cfg, GS, lr_ckpt, tmp / f"{name}-{n}", torch.device("cpu"), batch_size=5).run()
             rows.append((n, name, *scores(scene, tmp / f"{name}-{n}" / "ckpt.pt")))
         isr_cfg = TrainConfig(**{**GS.__dict__, "iterations": 4 * n, "refine_start": n // 10, "refine_stop": 2 * n})
-        fit(tmp / "scene", tmp / f"isr-{n}", isr_cfg, sr_views(scene, tmp / "sr"), torch.device("cpu"), init=lr_ckpt, loss_fn=hr_lr_loss(1.0, 0.2))
+        fit(
+            tmp / "scene",
+            tmp / f"isr-{n}",
+            isr_cfg,
+            sr_views(scene, tmp / "sr"),
+            torch.device("cpu"),
+            init=lr_ckpt,
+            loss_fn=hr_lr_loss(1.0, 0.2),
+        )
         rows.append((n, "isr", *scores(scene, tmp / f"isr-{n}" / "ckpt.pt")))
     print(f"\nper-image SR of the training views: {own:.2f} dB (amplitude {a.amplitude})")
     print("| 3DGS steps per sampling step | method | train PSNR | test PSNR |\n|---|---|---|---|")

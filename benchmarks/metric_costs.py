@@ -35,8 +35,9 @@ def main():
     p.add_argument("--sqrtm", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    import skimage.data
     import warnings
+
+    import skimage.data
 
     from threedsr import fid, niqe
 
@@ -65,8 +66,10 @@ def main():
         t = time.perf_counter()
         ours = fid.fid(x, y)
         t_ours = time.perf_counter() - t
-        print(f"FID of 3 vs 3 random 2048-d features: scipy sqrtm {ref:.6f} ({t_ref:.1f} s), exact low-rank {ours:.6f} "
-              f"({1e3 * t_ours:.1f} ms), difference {abs(ref - ours):.2e}")
+        print(
+            f"FID of 3 vs 3 random 2048-d features: scipy sqrtm {ref:.6f} ({t_ref:.1f} s), exact low-rank {ours:.6f} "
+            f"({1e3 * t_ours:.1f} ms), difference {abs(ref - ours):.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,10 +34,16 @@ def gaussians_from_points(xyz: np.ndarray, n: int, seed: int = 0) -> torch.nn.Pa
     means = xyz[idx] + rng.normal(size=(n, 3)) * spacing[idx, None] * 0.5
     scales = np.repeat(spacing[idx, None], 3, axis=1)
     as_t = lambda a: torch.tensor(a, dtype=torch.float32)
-    return torch.nn.ParameterDict({
-        "means": as_t(means), "quats": as_t(rng.normal(size=(n, 4))), "scales": as_t(np.log(scales)),
-        "opacities": torch.logit(as_t(rng.uniform(0.05, 0.95, n))), "sh0": as_t(rng.uniform(-1, 1, (n, 1, 3))), "shN": torch.zeros(n, 0, 3),
-    })
+    return torch.nn.ParameterDict(
+        {
+            "means": as_t(means),
+            "quats": as_t(rng.normal(size=(n, 4))),
+            "scales": as_t(np.log(scales)),
+            "opacities": torch.logit(as_t(rng.uniform(0.05, 0.95, n))),
+            "sh0": as_t(rng.uniform(-1, 1, (n, 1, 3))),
+            "shN": torch.zeros(n, 0, 3),
+        }
+    )
 
 
 def gaussians_from_checkpoint(path: str, n: int, seed: int = 0) -> tuple[torch.nn.ParameterDict, RenderSettings]:
@@ -67,7 +73,9 @@ def main() -> None:
 
     def step():
         t0 = time.perf_counter()
-        img, _, info = render(params, viewmat, K, view.hr.width, view.hr.height, settings.sh_degree, settings.rasterize_mode, eps2d=settings.eps2d)
+        img, _, info = render(
+            params, viewmat, K, view.hr.width, view.hr.height, settings.sh_degree, settings.rasterize_mode, eps2d=settings.eps2d
+        )
         t1 = time.perf_counter()
         (img - target).abs().mean().backward()
         t2 = time.perf_counter()
@@ -82,7 +90,9 @@ def main() -> None:
     visible = int((info["radii"] > 0).any(dim=-1).sum())
     total = [f + b for f, b in zip(fwd, bwd)]
     source = a.ckpt or "initialised from the scene's points"
-    print(f"view {view.name} {view.hr.width}x{view.hr.height}, {len(params['means'])} Gaussians ({visible} in view) {source}, threads {torch.get_num_threads()}")
+    print(
+        f"view {view.name} {view.hr.width}x{view.hr.height}, {len(params['means'])} Gaussians ({visible} in view) {source}, threads {torch.get_num_threads()}"
+    )
     print(f"forward  median {statistics.median(fwd):.4f} s")
     print(f"backward median {statistics.median(bwd):.4f} s")
     print(f"fwd+bwd  median {statistics.median(total):.4f} s over {a.runs} runs")

@@ -45,8 +45,12 @@ def main() -> None:
     if model.is_diffusion:
         runs["one-pass (1 step)"] = lambda: model.super_resolve(lr, SamplerConfig(steps=1), seeds)
         for eta in (0.0, 1.0):
-            runs[f"sampler {args.steps} steps, DDIM η={eta:g}"] = lambda eta=eta: model.super_resolve(lr, SamplerConfig(steps=args.steps, eta=eta), seeds)
-        runs[f"sampler {args.steps} steps, DDPM posterior"] = lambda: model.super_resolve(lr, SamplerConfig(steps=args.steps, update="ddpm_posterior"), seeds)
+            runs[f"sampler {args.steps} steps, DDIM η={eta:g}"] = lambda eta=eta: model.super_resolve(
+                lr, SamplerConfig(steps=args.steps, eta=eta), seeds
+            )
+        runs[f"sampler {args.steps} steps, DDPM posterior"] = lambda: model.super_resolve(
+            lr, SamplerConfig(steps=args.steps, update="ddpm_posterior"), seeds
+        )
     else:
         runs[model.name] = lambda: model.super_resolve(lr, SamplerConfig(), seeds)
     print(f"{args.scene}: {len(views)} {args.views} views, LR {tuple(lr.shape[-2:])}, model {model.name}")

@@ -70,6 +70,8 @@ def small_scene_and_lr_model(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("small")
     synthetic.generate_scene("forward", tmp / "raw", 128, 96, 1, 800, 0)
     prepare_scene(tmp / "raw", load_scene_poses(tmp / "raw", tmp / "work"), tmp / "scene", 8, 2, 8)
-    cfg = TrainConfig(iterations=40, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_stop=30, refine_every=10, reset_every=10_000)
+    cfg = TrainConfig(
+        iterations=40, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_stop=30, refine_every=10, reset_every=10_000
+    )
     fit(tmp / "scene", tmp / "lr3dgs", cfg, lr_views(PreparedScene(tmp / "scene")), torch.device("cpu"))
     return tmp / "scene", tmp / "lr3dgs" / "ckpt.pt"

@@ -107,7 +107,9 @@ def test_official_scene_without_local_copy_is_downloadable(tmp_path):
     cfg = _with(tmp_path, {"datasets": {"llff": {"root": str(tmp_path / "none"), "scenes": ["fern"]}}})
     config.validate(cfg)
     # ... and the reason is said before anything is downloaded: the root the user named is missing
-    assert config.downloads(cfg) == {"nerf_llff_data.zip": [f"datasets.llff.root ({tmp_path / 'none'}) does not exist: llff/fern is downloaded"]}
+    assert config.downloads(cfg) == {
+        "nerf_llff_data.zip": [f"datasets.llff.root ({tmp_path / 'none'}) does not exist: llff/fern is downloaded"]
+    }
     (tmp_path / "none" / "fern").mkdir(parents=True)
     assert config.downloads(cfg)["nerf_llff_data.zip"][0].startswith(f"{tmp_path / 'none' / 'fern'} has no images/ or images_N/ folder")
 
@@ -125,7 +127,9 @@ def test_cli_check_config(tmp_path):
     bad.write_text("poses:\n  sfm_max_image_size: 10\n")
     ok = subprocess.run([sys.executable, "-m", "threedsr", "check-config", str(REPO / "params.yaml")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    r = subprocess.run([sys.executable, "-m", "threedsr", "check-config", str(REPO / "params.yaml"), str(bad)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "threedsr", "check-config", str(REPO / "params.yaml"), str(bad)], capture_output=True, text=True
+    )
     assert r.returncode == 1
     assert "poses.sfm_max_image_size" in r.stderr and "Traceback" not in r.stderr
 
@@ -134,7 +138,9 @@ def test_snakemake_rejects_bad_key_before_any_job(workflow_dir):
     (workflow_dir / "typo.yaml").write_text("resolution:\n  hr_factr: 2\n")
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "params.yaml", "typo.yaml"],
-        cwd=workflow_dir, capture_output=True, text=True,
+        cwd=workflow_dir,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode != 0
     out = r.stdout + r.stderr
@@ -149,7 +155,9 @@ def test_scene_named_dotdot_fails_before_any_job(workflow_dir):
     (workflow_dir / "dots.yaml").write_text("datasets:\n  llff: {root: data, scenes: ['..']}\n")
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "params.yaml", "dots.yaml"],
-        cwd=workflow_dir, capture_output=True, text=True,
+        cwd=workflow_dir,
+        capture_output=True,
+        text=True,
     )
     assert r.returncode != 0
     assert "datasets.llff.scenes.0: '..' is not a plain folder name" in r.stdout + r.stderr
@@ -174,9 +182,25 @@ def test_gpu_jobs_are_capped_at_the_gpus_present(workflow_dir):
     import os
 
     (workflow_dir / "tiny.yaml").write_text("datasets:\n  synthetic: {scenes: [forward], width: 64, height: 48, supersample: 1}\n")
-    cmd = [sys.executable, "-m", "snakemake", "results/reports/data/summary.csv", "--cores", "2", "--configfile", "params.yaml", "tiny.yaml"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "results/reports/data/summary.csv",
+        "--cores",
+        "2",
+        "--configfile",
+        "params.yaml",
+        "tiny.yaml",
+    ]
     one_gpu = subprocess.run(cmd, cwd=workflow_dir, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
     assert one_gpu.returncode == 0, one_gpu.stderr[-2000:]
     assert 'gpu=Resource("gpu", 1)' in one_gpu.stdout + one_gpu.stderr
-    no_gpu = subprocess.run(cmd + ["--forcerun", "data_report"], cwd=workflow_dir, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    no_gpu = subprocess.run(
+        cmd + ["--forcerun", "data_report"],
+        cwd=workflow_dir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
     assert no_gpu.returncode == 0 and "Provided resources: gpu" not in no_gpu.stdout + no_gpu.stderr

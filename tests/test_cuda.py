@@ -85,7 +85,12 @@ def test_wrapper_hands_every_option_to_gsplat(mode, eps2d, monkeypatch):
     img, alpha, info = rasterization(*args, W, H, eps2d=eps2d, rasterize_mode=mode, render_mode="RGB+ED", near_plane=0.02)
     assert len(calls) == 1
     assert {k: calls[0][k] for k in ("eps2d", "rasterize_mode", "render_mode", "near_plane", "packed")} == {
-        "eps2d": eps2d, "rasterize_mode": mode, "render_mode": "RGB+ED", "near_plane": 0.02, "packed": False}
+        "eps2d": eps2d,
+        "rasterize_mode": mode,
+        "render_mode": "RGB+ED",
+        "near_plane": 0.02,
+        "packed": False,
+    }
     ref_img, ref_alpha, _ = real(*args, W, H, eps2d=eps2d, rasterize_mode=mode, render_mode="RGB+ED", near_plane=0.02)
     torch.testing.assert_close(img, ref_img, rtol=0, atol=0)
     assert img.is_cuda and {"means2d", "radii", "gaussian_ids"} <= set(info)
@@ -97,10 +102,16 @@ def _model_and_views(seed=0, n=300, sh_degree=1):
 
     means, quats, scales, opacities, colors, viewmats, Ks = (x.float() for x in _scene(n=n, seed=seed))
     g = torch.Generator().manual_seed(seed + 1)
-    params = torch.nn.ParameterDict({
-        "means": means, "quats": quats, "scales": scales.log(), "opacities": torch.logit(opacities),
-        "sh0": ((colors - 0.5) / 0.28209479177387814)[:, None], "shN": torch.randn(n, (sh_degree + 1) ** 2 - 1, 3, generator=g) * 0.1,
-    })
+    params = torch.nn.ParameterDict(
+        {
+            "means": means,
+            "quats": quats,
+            "scales": scales.log(),
+            "opacities": torch.logit(opacities),
+            "sh0": ((colors - 0.5) / 0.28209479177387814)[:, None],
+            "shN": torch.randn(n, (sh_degree + 1) ** 2 - 1, 3, generator=g) * 0.1,
+        }
+    )
     truth = copy.deepcopy(params)
     with torch.no_grad():
         truth["means"] += torch.randn(means.shape, generator=g) * 0.02
@@ -116,7 +127,9 @@ def test_fit_loop_on_cuda_follows_the_cpu_one(mode, eps2d, filter_3d):
     from threedsr.splat.trainer import TrainConfig, Trainer
 
     params, views = _model_and_views()
-    cfg = TrainConfig(iterations=12, sh_degree=1, sh_degree_interval=1000, refine_start=10_000, rasterize_mode=mode, eps2d=eps2d, filter_3d=filter_3d)
+    cfg = TrainConfig(
+        iterations=12, sh_degree=1, sh_degree_interval=1000, refine_start=10_000, rasterize_mode=mode, eps2d=eps2d, filter_3d=filter_3d
+    )
     losses = {}
     for device in ("cpu", "cuda"):
         t = Trainer(copy.deepcopy(params), views, cfg, scale=1.0, device=device)
@@ -154,7 +167,11 @@ def test_sr_fp16_on_cuda_matches_fp32_on_the_cpu(name, tmp_path):
     if name == "tiny":
         options, sampler, tol = {"path": str(random_models.tiny(tmp_path / "tiny"))}, SamplerConfig(steps=4), 5e-3
     elif name == "realesrgan":
-        options, sampler, tol = {"path": str(random_models.realesrgan(tmp_path / "r.safetensors")), "tile": 16, "tile_overlap": 4}, SamplerConfig(), 5e-3
+        options, sampler, tol = (
+            {"path": str(random_models.realesrgan(tmp_path / "r.safetensors")), "tile": 16, "tile_overlap": 4},
+            SamplerConfig(),
+            5e-3,
+        )
     else:  # the converter's tiny layout (tests/data), the official sampler
         config = json.loads((Path(__file__).parent / "data" / "stablesr_tiny_layout.json").read_text())["config"]
         path = random_models.stablesr_turbo(tmp_path / "stablesr", config, dtype=torch.float32)

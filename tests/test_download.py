@@ -108,8 +108,11 @@ def _zip(path: Path, members: dict, links: dict | None = None) -> Path:
 
 
 def test_extracts_only_the_scene_folder(tmp_path):
-    a = _zip(tmp_path / "a.zip", {"nerf_llff_data/fern/images/a.png": b"1", "nerf_llff_data/fern/poses_bounds.npy": b"2", "nerf_llff_data/trex/x": b"3"},
-             links={"nerf_llff_data/fern/images_8": "images"})
+    a = _zip(
+        tmp_path / "a.zip",
+        {"nerf_llff_data/fern/images/a.png": b"1", "nerf_llff_data/fern/poses_bounds.npy": b"2", "nerf_llff_data/trex/x": b"3"},
+        links={"nerf_llff_data/fern/images_8": "images"},
+    )
     out = extract_scene(a, "nerf_llff_data/fern/", tmp_path / "fern")
     assert (out / "images" / "a.png").read_bytes() == b"1"
     assert not (out / "x").exists() and not (tmp_path / "trex").exists()

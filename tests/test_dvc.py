@@ -26,7 +26,12 @@ TINY = {
     "datasets": {"synthetic": {"scenes": ["forward"], "width": 512, "height": 384, "supersample": 1, "num_points": 2000}},
     "resolution": {"lr_factor": 32, "hr_factor": 8},  # LR 16x12, HR 64x48
     "methods": ["lr3dgs", "3dsr"],
-    "gs": {"iterations": 60, "sh_degree": 1, "sh_degree_interval": 30, "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002}},
+    "gs": {
+        "iterations": 60,
+        "sh_degree": 1,
+        "sh_degree_interval": 30,
+        "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002},
+    },
     "threedsr": {"steps": 2, "iters_per_step": 5},
     "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
     "video": {"n_interp": 1, "fps": 8},
@@ -125,11 +130,23 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert "metrics" in by_rule["render_test"] and "metrics" in by_rule["collect_sr2d"]  # every metric's weights
     assert "threedsr.lambda_lr" in by_rule["fit_isr"] and "threedsr" not in by_rule["fit_isr"]
     assert "threedsr.lambda_lr" not in by_rule["super_resolve"] and "threedsr.steps" in by_rule["super_resolve"]
-    assert by_rule["prepare_scene"] == {"resolution", "test_every", "poses.undistort", "poses.undistort_above_px"}  # lr/hr factors only valid together
+    assert by_rule["prepare_scene"] == {
+        "resolution",
+        "test_every",
+        "poses.undistort",
+        "poses.undistort_above_px",
+    }  # lr/hr factors only valid together
     # SuperGaussian's frames: Real-ESRGAN has no sampler, so 3DSR's sampler keys do not rerun them
     assert by_rule["supergaussian_frames"] == {"device", "sr", "supergaussian.n_interp", "supergaussian.upsampler"}
     # isr and supergaussian get 3DSR's 3DGS budget unless their iterations are set (null): its keys rerun them
-    assert by_rule["fit_supergaussian"] == {"device", "gs", "supergaussian.iterations", "supergaussian.lambda_lr", "threedsr.steps", "threedsr.iters_per_step"}
+    assert by_rule["fit_supergaussian"] == {
+        "device",
+        "gs",
+        "supergaussian.iterations",
+        "supergaussian.lambda_lr",
+        "threedsr.steps",
+        "threedsr.iters_per_step",
+    }
     assert {"isr", "threedsr.steps", "threedsr.iters_per_step"} <= by_rule["fit_isr"]
     assert by_rule["videos"] == {"device", "video"}
     # only the stage guarding against a stale dvc.yaml lists the keys that decide which stages exist: methods, every
@@ -176,9 +193,9 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     _git(repo, "commit", "-qm", "first run")
     # git holds the DVC metrics and plots (cache: false); DVC's cache holds the rest
     tracked = set(_git(repo, "ls-files", "results")[0].stdout.split())
-    assert tracked == {f"results/metrics/{f}" for f in ("summary.json", "summary.csv", "per_view.csv", "consistency.csv", "synthetic.md", "synthetic.html")} | {
-        "results/gs/synthetic/forward/3dsr/steps.csv"
-    }
+    assert tracked == {
+        f"results/metrics/{f}" for f in ("summary.json", "summary.csv", "per_view.csv", "consistency.csv", "synthetic.md", "synthetic.html")
+    } | {"results/gs/synthetic/forward/3dsr/steps.csv"}
 
     # 1. Snakemake agrees that everything DVC ran is current
     r, timings["no-op rerun (snakemake)"] = _snakemake(repo)
@@ -226,9 +243,9 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     for rev in shown:
         for exp in [rev] + [e for ex in rev.get("experiments") or [] for e in ex["revs"]]:
             lam = exp["data"]["params"]["params.yaml"]["data"]["threedsr"]["lambda_lr"]
-            psnr[exp["name"] if exp.get("name") and exp["rev"] != "workspace" else exp["rev"], lam] = (
-                exp["data"]["metrics"]["results/metrics/summary.json"]["data"]["synthetic"]["3dsr"]["psnr"]
-            )
+            psnr[exp["name"] if exp.get("name") and exp["rev"] != "workspace" else exp["rev"], lam] = exp["data"]["metrics"][
+                "results/metrics/summary.json"
+            ]["data"]["synthetic"]["3dsr"]["psnr"]
     assert psnr.pop(("workspace", 0.5)) == half["synthetic"]["3dsr"]["psnr"]
     assert sorted(psnr.values()) == sorted([first["synthetic"]["3dsr"]["psnr"], half["synthetic"]["3dsr"]["psnr"]])  # HEAD, the experiment
 

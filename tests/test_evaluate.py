@@ -2,8 +2,8 @@
 table shape; the MEt3R export and column."""
 
 import math
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,9 @@ def test_offline_the_new_columns_are_na_with_one_warning_each(tmp_path, hub):
     scene = _scene(tmp_path / "scene")
     renders = _renders(scene, tmp_path / "renders", 8)
     with pytest.warns(UserWarning) as record:
-        table = evaluate.evaluate_renders(renders, scene, tmp_path / "m.csv", "d", "s", "bicubic", features_out=tmp_path / "m.npz", fetch=False)
+        table = evaluate.evaluate_renders(
+            renders, scene, tmp_path / "m.csv", "d", "s", "bicubic", features_out=tmp_path / "m.npz", fetch=False
+        )
     missing = sorted(spec.file for spec in (weights.ALEXNET, weights.INCEPTION, weights.NIQE_MODEL))
     assert sorted(f for f in missing for w in record if f in str(w.message)) == missing and len(record) == 3
     assert table.psnr.notna().all() and table.lpips.isna().all() and table.niqe.isna().all()
@@ -98,10 +100,22 @@ def test_with_the_files_placed_every_column_is_filled(tmp_path, hub, monkeypatch
 def _fake_scene_scores(tmp_path, dataset, scene, method, psnr, n_views=3, seed=0):
     rng = np.random.default_rng(seed)
     views = [f"{scene}_{i}" for i in range(n_views)]
-    pd.DataFrame({"dataset": dataset, "scene": scene, "method": method, "view": views, "psnr": psnr + rng.normal(0, 0.1, n_views),
-                  "ssim": 0.5, "lpips": np.nan, "niqe": 5.0 - psnr / 10}).to_csv(tmp_path / f"{scene}_{method}.csv", index=False)
+    pd.DataFrame(
+        {
+            "dataset": dataset,
+            "scene": scene,
+            "method": method,
+            "view": views,
+            "psnr": psnr + rng.normal(0, 0.1, n_views),
+            "ssim": 0.5,
+            "lpips": np.nan,
+            "niqe": 5.0 - psnr / 10,
+        }
+    ).to_csv(tmp_path / f"{scene}_{method}.csv", index=False)
     render, gt = rng.normal(size=(n_views, 2048)) + psnr / 10, rng.normal(size=(n_views, 2048))
-    evaluate.write_features(tmp_path / f"{scene}_{method}.npz", dataset, scene, method, views, render.astype(np.float32), gt.astype(np.float32))
+    evaluate.write_features(
+        tmp_path / f"{scene}_{method}.npz", dataset, scene, method, views, render.astype(np.float32), gt.astype(np.float32)
+    )
     return tmp_path / f"{scene}_{method}.csv", tmp_path / f"{scene}_{method}.npz"
 
 
@@ -113,10 +127,25 @@ def test_tables_have_the_papers_shape(tmp_path):
             c, n = _fake_scene_scores(tmp_path, "llff", scene, m, p, seed=i)
             csvs.append(c)
             npzs.append(n)
-    pd.DataFrame({"dataset": "llff", "scene": ["fern", "fern"], "method": ["3dsr", "bicubic"], "view_a": "a", "view_b": "b",
-                  "met3r": [0.2, 0.3]}).to_csv(tmp_path / "met3r.csv", index=False)
+    pd.DataFrame(
+        {"dataset": "llff", "scene": ["fern", "fern"], "method": ["3dsr", "bicubic"], "view_a": "a", "view_b": "b", "met3r": [0.2, 0.3]}
+    ).to_csv(tmp_path / "met3r.csv", index=False)
     summary = evaluate.aggregate(list(reversed(csvs)), tmp_path / "out", methods=methods, features=npzs, met3r=tmp_path / "met3r.csv")
-    assert list(summary.columns) == ["dataset", "scene", "method", "psnr", "ssim", "lpips", "niqe", "met3r", "fid", "fid_pooled", "kid", "kid_se", "kind"]
+    assert list(summary.columns) == [
+        "dataset",
+        "scene",
+        "method",
+        "psnr",
+        "ssim",
+        "lpips",
+        "niqe",
+        "met3r",
+        "fid",
+        "fid_pooled",
+        "kid",
+        "kid_se",
+        "kind",
+    ]
     assert list(summary[summary.scene == "mean"].method) == methods and list(summary[summary.scene == "fern"].method) == methods
     assert summary.set_index(["scene", "method"]).loc[("fern", "sr2d"), "kind"] == "2D"
     assert summary.set_index(["scene", "method"]).loc[("fern", "3dsr"), "met3r"] == 0.2
@@ -165,7 +194,10 @@ def test_met3r_export_and_scores_with_a_stand_in(tmp_path, monkeypatch):
 def test_the_tables_say_when_the_hr_budgets_differ(tmp_path):
     from threedsr import config
 
-    csvs = [_fake_scene_scores(tmp_path, "llff", "fern", m, p, seed=i)[0] for i, (m, p) in enumerate(zip(("bicubic", "isr", "3dsr"), (21.0, 22.0, 23.0)))]
+    csvs = [
+        _fake_scene_scores(tmp_path, "llff", "fern", m, p, seed=i)[0]
+        for i, (m, p) in enumerate(zip(("bicubic", "isr", "3dsr"), (21.0, 22.0, 23.0)))
+    ]
     params = config.load(REPO / "params.yaml", REPO / "workflow" / "presets" / "paper-llff.yaml")
     budgets = config.hr_budgets({**params, "methods": ["bicubic", "isr", "3dsr"]})
     assert budgets == {"bicubic": 30000, "isr": 20000, "3dsr": 20000}  # isr gets 3dsr's 4 x 5000 unless set

@@ -64,11 +64,17 @@ def test_the_network_is_the_fid_inception_with_the_official_key_layout():
     # inception_v3 without its aux head at 23.8 M for 1000 classes: 23,834,568; + 8 x 2049 for the 1008-way fc)
     assert sum(p.numel() for p in model.parameters()) == 23_834_568 + 8 * 2049
     expected = {
-        "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "Conv2d_1a_3x3.bn.running_var": (32,), "Conv2d_4a_3x3.conv.weight": (192, 80, 3, 3),
-        "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1), "Mixed_6a.branch3x3.conv.weight": (384, 288, 3, 3),
-        "Mixed_6e.branch7x7dbl_5.conv.weight": (192, 192, 1, 7), "Mixed_7a.branch7x7x3_4.conv.weight": (192, 192, 3, 3),
-        "Mixed_7c.branch3x3dbl_3b.conv.weight": (384, 384, 3, 1), "Mixed_7c.branch_pool.conv.weight": (192, 2048, 1, 1),
-        "fc.weight": (1008, 2048), "fc.bias": (1008,),
+        "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3),
+        "Conv2d_1a_3x3.bn.running_var": (32,),
+        "Conv2d_4a_3x3.conv.weight": (192, 80, 3, 3),
+        "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1),
+        "Mixed_6a.branch3x3.conv.weight": (384, 288, 3, 3),
+        "Mixed_6e.branch7x7dbl_5.conv.weight": (192, 192, 1, 7),
+        "Mixed_7a.branch7x7x3_4.conv.weight": (192, 192, 3, 3),
+        "Mixed_7c.branch3x3dbl_3b.conv.weight": (384, 384, 3, 1),
+        "Mixed_7c.branch_pool.conv.weight": (192, 2048, 1, 1),
+        "fc.weight": (1008, 2048),
+        "fc.bias": (1008,),
     }
     assert {k: tuple(state[k].shape) for k in expected} == expected
     assert not any(k.startswith("AuxLogits") for k in state) and len(state) == 472

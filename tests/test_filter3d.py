@@ -14,7 +14,7 @@ from threedsr.scene import PreparedScene
 from threedsr.splat import filter3d, gaussians
 from threedsr.splat.gaussians import activated, export_ply, init_from_points
 from threedsr.splat.render import RenderSettings, render, render_views
-from threedsr.splat.trainer import Trainer, TrainConfig, TrainView, scene_scale
+from threedsr.splat.trainer import TrainConfig, Trainer, TrainView, scene_scale
 
 
 def _camera(centre, f, width=64, height=48):
@@ -76,11 +76,16 @@ def test_the_filter_is_the_highest_sampling_rate_of_the_cameras_that_see_a_centr
 
 def _isolated(filter_sigma=None):
     """One isotropic Gaussian in front of a camera, opacity 0.2 (alpha stays far below the 0.999 clamp)."""
-    p = torch.nn.ParameterDict({
-        "means": torch.tensor([[0.0, 0.0, 4.0]], dtype=torch.float64), "quats": torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64),
-        "scales": torch.log(torch.tensor([[0.05, 0.08, 0.03]], dtype=torch.float64)), "opacities": torch.logit(torch.tensor([0.2], dtype=torch.float64)),
-        "sh0": torch.zeros(1, 1, 3, dtype=torch.float64), "shN": torch.zeros(1, 0, 3, dtype=torch.float64),
-    })
+    p = torch.nn.ParameterDict(
+        {
+            "means": torch.tensor([[0.0, 0.0, 4.0]], dtype=torch.float64),
+            "quats": torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64),
+            "scales": torch.log(torch.tensor([[0.05, 0.08, 0.03]], dtype=torch.float64)),
+            "opacities": torch.logit(torch.tensor([0.2], dtype=torch.float64)),
+            "sh0": torch.zeros(1, 1, 3, dtype=torch.float64),
+            "shN": torch.zeros(1, 0, 3, dtype=torch.float64),
+        }
+    )
     if filter_sigma is not None:
         p[filter3d.KEY] = torch.nn.Parameter(torch.tensor([filter_sigma], dtype=torch.float64), requires_grad=False)
     return p
@@ -130,8 +135,15 @@ def test_gradients_reach_scales_and_opacities_through_the_filter():
     weights = torch.rand(2, 28, 40, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 
     def f(scales, opacities):
-        p = {"means": means, "quats": raw["quats"], "scales": scales, "opacities": opacities, "sh0": raw["sh0"],
-             "shN": torch.zeros(len(means), 0, 3, dtype=torch.float64), filter3d.KEY: sigma}  # a dict: a ParameterDict would copy
+        p = {
+            "means": means,
+            "quats": raw["quats"],
+            "scales": scales,
+            "opacities": opacities,
+            "sh0": raw["sh0"],
+            "shN": torch.zeros(len(means), 0, 3, dtype=torch.float64),
+            filter3d.KEY: sigma,
+        }  # a dict: a ParameterDict would copy
         img, alpha, _ = render(p, w2c, K, 40, 28, 0, "antialiased", eps2d=0.1)
         out = torch.cat([img, alpha], dim=-1)[0]
         return (weights * out).flatten(1).sum(1)
@@ -153,21 +165,45 @@ def _views(scene, res):
     for v in scene.train_views:
         K = getattr(v, res)
         img = torch.from_numpy(np.array(scene.image(v, res))).float() / 255
-        out.append(TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(K.K, dtype=torch.float32), K.width, K.height, img))
+        out.append(
+            TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(K.K, dtype=torch.float32), K.width, K.height, img)
+        )
     return out
 
 
 def _trainer(scene, res="lr", **cfg):
     xyz, rgb = scene.points()
-    config = TrainConfig(**{**dict(iterations=60, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_every=10, reset_every=30,
-                                   refine_stop=40, filter_3d=True, filter_3d_every=10, rasterize_mode="antialiased", eps2d=0.1), **cfg})
+    config = TrainConfig(
+        **{
+            **dict(
+                iterations=60,
+                sh_degree=1,
+                sh_degree_interval=20,
+                refine_start=10,
+                refine_every=10,
+                reset_every=30,
+                refine_stop=40,
+                filter_3d=True,
+                filter_3d_every=10,
+                rasterize_mode="antialiased",
+                eps2d=0.1,
+            ),
+            **cfg,
+        }
+    )
     return Trainer(init_from_points(xyz, rgb, 1), _views(scene, res), config, scene_scale([v.world_to_camera for v in scene.train_views]))
 
 
 def _fresh_filter(t):
     vs = t.views
-    return filter3d.compute(t.params["means"].detach(), torch.stack([v.world_to_camera for v in vs]), torch.stack([v.K for v in vs]),
-                            [v.width for v in vs], [v.height for v in vs], t.cfg.filter_3d_variance)
+    return filter3d.compute(
+        t.params["means"].detach(),
+        torch.stack([v.world_to_camera for v in vs]),
+        torch.stack([v.K for v in vs]),
+        [v.width for v in vs],
+        [v.height for v in vs],
+        t.cfg.filter_3d_variance,
+    )
 
 
 def test_densification_keeps_the_filter_aligned_and_recomputed(tiny_scene):

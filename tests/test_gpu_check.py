@@ -25,8 +25,13 @@ def dry_run(tmp_path_factory):
     out, work = tmp_path_factory.mktemp("gpu-check-out"), tmp_path_factory.mktemp("gpu-check-work")
     env = {**os.environ, "PYTHON": sys.executable, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("OUT", None)
-    r = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry", "--out", str(out), "--work", str(work)],
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry", "--out", str(out), "--work", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     return r, out, json.loads((out / "summary.json").read_text())
 
 
@@ -36,7 +41,14 @@ def test_dry_mode_runs_every_step_that_needs_no_gpu(dry_run):
     steps = summary["steps"]
     assert summary["mode"] == "dry"
     assert {k: v["status"] for k, v in steps.items()} == {
-        "env": "ok", "imports": "ok", "sr": "ok", "build": "skipped", "raster": "ok", "tests": "ok", "pipeline": "ok"}
+        "env": "ok",
+        "imports": "ok",
+        "sr": "ok",
+        "build": "skipped",
+        "raster": "ok",
+        "tests": "ok",
+        "pipeline": "ok",
+    }
     assert all(not v["problems"] for v in steps.values())
     # every third-party module the check imports resolved against the device's packages and the wheel list
     assert steps["imports"]["figures"]["third-party modules"] >= 15
@@ -66,7 +78,8 @@ def test_every_package_left_out_has_a_way_round():
 def _wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
     path = folder / f"{name}-{version}-py3-none-any.whl"
     meta = "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}\n\nA description.\nRequires-Dist: not-a-header\n".format(
-        name, version, "".join(f"Requires-Dist: {r}\n" for r in requires))
+        name, version, "".join(f"Requires-Dist: {r}\n" for r in requires)
+    )
     with zipfile.ZipFile(path, "w") as z:
         z.writestr(f"{name}-{version}.dist-info/METADATA", meta)
     return path
@@ -75,7 +88,9 @@ def _wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
 def test_wheel_check_finds_unmet_requirements(tmp_path):
     wl = gpu_wheels.WheelList(pins={"alpha": "1.0", "beta": "1.5", "gamma": "2.0"}, omitted={"pulp": "greedy scheduler"})
     device = {"numpy": "2.5.2", "rich": None}
-    _wheel(tmp_path, "alpha", "1.0", ["beta>=2", "numpy<2", "rich>=12", "pulp", "delta", "old; python_version < '3.8'", "doc; extra == 'docs'"])
+    _wheel(
+        tmp_path, "alpha", "1.0", ["beta>=2", "numpy<2", "rich>=12", "pulp", "delta", "old; python_version < '3.8'", "doc; extra == 'docs'"]
+    )
     _wheel(tmp_path, "beta", "1.5", [])
     _wheel(tmp_path, "stale", "0.1", [])
     problems, notes = gpu_wheels.check_wheels(tmp_path, wl, device)
@@ -91,7 +106,9 @@ def test_wheel_check_finds_unmet_requirements(tmp_path):
 
 def test_import_scan_and_resolution(tmp_path):
     src = tmp_path / "mod.py"
-    src.write_text("import os, numpy.linalg\nfrom . import sibling\n\ndef f():\n    from surely_missing_xyz.sub import g\n    import gsplat\n")
+    src.write_text(
+        "import os, numpy.linalg\nfrom . import sibling\n\ndef f():\n    from surely_missing_xyz.sub import g\n    import gsplat\n"
+    )
     smk = tmp_path / "rules.smk"
     smk.write_text("import json\nfrom threedsr.config import x\n\nrule a:\n    shell: 'import nothing'\n")
     assert gpu_wheels.imports_in(src) == {"os", "numpy", "surely_missing_xyz", "gsplat"}

@@ -207,7 +207,9 @@ def _complete_model_copy(fern_dir, dst, k, with_poses_bounds):
         lines += [f"{i} {' '.join(repr(float(v)) for v in q)} {' '.join(repr(float(v)) for v in t)} 1 {name}", ""]
     (sparse / "images.txt").write_text("\n".join(lines) + "\n")
     xyz, rgb = read_colmap_points3d(fern_dir / "sparse" / "0")
-    (sparse / "points3D.txt").write_text("".join(f"{j} {p[0]!r} {p[1]!r} {p[2]!r} {c[0]} {c[1]} {c[2]} 0\n" for j, (p, c) in enumerate(zip(xyz.tolist(), rgb.tolist()), 1)))
+    (sparse / "points3D.txt").write_text(
+        "".join(f"{j} {p[0]!r} {p[1]!r} {p[2]!r} {c[0]} {c[1]} {c[2]} 0\n" for j, (p, c) in enumerate(zip(xyz.tolist(), rgb.tolist()), 1))
+    )
     return dst
 
 
@@ -256,7 +258,10 @@ def test_a_capture_with_lens_distortion_is_undistorted(fern_prepared, fern_dir, 
     assert meta["lens_distortion"]["undistorted"] is True and as_pinholes["lens_distortion"]["undistorted"] is False
     assert meta["hr_size"] == [248, 184]  # COLMAP's undistorter crops to the valid area (3984x2988 of 4032x3024)
     xyz, rgb = read_colmap_points3d(fern_dir / "sparse" / "0")
-    pinhole_err, undistorted_err = _border_colour_error(tmp_path / "pinhole", xyz, rgb), _border_colour_error(tmp_path / "undistorted", xyz, rgb)
+    pinhole_err, undistorted_err = (
+        _border_colour_error(tmp_path / "pinhole", xyz, rgb),
+        _border_colour_error(tmp_path / "undistorted", xyz, rgb),
+    )
     assert undistorted_err < 0.93 * pinhole_err, (undistorted_err, pinhole_err)
     # forced either way
     forced = prepare_scene(release, load_scene_poses(release, tmp_path / "w1"), tmp_path / "forced", 64, 16, 8, undistort="always")
@@ -314,7 +319,12 @@ def test_triangulation_with_nearest_camera_pairs_logs_its_progress(fern_dir, tmp
     with caplog.at_level(logging.INFO, logger="threedsr"):
         poses = load_scene_poses(scene, tmp_path / "work", max_image_size=504)
     assert poses.source == "llff+triangulated" and len(poses.xyz) > 300
-    for line in ("SIFT features of 20 images", "matching ", "pairs of 20 images (each with its 4 nearest cameras; exhaustive would be 190)", f"triangulation: {len(poses.xyz)} points"):
+    for line in (
+        "SIFT features of 20 images",
+        "matching ",
+        "pairs of 20 images (each with its 4 nearest cameras; exhaustive would be 190)",
+        f"triangulation: {len(poses.xyz)} points",
+    ):
         assert line in caplog.text, line
 
 
@@ -323,5 +333,8 @@ def test_a_nex_poses_file_is_refused_with_what_to_do(fern_dir, tmp_path):
     scene = _copy_images8(fern_dir, tmp_path / "fern8")
     np.save(scene / "poses_bounds.npy", np.load(fern_dir / "poses_bounds.npy")[:, :14])
     np.save(scene / "hwf_cxcy.npy", np.array([3024.0, 4032.0, 3260.5, 2016.0, 1512.0]))
-    with pytest.raises(DataError, match=r"poses_bounds\.npy: expected LLFF's N x 17 .*got shape \(20, 14\) \(NeX's layout.*Move it away so that the poses come from sparse/0"):
+    with pytest.raises(
+        DataError,
+        match=r"poses_bounds\.npy: expected LLFF's N x 17 .*got shape \(20, 14\) \(NeX's layout.*Move it away so that the poses come from sparse/0",
+    ):
         load_scene_poses(scene, tmp_path / "work")

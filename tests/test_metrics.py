@@ -31,7 +31,9 @@ def test_ssim_matches_skimage():
     from skimage.metrics import structural_similarity
 
     img, gt = _pair()
-    ref = structural_similarity(img.numpy(), gt.numpy(), channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    ref = structural_similarity(
+        img.numpy(), gt.numpy(), channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ssim(img, gt) == pytest.approx(ref, abs=2e-3)
     assert ssim(gt, gt) == pytest.approx(1.0)
 
@@ -42,7 +44,9 @@ def test_lpips_zero_for_identical_and_grows_with_distortion(lpips):
     values = [image_metrics(_pair(noise=n)[0], gt, lpips)["lpips"] for n in (0.02, 0.08, 0.2)]
     assert 0 < values[0] < values[1] < values[2]
     a, b = _pair(noise=0.1)
-    assert float(lpips(a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None])) == pytest.approx(float(lpips(b.permute(2, 0, 1)[None], a.permute(2, 0, 1)[None])), rel=1e-5)
+    assert float(lpips(a.permute(2, 0, 1)[None], b.permute(2, 0, 1)[None])) == pytest.approx(
+        float(lpips(b.permute(2, 0, 1)[None], a.permute(2, 0, 1)[None])), rel=1e-5
+    )
 
 
 def test_a_named_backbone_that_is_not_there_is_an_error(tmp_path):

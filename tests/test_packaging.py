@@ -1,10 +1,10 @@
 """The install paths agree: pyproject.toml, the conda environments and the README."""
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]

@@ -82,15 +82,29 @@ def _official_checkpoint(path, ema, other, meta_extra=None):
     """The layout of RealBasicVSR_x4.pth: an mmcv checkpoint of the whole GAN, generator weights twice."""
     state = {f"generator_ema.{k}": v for k, v in ema.state_dict().items()}
     state |= {f"generator.{k}": v for k, v in other.state_dict().items()}
-    state |= {"discriminator.conv0.weight_orig": torch.rand(64, 3, 3, 3), "discriminator.conv0.weight_u": torch.rand(64), "step_counter": torch.tensor(300000)}
-    torch.save({"meta": {"mmcv_version": "1.5.0", "config": "model = dict(type='RealBasicVSR')", "iter": 300000, **(meta_extra or {})}, "state_dict": state}, path)
+    state |= {
+        "discriminator.conv0.weight_orig": torch.rand(64, 3, 3, 3),
+        "discriminator.conv0.weight_u": torch.rand(64),
+        "step_counter": torch.tensor(300000),
+    }
+    torch.save(
+        {
+            "meta": {"mmcv_version": "1.5.0", "config": "model = dict(type='RealBasicVSR')", "iter": 300000, **(meta_extra or {})},
+            "state_dict": state,
+        },
+        path,
+    )
 
 
 def test_the_authors_checkpoint_layout_loads_the_ema_generator(tmp_path):
     ema, other = _net(0), _net(1)
     _official_checkpoint(tmp_path / "RealBasicVSR_x4.pth", ema, other)
     model = RealBasicVSR.from_pretrained(tmp_path / "RealBasicVSR_x4.pth", device=torch.device("cpu"), max_seq_len=3)
-    assert (model.net.basicvsr.channels, len(model.net.basicvsr.backward_resblocks.main[2]), len(model.net.image_cleaning[0].main[2])) == (8, 2, 1)
+    assert (model.net.basicvsr.channels, len(model.net.basicvsr.backward_resblocks.main[2]), len(model.net.image_cleaning[0].main[2])) == (
+        8,
+        2,
+        1,
+    )
     for k, v in ema.state_dict().items():
         assert torch.equal(model.net.state_dict()[k], v), k
     frames = torch.rand(5, 3, 12, 16)

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from threedsr.errors import DataError, ModelUnavailable
-from threedsr.imaging import resize, to_float
+from threedsr.imaging import resize, to_float, upsample
 from threedsr.io import list_images, read_image
 from threedsr.sr import realesrgan as rg
-from threedsr.imaging import upsample
 from threedsr.sr.sampling import SamplerConfig
 
 
@@ -69,7 +68,9 @@ def test_conversion_consumes_the_bin_and_loads_strictly():
     assert int.from_bytes(raw[:4], "little") == rg.TAG_FP16
     first = np.frombuffer(raw[4 : 4 + 2 * 64 * 27], "<f2").reshape(64, 3, 3, 3)
     assert torch.equal(state["conv_first.weight"], torch.from_numpy(first.copy()))
-    assert torch.equal(state["conv_first.bias"], torch.from_numpy(np.frombuffer(raw[4 + 2 * 64 * 27 : 4 + 2 * 64 * 27 + 256], "<f4").copy()))
+    assert torch.equal(
+        state["conv_first.bias"], torch.from_numpy(np.frombuffer(raw[4 + 2 * 64 * 27 : 4 + 2 * 64 * 27 + 256], "<f4").copy())
+    )
     assert torch.equal(state["conv_last.bias"], torch.from_numpy(np.frombuffer(raw[-12:], "<f4").copy()))
 
 

@@ -65,25 +65,63 @@ def tiny_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sdx4")
     tokenizer = _tokenizer(root / "vocab")
     torch.manual_seed(0)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-        max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
     unet = UNet2DConditionModel(
-        sample_size=16, in_channels=7, out_channels=4, layers_per_block=1, block_out_channels=(32, 32, 64),
+        sample_size=16,
+        in_channels=7,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 32, 64),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=8, num_class_embeds=1000, norm_num_groups=8, use_linear_projection=True,
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        num_class_embeds=1000,
+        norm_num_groups=8,
+        use_linear_projection=True,
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 32), latent_channels=4, layers_per_block=1, norm_num_groups=8, scaling_factor=0.08333,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        scaling_factor=0.08333,
     )
     low_res = DDPMScheduler(beta_schedule="linear", beta_start=1e-4, beta_end=0.02, num_train_timesteps=1000)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000,
-                              prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False)
-    pipe = StableDiffusionUpscalePipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                          low_res_scheduler=low_res, scheduler=scheduler, max_noise_level=350)
+    scheduler = DDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        clip_sample=False,
+        set_alpha_to_one=False,
+    )
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=low_res,
+        scheduler=scheduler,
+        max_noise_level=350,
+    )
     pipe.save_pretrained(root / "pipe")
     return root / "pipe"
 
@@ -164,8 +202,7 @@ def test_model_output_matches_direct_unet_call(model):
     x = torch.randn(2, 4, 16, 20, generator=torch.Generator().manual_seed(1))
     cond = model.condition(_lr(h=16, w=20), ViewNoise([0, 1]))
     out = model.model_output(x, 500, cond)
-    direct = model.unet(torch.cat([x, cond.image], 1), 500, encoder_hidden_states=cond.prompt_embeds,
-                        class_labels=cond.class_labels).sample
+    direct = model.unet(torch.cat([x, cond.image], 1), 500, encoder_hidden_states=cond.prompt_embeds, class_labels=cond.class_labels).sample
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, direct)
 
@@ -260,14 +297,31 @@ def test_cli_super_resolves_a_scene_with_params_options(tiny_dir, tmp_path):
 
     synthetic.generate_scene("forward", tmp_path / "raw", 128, 96, 1, 500, 0)
     prepare_scene(tmp_path / "raw", load_scene_poses(tmp_path / "raw", tmp_path / "work"), tmp_path / "scene", 8, 2, 8)
-    sr = {"model": "sd-x4-upscaler", "dtype": "auto", "batch_size": 2, "tile": 128, "tile_overlap": 32,
-          "sd_x4_upscaler": {"path": str(tiny_dir), "noise_level": 30, "prompt": ""}}
+    sr = {
+        "model": "sd-x4-upscaler",
+        "dtype": "auto",
+        "batch_size": 2,
+        "tile": 128,
+        "tile_overlap": 32,
+        "sd_x4_upscaler": {"path": str(tiny_dir), "noise_level": 30, "prompt": ""},
+    }
     sampler = {"steps": 2, "update": "ddpm_posterior", "eta": 0.0, "init": "noised_lr", "seed": 0}
 
     def args(out, sr):
         params = {"sr": sr, "threedsr": sampler, "device": "cpu"}
-        return ["super-resolve", "--scene", str(tmp_path / "scene"), "--out", str(out), "--model", "sd-x4-upscaler", "--views", "test",
-                "--params", json.dumps(params)]
+        return [
+            "super-resolve",
+            "--scene",
+            str(tmp_path / "scene"),
+            "--out",
+            str(out),
+            "--model",
+            "sd-x4-upscaler",
+            "--views",
+            "test",
+            "--params",
+            json.dumps(params),
+        ]
 
     assert cli.main(args(tmp_path / "sr", sr)) == 0
     scene = PreparedScene(tmp_path / "scene")

@@ -22,7 +22,9 @@ def _compare(node: dict, cls, where: str, skip=()) -> None:
     node = _resolve(node)
     keys = set(node.get("properties", {})) - set(skip)
     fields = {f.name for f in dataclasses.fields(cls)} - set(skip)
-    assert keys == fields, f"{where}: schema keys without a field {sorted(keys - fields)}, fields without a schema key {sorted(fields - keys)}"
+    assert keys == fields, (
+        f"{where}: schema keys without a field {sorted(keys - fields)}, fields without a schema key {sorted(fields - keys)}"
+    )
     assert set(node.get("required", [])) - set(skip) == keys, f"{where}: every key is required in params.yaml"
     hints = typing.get_type_hints(cls)
     for name in keys:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_workflow import FAST
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,10 +35,14 @@ CONFIG = {
 }
 # test-only: poll a cluster whose jobs last seconds every second (the profile polls once a minute)
 FAST_POLLING = [
-    "--seconds-between-status-checks", "1",
-    "--slurm-init-seconds-before-status-checks", "1",
-    "--max-status-checks-per-second", "10",
-    "--latency-wait", "5",
+    "--seconds-between-status-checks",
+    "1",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--max-status-checks-per-second",
+    "10",
+    "--latency-wait",
+    "5",
 ]
 LIMIT = 600  # seconds for any one snakemake run: a hang fails the test, not CI
 
@@ -130,7 +133,11 @@ def test_every_rule_declares_what_a_cluster_job_asks_for(workflow_dir):
     weights.mkdir()
     for name in ("stablesr_turbo.ckpt", "vqgan_cfw_00011.ckpt"):
         (weights / name).touch()
-    (workflow_dir / "paper.yaml").write_text(yaml.safe_dump({"sr": {"stablesr_turbo": {"weights_dir": str(weights)}}, "datasets": {"llff": {"root": str(workflow_dir / "no-data")}}}))
+    (workflow_dir / "paper.yaml").write_text(
+        yaml.safe_dump(
+            {"sr": {"stablesr_turbo": {"weights_dir": str(weights)}}, "datasets": {"llff": {"root": str(workflow_dir / "no-data")}}}
+        )
+    )
     default, rules = _dag_jobs(workflow_dir, "params.yaml")
     paper, _ = _dag_jobs(workflow_dir, "params.yaml", "workflow/presets/paper-llff.yaml", "paper.yaml")
     jobs = {**default, **paper}
@@ -198,6 +205,7 @@ def _tree(root: Path) -> dict[str, str]:
             continue
         h = hashlib.sha256()
         if p.suffix == ".pt":
+
             def feed(x):
                 if torch.is_tensor(x):
                     h.update(f"{x.dtype}{tuple(x.shape)}".encode() + x.contiguous().numpy().tobytes())
@@ -273,7 +281,7 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
         # (the jobs that follow pretrain_lr are started, and every started job has been submitted)
         done = re.search(r"Finished jobid: \d+ \(Rule: pretrain_lr\)", text)
         started = len(re.findall(r"^rule \w+:$", text, re.M))
-        return bool(done and re.search(r"^rule \w+:$", text[done.end():], re.M)) and started == text.count("has been submitted")
+        return bool(done and re.search(r"^rule \w+:$", text[done.end() :], re.M)) and started == text.count("has been submitted")
 
     while not pretrained_and_no_submission_in_flight(log1.read_text()):
         assert run1.poll() is None, f"the first run ended before pretrain_lr finished:\n{log1.read_text()[-5000:]}"
@@ -303,7 +311,10 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
     assert m and m.group(1) == rule_log, out2[-5000:]
     assert Path(m.group(2)).is_file()  # the SLURM job's own log is kept when it fails
     assert f"{test_view}.png" in (workflow_dir / rule_log).read_text() and "Traceback" not in (workflow_dir / rule_log).read_text()
-    renders, scores = workflow_dir / "results/renders/synthetic/forward/lr3dgs", workflow_dir / "results/metrics/synthetic/forward/lr3dgs.csv"
+    renders, scores = (
+        workflow_dir / "results/renders/synthetic/forward/lr3dgs",
+        workflow_dir / "results/metrics/synthetic/forward/lr3dgs.csv",
+    )
     assert not renders.exists() and not scores.exists()
     for folder in (renders.parent, scores.parent):
         assert not (folder.exists() and [p for p in folder.iterdir() if p.name.startswith(".lr3dgs")])
@@ -328,10 +339,22 @@ def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, bac
     for r in rows:
         job = expected[r["Comment"]]
         req = _tres(r["ReqTRES"])
-        got = {"partition": r["Partition"], "account": r["Account"], "cpus": req["cpu"], "mem_mb": req["mem"],
-               "gpus": req.get("gres/gpu", 0), "minutes": _minutes(r["Timelimit"])}
-        want = {"partition": "gpu" if job["gpu"] else "cpu", "account": ACCOUNT, "cpus": job["threads"], "mem_mb": job["mem_mb"],
-                "gpus": job["gpu"], "minutes": job["runtime"]}
+        got = {
+            "partition": r["Partition"],
+            "account": r["Account"],
+            "cpus": req["cpu"],
+            "mem_mb": req["mem"],
+            "gpus": req.get("gres/gpu", 0),
+            "minutes": _minutes(r["Timelimit"]),
+        }
+        want = {
+            "partition": "gpu" if job["gpu"] else "cpu",
+            "account": ACCOUNT,
+            "cpus": job["threads"],
+            "mem_mb": job["mem_mb"],
+            "gpus": job["gpu"],
+            "minutes": job["runtime"],
+        }
         assert got == want, (r, job)
         if r["State"] in ("COMPLETED", "FAILED"):
             assert _tres(r["AllocTRES"]).get("gres/gpu", 0) == job["gpu"], r

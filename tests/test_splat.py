@@ -67,8 +67,13 @@ def test_matches_brute_force_reference(mode):
     bg = torch.tensor([[0.1, 0.2, 0.3], [0.0, 0.5, 1.0]], dtype=torch.float64)
     img, alpha, info = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, W, H, backgrounds=bg, rasterize_mode=mode)
     ref_img, ref_alpha = _reference(
-        info["means2d"].detach().numpy(), info["conics"].detach().numpy(), colors[None].expand(2, -1, -1).numpy(),
-        info["opacities"].detach().numpy(), info["depths"].detach().numpy(), info["radii"].numpy(), bg.numpy(),
+        info["means2d"].detach().numpy(),
+        info["conics"].detach().numpy(),
+        colors[None].expand(2, -1, -1).numpy(),
+        info["opacities"].detach().numpy(),
+        info["depths"].detach().numpy(),
+        info["radii"].numpy(),
+        bg.numpy(),
     )
     assert (info["radii"] > 0).any(dim=-1).sum() > 50
     np.testing.assert_allclose(img.numpy(), ref_img, atol=1e-12)
@@ -83,8 +88,13 @@ def test_early_termination_matches_reference():
     opacities = torch.full_like(opacities, 0.95)
     img, alpha, info = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, W, H)
     ref_img, ref_alpha = _reference(
-        info["means2d"].detach().numpy(), info["conics"].detach().numpy(), colors[None].expand(2, -1, -1).numpy(),
-        info["opacities"].detach().numpy(), info["depths"].detach().numpy(), info["radii"].numpy(), np.zeros((2, 3)),
+        info["means2d"].detach().numpy(),
+        info["conics"].detach().numpy(),
+        colors[None].expand(2, -1, -1).numpy(),
+        info["opacities"].detach().numpy(),
+        info["depths"].detach().numpy(),
+        info["radii"].numpy(),
+        np.zeros((2, 3)),
     )
     assert ref_alpha.max() > 1 - 2e-4
     np.testing.assert_allclose(img.numpy(), ref_img, atol=1e-12)
@@ -108,7 +118,9 @@ def test_end_to_end_gradients_match_finite_differences():
     sh = torch.randn(20, 4, 3, dtype=torch.float64) * 0.3
 
     def f(means, quats, scales, opacities, sh):
-        img, alpha, _ = rasterization(means, quats, scales, opacities, sh, viewmats, Ks, W, H, sh_degree=1, render_mode="RGB+ED", rasterize_mode="antialiased")
+        img, alpha, _ = rasterization(
+            means, quats, scales, opacities, sh, viewmats, Ks, W, H, sh_degree=1, render_mode="RGB+ED", rasterize_mode="antialiased"
+        )
         return _projected(img, alpha)
 
     inputs = [x.clone().requires_grad_(True) for x in (means, quats, scales, opacities, sh)]
@@ -123,7 +135,9 @@ def test_projection_matches_gsplat_torch_impl():
     ref_covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_preci=False)
     torch.testing.assert_close(covars, ref_covars)
     _, means2d, depths, conics, opac = project(means, covars, opacities, viewmats, Ks, W, H, antialiased=True)
-    ref_radii, ref_means2d, ref_depths, ref_conics, ref_comp = _fully_fused_projection(means, covars, viewmats, Ks, W, H, calc_compensations=True)
+    ref_radii, ref_means2d, ref_depths, ref_conics, ref_comp = _fully_fused_projection(
+        means, covars, viewmats, Ks, W, H, calc_compensations=True
+    )
     valid = ref_radii.max(dim=-1).values > 0
     torch.testing.assert_close(means2d[valid], ref_means2d[valid])
     torch.testing.assert_close(depths, ref_depths)
@@ -145,13 +159,25 @@ def test_info_feeds_gsplat_default_strategy():
     from gsplat.strategy import DefaultStrategy
 
     means, quats, scales, opacities, colors, viewmats, Ks = (x.float() for x in _scene(n=200, seed=5))
-    params = torch.nn.ParameterDict({"means": means, "quats": quats, "scales": scales.log(), "opacities": torch.logit(opacities), "colors": colors})
+    params = torch.nn.ParameterDict(
+        {"means": means, "quats": quats, "scales": scales.log(), "opacities": torch.logit(opacities), "colors": colors}
+    )
     optimizers = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
     strategy = DefaultStrategy(refine_start_iter=0, refine_every=2, grow_grad2d=1e-9)
     strategy.check_sanity(params, optimizers)
     state = strategy.initialize_state(scene_scale=1.0)
     for step in range(3):
-        img, _, info = rasterization(params["means"], params["quats"], params["scales"].exp(), torch.sigmoid(params["opacities"]), params["colors"], viewmats, Ks, W, H)
+        img, _, info = rasterization(
+            params["means"],
+            params["quats"],
+            params["scales"].exp(),
+            torch.sigmoid(params["opacities"]),
+            params["colors"],
+            viewmats,
+            Ks,
+            W,
+            H,
+        )
         strategy.step_pre_backward(params, optimizers, state, step, info)
         img.mean().backward()
         strategy.step_post_backward(params, optimizers, state, step, info)
@@ -165,17 +191,29 @@ def test_cpu_backend_matches_gsplat_cuda():
     args = [x.float() for x in _scene(n=500, seed=6)]
     for mode in ("classic", "antialiased"):
         cpu_img, cpu_alpha, _ = rasterization(*args, W, H, rasterize_mode=mode, render_mode="RGB+ED")
-        gpu_img, gpu_alpha, _ = gsplat.rasterization(*(x.cuda() for x in args), W, H, rasterize_mode=mode, render_mode="RGB+ED", packed=False)
+        gpu_img, gpu_alpha, _ = gsplat.rasterization(
+            *(x.cuda() for x in args), W, H, rasterize_mode=mode, render_mode="RGB+ED", packed=False
+        )
         torch.testing.assert_close(cpu_img, gpu_img.cpu(), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(cpu_alpha, gpu_alpha.cpu(), atol=1e-5, rtol=1e-5)
 
 
 def _one_step(strategy, step):
     means, quats, scales, opacities, colors, viewmats, Ks = (x.float() for x in _scene(n=50, seed=7))
-    params = torch.nn.ParameterDict({"means": means, "quats": quats, "scales": scales.log(), "opacities": torch.logit(torch.full_like(opacities, 0.9)), "colors": colors})
+    params = torch.nn.ParameterDict(
+        {
+            "means": means,
+            "quats": quats,
+            "scales": scales.log(),
+            "opacities": torch.logit(torch.full_like(opacities, 0.9)),
+            "colors": colors,
+        }
+    )
     optimizers = {k: torch.optim.Adam([p], lr=1e-3) for k, p in params.items()}
     state = strategy.initialize_state()
-    img, _, info = rasterization(params["means"], params["quats"], params["scales"].exp(), torch.sigmoid(params["opacities"]), params["colors"], viewmats, Ks, W, H)
+    img, _, info = rasterization(
+        params["means"], params["quats"], params["scales"].exp(), torch.sigmoid(params["opacities"]), params["colors"], viewmats, Ks, W, H
+    )
     strategy.step_pre_backward(params, optimizers, state, step, info)
     img.mean().backward()
     strategy.step_post_backward(params, optimizers, state, step, info)

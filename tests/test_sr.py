@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from threedsr.errors import DataError, ModelUnavailable
-from threedsr.sr import sampling
 from threedsr.imaging import upsample
+from threedsr.sr import sampling
 from threedsr.sr.sampling import SamplerConfig, ViewNoise, view_seeds
 from threedsr.sr.tiling import tiled
 from threedsr.sr.tiny import TinySR, build_scheduler, build_unet, pixel_decode, pixel_encode

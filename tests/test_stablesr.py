@@ -25,9 +25,20 @@ from threedsr.sr.stablesr_convert import convert, empty_prompt_embedding, load_s
 
 LAYOUT = json.loads((Path(__file__).parent / "data" / "stablesr_tiny_layout.json").read_text())
 CONFIG = LAYOUT["config"]
-SCHEDULE_KEYS = {"betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
-                 "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
-                 "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2"}
+SCHEDULE_KEYS = {
+    "betas",
+    "alphas_cumprod",
+    "alphas_cumprod_prev",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod",
+    "sqrt_recip_alphas_cumprod",
+    "sqrt_recipm1_alphas_cumprod",
+    "posterior_variance",
+    "posterior_log_variance_clipped",
+    "posterior_mean_coef1",
+    "posterior_mean_coef2",
+}
 
 
 def _lightning_save(state: dict, path: Path) -> None:
@@ -39,8 +50,18 @@ def _lightning_save(state: dict, path: Path) -> None:
     with pytest.MonkeyPatch.context() as m:
         for n, mod in modules.items():
             m.setitem(sys.modules, n, mod)
-        torch.save({"epoch": 2, "global_step": 1500, "pytorch-lightning_version": "1.4.2", "state_dict": state,
-                    "callbacks": {cls: {"best_model_score": None, "best_model_path": ""}}, "optimizer_states": [], "lr_schedulers": []}, path)
+        torch.save(
+            {
+                "epoch": 2,
+                "global_step": 1500,
+                "pytorch-lightning_version": "1.4.2",
+                "state_dict": state,
+                "callbacks": {cls: {"best_model_score": None, "best_model_path": ""}},
+                "optimizer_states": [],
+                "lr_schedulers": [],
+            },
+            path,
+        )
 
 
 def _official_states(seed: int = 0) -> tuple[dict, dict]:

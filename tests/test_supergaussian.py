@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from threedsr.errors import DataError
-from threedsr.splat.render import RenderSettings, render_views
 from threedsr.fit import fit, hr_lr_loss
 from threedsr.imaging import resize, to_float, upsample
 from threedsr.io import read_image, read_json
 from threedsr.scene import PreparedScene
+from threedsr.splat.render import RenderSettings, render_views
 from threedsr.splat.trainer import TrainConfig, load_params, photometric_loss
 from threedsr.sr.base import SRModel
 from threedsr.sr.sampling import SamplerConfig
@@ -47,7 +47,7 @@ def test_frames_are_the_upsampled_lr_renders_along_the_path(small_scene_and_lr_m
     assert len(path) == info["frames"]
     # a key frame is the LR model's render at that training camera; its HR frame is the upsampler's output of it
     params, state = load_params(ckpt)
-    key, = render_views(params, [keys[1]], RenderSettings.of(state["config"]), "cpu", "lr")[0]
+    (key,) = render_views(params, [keys[1]], RenderSettings.of(state["config"]), "cpu", "lr")[0]
     lr = to_float(read_image(tmp_path / "frames" / "lr" / "frame_0003.png"))
     assert (lr - key).abs().max() <= 0.5 / 255 + 1e-6
     hr = to_float(read_image(tmp_path / "frames" / "hr" / "frame_0003.png"))
@@ -71,16 +71,21 @@ def test_the_lr_term_sees_the_real_lr_views_only_when_asked(small_scene_and_lr_m
     frames = frame_views(scene, tmp_path / "frames", 0.0)
     assert all(v.target is not None and v.lr_target is None and v.width == 64 for v in frames)
     both = frame_views(scene, tmp_path / "frames", 0.5)
-    real = both[len(frames):]
-    assert len(real) == len(scene.train_views) and all(v.target is None and v.lr_target.shape == (12, 16, 3) and v.width == 64 for v in real)
+    real = both[len(frames) :]
+    assert len(real) == len(scene.train_views) and all(
+        v.target is None and v.lr_target.shape == (12, 16, 3) and v.width == 64 for v in real
+    )
     # for those, L = λ·L_lr(L, down(R)) alone
     render = torch.rand(48, 64, 3)
     expected = 0.5 * photometric_loss(resize(render.permute(2, 0, 1), 12, 16).permute(1, 2, 0), real[0].lr_target, 0.2)
     assert hr_lr_loss(0.5, 0.2)(render, real[0]).item() == pytest.approx(expected.item())
+
     # the HR fit from the LR model gets closer to the frames
     def frames_loss(params):
         with torch.no_grad():
-            renders = render_views(params, trajectory_from_json(read_json(tmp_path / "frames" / "trajectory.json")), RenderSettings(1), "cpu")[0]
+            renders = render_views(
+                params, trajectory_from_json(read_json(tmp_path / "frames" / "trajectory.json")), RenderSettings(1), "cpu"
+            )[0]
         return np.mean([photometric_loss(r, v.target, 0.2).item() for r, v in zip(renders, frames)])
 
     trainer = fit(scene_dir, tmp_path / "sg", GS, both, torch.device("cpu"), init=ckpt, loss_fn=hr_lr_loss(0.5, 0.2))

@@ -27,7 +27,7 @@ def test_a_known_point_is_drawn_where_the_camera_projects_it():
     point = quad.center + a * quad.u + b * quad.v
     blank = synthetic.render([_quad_with(np.zeros_like(tex))], K, W2C, supersample=8)
     img = (synthetic.render([quad], K, W2C, supersample=8) - blank)[..., 0]  # only the dot remains
-    ys, xs = np.mgrid[0:K.height, 0:K.width] + 0.5  # pixel centres
+    ys, xs = np.mgrid[0 : K.height, 0 : K.width] + 0.5  # pixel centres
     centroid = np.array([(img * xs).sum(), (img * ys).sum()]) / img.sum()
     uv, z = project(point[None], K.K, W2C)
     assert z[0] > 0

@@ -11,7 +11,6 @@ from threedsr import synthetic
 from threedsr.consistency import consistency, nearest_neighbours, warp
 from threedsr.errors import ConfigError
 from threedsr.fit import fit
-from threedsr.training_views import lr_views
 from threedsr.imaging import to_float
 from threedsr.io import read_image
 from threedsr.metrics import psnr
@@ -26,8 +25,18 @@ from threedsr.sr.run import super_resolve_scene
 from threedsr.sr.sampling import SamplerConfig, view_seeds
 from threedsr.sr.tiny import build_scheduler
 from threedsr.three_dsr import ThreeDSR, ThreeDSRConfig, round_config
+from threedsr.training_views import lr_views
 
-GS = TrainConfig(iterations=300, sh_degree=1, sh_degree_interval=100, refine_start=50, refine_stop=200, refine_every=50, reset_every=10_000, grow_grad2d=0.0005)
+GS = TrainConfig(
+    iterations=300,
+    sh_degree=1,
+    sh_degree_interval=100,
+    refine_start=50,
+    refine_stop=200,
+    refine_every=50,
+    reset_every=10_000,
+    grow_grad2d=0.0005,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +76,9 @@ class OracleSR(DiffusionSR):
     def __init__(self, scene: PreparedScene, amplitude: float = 0.3, sigma: float = 0.1):
         self.alphas_cumprod = build_scheduler().alphas_cumprod.double()
         self.amplitude, self.sigma = amplitude, sigma
-        self.views = [(to_float(scene.image(v, "lr")).permute(2, 0, 1), to_float(scene.image(v, "hr")).permute(2, 0, 1)) for v in scene.views]
+        self.views = [
+            (to_float(scene.image(v, "lr")).permute(2, 0, 1), to_float(scene.image(v, "hr")).permute(2, 0, 1)) for v in scene.views
+        ]
 
     def encode(self, hr):
         return hr.float() * 2 - 1
@@ -136,7 +147,16 @@ def test_a_perfect_3dgs_gives_back_the_plain_sampler(scene_and_lr_model, tmp_pat
     model = OracleSR(scene)
     for update, eta in (("ddim", 1.0), ("ddpm_posterior", 0.0)):
         sampler = SamplerConfig(steps=4, update=update, eta=eta, seed=3)
-        run = ThreeDSR(scene_dir, model, ThreeDSRConfig(sampler=sampler, colorfix="none"), GS, lr_ckpt, tmp_path / update, torch.device("cpu"), batch_size=3)
+        run = ThreeDSR(
+            scene_dir,
+            model,
+            ThreeDSRConfig(sampler=sampler, colorfix="none"),
+            GS,
+            lr_ckpt,
+            tmp_path / update,
+            torch.device("cpu"),
+            batch_size=3,
+        )
         conds, x, noise = run.start()
         for k, t in enumerate(run.timesteps):
             hr, eps = run.predict_hr(conds, x, t)
@@ -202,9 +222,13 @@ def test_a_state_from_other_settings_is_not_resumed(scene_and_lr_model, tmp_path
 
     monkeypatch.setattr(trainer_module.Trainer, "train", dying_train)
     with pytest.raises(KeyboardInterrupt):
-        ThreeDSR(scene_dir, model, ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=5), GS, lr_ckpt, out, torch.device("cpu")).run()
+        ThreeDSR(
+            scene_dir, model, ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=5), GS, lr_ckpt, out, torch.device("cpu")
+        ).run()
     monkeypatch.setattr(trainer_module.Trainer, "train", real_train)
-    table = ThreeDSR(scene_dir, model, ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=6), GS, lr_ckpt, out, torch.device("cpu")).run()
+    table = ThreeDSR(
+        scene_dir, model, ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=6), GS, lr_ckpt, out, torch.device("cpu")
+    ).run()
     assert "other settings" in caplog.text and list(table.step) == [0, 1, 2]
 
 
@@ -320,7 +344,9 @@ def test_a_run_killed_after_its_last_round_redoes_no_round(scene_and_lr_model, t
         assert (out / name).exists(), name
     for kind in ("H", "R"):
         for v in scene.train_views:
-            assert (out / "views" / kind / f"{v.name}.png").read_bytes() == (tmp_path / "straight" / "views" / kind / f"{v.name}.png").read_bytes()
+            assert (out / "views" / kind / f"{v.name}.png").read_bytes() == (
+                tmp_path / "straight" / "views" / kind / f"{v.name}.png"
+            ).read_bytes()
     a, _ = load_params(tmp_path / "straight" / "ckpt.pt")
     b, _ = load_params(out / "ckpt.pt")
     for key in a:

@@ -9,7 +9,7 @@ from threedsr.poses import load_scene_poses
 from threedsr.prepare import prepare_scene
 from threedsr.scene import PreparedScene
 from threedsr.splat.gaussians import export_ply, init_from_points
-from threedsr.splat.trainer import Trainer, TrainConfig, TrainView, photometric_loss, render, scene_scale
+from threedsr.splat.trainer import TrainConfig, Trainer, TrainView, photometric_loss, render, scene_scale
 
 
 @pytest.fixture(scope="module")
@@ -25,19 +25,31 @@ def _views(scene, res="lr"):
     for v in scene.train_views:
         K = getattr(v, res)
         img = torch.from_numpy(np.array(scene.image(v, res))).float() / 255
-        out.append(TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(K.K, dtype=torch.float32), K.width, K.height, img))
+        out.append(
+            TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(K.K, dtype=torch.float32), K.width, K.height, img)
+        )
     return out
 
 
 def _trainer(scene, **cfg):
     xyz, rgb = scene.points()
-    config = TrainConfig(**{**dict(iterations=60, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_every=10, reset_every=30, refine_stop=50), **cfg})
+    config = TrainConfig(
+        **{
+            **dict(iterations=60, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_every=10, reset_every=30, refine_stop=50),
+            **cfg,
+        }
+    )
     return Trainer(init_from_points(xyz, rgb, 1), _views(scene), config, scene_scale([v.world_to_camera for v in scene.train_views]))
 
 
 def _mean_loss(t, views):
     with torch.no_grad():
-        return np.mean([photometric_loss(render(t.params, v.world_to_camera[None], v.K[None], v.width, v.height, 1)[0][0], v.target, 0.2).item() for v in views])
+        return np.mean(
+            [
+                photometric_loss(render(t.params, v.world_to_camera[None], v.K[None], v.width, v.height, 1)[0][0], v.target, 0.2).item()
+                for v in views
+            ]
+        )
 
 
 def test_training_reduces_the_loss(tiny_scene):
@@ -138,7 +150,9 @@ def test_a_stale_resume_checkpoint_is_not_used(tiny_scene, tmp_path, caplog):
     partial.train(20)
     (tmp_path / "out").mkdir()
     partial.save(tmp_path / "out" / "resume.pt")
-    t = fit(tiny_scene.root, tmp_path / "out", replace(partial.cfg, iterations=30, delta_dssim=0.5), lr_views(tiny_scene), torch.device("cpu"))
+    t = fit(
+        tiny_scene.root, tmp_path / "out", replace(partial.cfg, iterations=30, delta_dssim=0.5), lr_views(tiny_scene), torch.device("cpu")
+    )
     assert "other settings" in caplog.text and t.step == 30
 
 

@@ -16,7 +16,9 @@ from threedsr.video import count_frames, grid, read_mp4, scene_videos, video_pag
 def _frames(n, h=37, w=51, seed=0):
     """Smooth moving gradients (what a codec keeps well), odd sizes on purpose (yuv420p needs even ones)."""
     y, x = np.mgrid[0:h, 0:w]
-    return [np.stack([(x * 5 + 7 * i) % 256, (y * 6 + 3 * i) % 256, np.full_like(x, 40 * seed + 60)], -1).astype(np.uint8) for i in range(n)]
+    return [
+        np.stack([(x * 5 + 7 * i) % 256, (y * 6 + 3 * i) % 256, np.full_like(x, 40 * seed + 60)], -1).astype(np.uint8) for i in range(n)
+    ]
 
 
 def test_an_mp4_decodes_to_its_frames(tmp_path):

@@ -18,7 +18,12 @@ def _snakemake(cwd, *args):
 
 # tiny 3DGS schedules so that the whole chain runs in seconds
 FAST = {
-    "gs": {"iterations": 60, "sh_degree": 1, "sh_degree_interval": 30, "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002}},
+    "gs": {
+        "iterations": 60,
+        "sh_degree": 1,
+        "sh_degree_interval": 30,
+        "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002},
+    },
     "bicubic": {"iterations": 20},
     "isr": {"iterations": 20},
     "threedsr": {"iters_per_step": 5},
@@ -52,7 +57,20 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
         assert (workflow_dir / "results" / "logs" / "prepare_scene" / d / f"{s}.log").exists()
 
     summary = pd.read_csv(workflow_dir / "results" / "metrics" / "summary.csv")
-    assert set(summary.columns) >= {"dataset", "scene", "method", "psnr", "ssim", "lpips", "niqe", "met3r", "fid", "fid_pooled", "kid", "kid_se"}
+    assert set(summary.columns) >= {
+        "dataset",
+        "scene",
+        "method",
+        "psnr",
+        "ssim",
+        "lpips",
+        "niqe",
+        "met3r",
+        "fid",
+        "fid_pooled",
+        "kid",
+        "kid_se",
+    }
     methods = ["lr3dgs", "bicubic", "supergaussian", "isr", "sr2d", "sr2d-realesrgan", "3dsr"]  # the default list
     assert list(summary[summary.scene == "mean"].method) == methods  # the tables' rows in params' order
     assert len(summary) == 7 + 7  # 7 methods, plus a mean row per method
@@ -87,7 +105,9 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
     assert {p.stem: count_frames(p) for p in videos.glob("*.mp4")} == {p.stem: 17 for p in videos.glob("*.mp4")}
     assert read_mp4(videos / "side_by_side.mp4")[0][0].shape == (2 * 188, 3 * 252, 3)
     # the report: one self-contained page with every flagged result embedded
-    r = subprocess.run([sys.executable, "-m", "snakemake", "--report", "results/report.html", *args], cwd=workflow_dir, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--report", "results/report.html", *args], cwd=workflow_dir, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     report = (workflow_dir / "results" / "report.html").read_text()
     for category in ("Scores", "Test-view crops", "3DSR per step", "Fly-through videos"):
@@ -129,7 +149,10 @@ def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, fern_dir,
     scene = _copy_fern8(fern_dir, root / "fern8")
     bad = scene / "images_8" / "image007.png"
     bad.write_bytes(bad.read_bytes()[:3000])
-    cfg = {"datasets": {"synthetic": {"scenes": []}, "mine": {"root": str(root), "scenes": ["fern8"]}}, "resolution": {"lr_factor": 64, "hr_factor": 16}}
+    cfg = {
+        "datasets": {"synthetic": {"scenes": []}, "mine": {"root": str(root), "scenes": ["fern8"]}},
+        "resolution": {"lr_factor": 64, "hr_factor": 16},
+    }
     r = _snakemake(workflow_dir, "--configfile", "params.yaml", _override(workflow_dir, cfg))
     assert r.returncode != 0
     log = (workflow_dir / "results" / "logs" / "prepare_scene" / "mine" / "fern8.log").read_text()

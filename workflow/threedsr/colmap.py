@@ -29,8 +29,10 @@ def camera_intrinsics(camera, where: str) -> tuple[Intrinsics, Lens | None]:
     (prepare.py decides: README, Poses). Models that are not perspective projections are refused."""
     name = camera.model.name
     if name in _NOT_PERSPECTIVE:
-        raise DataError(f"{where}: camera {camera.camera_id} is {name}, not a perspective camera; undistort the scene to "
-                        "PINHOLE first (colmap image_undistorter) and point the dataset root at the result")
+        raise DataError(
+            f"{where}: camera {camera.camera_id} is {name}, not a perspective camera; undistort the scene to "
+            "PINHOLE first (colmap image_undistorter) and point the dataset root at the result"
+        )
     K = np.asarray(camera.calibration_matrix(), dtype=np.float64)
     intr = Intrinsics(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(camera.width), int(camera.height))
     p = np.asarray(camera.params, dtype=np.float64)
@@ -74,7 +76,10 @@ def write_text_model(out_dir: Path, entries, xyz=None, rgb=None, ids: dict[str, 
     `ids` maps an image name to its (image_id, camera_id); by default both are the 1-based position.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    cams, imgs = ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"], ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME", "# POINTS2D[] as (X, Y, POINT3D_ID)"]
+    cams, imgs = (
+        ["# CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]"],
+        ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME", "# POINTS2D[] as (X, Y, POINT3D_ID)"],
+    )
     for i, (name, K, w2c) in enumerate(entries, 1):
         image_id, camera_id = ids[name] if ids else (i, i)
         cams.append(f"{camera_id} PINHOLE {K.width} {K.height} {float(K.fx)!r} {float(K.fy)!r} {float(K.cx)!r} {float(K.cy)!r}")
@@ -121,8 +126,9 @@ def neighbour_pairs(world_to_cameras: list[np.ndarray], k: int = NEAREST_CAMERAS
     return sorted(pairs)
 
 
-def _extract_and_match(image_dir: Path, names: list[str], database: Path, single_camera: bool, max_image_size: int,
-                       pairs: list[tuple[int, int]] | None = None) -> None:
+def _extract_and_match(
+    image_dir: Path, names: list[str], database: Path, single_camera: bool, max_image_size: int, pairs: list[tuple[int, int]] | None = None
+) -> None:
     """SIFT features, then matching: exhaustive, or the given pairs of `names` indices (written to a pairs file)."""
     pycolmap = _pycolmap()
 
@@ -133,7 +139,9 @@ def _extract_and_match(image_dir: Path, names: list[str], database: Path, single
     mode = pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE
     start = time.perf_counter()
     log.info("SIFT features of %d images (longest side %d px)...", len(names), max_image_size)
-    pycolmap.extract_features(database, image_dir, image_names=names, camera_mode=mode, reader_options=reader, extraction_options=extraction)
+    pycolmap.extract_features(
+        database, image_dir, image_names=names, camera_mode=mode, reader_options=reader, extraction_options=extraction
+    )
     log.info("features: %.0f s", time.perf_counter() - start)
     start = time.perf_counter()
     if pairs is None:
@@ -145,8 +153,13 @@ def _extract_and_match(image_dir: Path, names: list[str], database: Path, single
     else:
         pairs_file = database.with_name("pairs.txt")
         pairs_file.write_text("".join(f"{names[i]} {names[j]}\n" for i, j in pairs))
-        log.info("matching %d pairs of %d images (each with its %d nearest cameras; exhaustive would be %d)...",
-                 len(pairs), len(names), NEAREST_CAMERAS, len(names) * (len(names) - 1) // 2)
+        log.info(
+            "matching %d pairs of %d images (each with its %d nearest cameras; exhaustive would be %d)...",
+            len(pairs),
+            len(names),
+            NEAREST_CAMERAS,
+            len(names) * (len(names) - 1) // 2,
+        )
         pycolmap.match_image_pairs(database, pairing_options=pycolmap.ImportedPairingOptions(match_list_path=str(pairs_file)))
     log.info("matching: %.0f s", time.perf_counter() - start)
 

@@ -72,7 +72,14 @@ def hr_iterations(config: dict, block: str) -> int:
     return config[block]["iterations"] or config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]
 
 
-HR_BUDGET_KEYS = ("methods", "bicubic.iterations", "isr.iterations", "supergaussian.iterations", "threedsr.steps", "threedsr.iters_per_step")
+HR_BUDGET_KEYS = (
+    "methods",
+    "bicubic.iterations",
+    "isr.iterations",
+    "supergaussian.iterations",
+    "threedsr.steps",
+    "threedsr.iters_per_step",
+)
 
 
 def hr_budgets(config: dict) -> dict[str, int]:
@@ -115,7 +122,9 @@ def sr_models_used(config: dict) -> set[str]:
 def check(config: dict) -> None:
     """What the schema cannot say: relations between keys, and that every scene can be found or downloaded."""
     if not scenes(config):
-        raise ConfigError(f"datasets: no scenes to run: every dataset's scenes list is empty ({', '.join(f'datasets.{d}.scenes' for d in config['datasets'])})")
+        raise ConfigError(
+            f"datasets: no scenes to run: every dataset's scenes list is empty ({', '.join(f'datasets.{d}.scenes' for d in config['datasets'])})"
+        )
     lr, hr = config["resolution"]["lr_factor"], config["resolution"]["hr_factor"]
     if lr <= hr or lr % hr:
         raise ConfigError(f"resolution.lr_factor ({lr}) must be a multiple of resolution.hr_factor ({hr}) and larger than it")

@@ -34,7 +34,9 @@ def nearest_neighbours(world_to_cameras: list[np.ndarray]) -> list[int]:
     return d.argmin(1).tolist()
 
 
-def warp(image_i: torch.Tensor, depth_i: torch.Tensor, w2c_i, K_i, depth_j: torch.Tensor, w2c_j, K_j, occlusion: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
+def warp(
+    image_i: torch.Tensor, depth_i: torch.Tensor, w2c_i, K_i, depth_j: torch.Tensor, w2c_j, K_j, occlusion: float = 0.03
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Image i (H×W×3) seen from camera j: (warped H_j×W_j×3, valid mask H_j×W_j)."""
     h, w = depth_j.shape
     v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
@@ -49,7 +51,9 @@ def warp(image_i: torch.Tensor, depth_i: torch.Tensor, w2c_i, K_i, depth_j: torc
     xy = proj[..., :2] / z.clamp(min=1e-9)[..., None]
     hi, wi = depth_i.shape
     grid = torch.stack([xy[..., 0] / wi * 2 - 1, xy[..., 1] / hi * 2 - 1], -1)[None].float()
-    sample = lambda img: F.grid_sample(img.permute(2, 0, 1)[None].float(), grid, mode="bilinear", align_corners=False, padding_mode="border")[0].permute(1, 2, 0)
+    sample = lambda img: F.grid_sample(
+        img.permute(2, 0, 1)[None].float(), grid, mode="bilinear", align_corners=False, padding_mode="border"
+    )[0].permute(1, 2, 0)
     warped = sample(image_i)
     seen_depth = sample(depth_i[..., None])[..., 0].double()
     inside = (xy[..., 0] >= 0) & (xy[..., 0] <= wi) & (xy[..., 1] >= 0) & (xy[..., 1] <= hi)
@@ -57,7 +61,9 @@ def warp(image_i: torch.Tensor, depth_i: torch.Tensor, w2c_i, K_i, depth_j: torc
     return warped, valid
 
 
-def consistency(images: list[torch.Tensor], depths: list[torch.Tensor], world_to_cameras: list[np.ndarray], Ks: list[np.ndarray], names: list[str]) -> list[dict]:
+def consistency(
+    images: list[torch.Tensor], depths: list[torch.Tensor], world_to_cameras: list[np.ndarray], Ks: list[np.ndarray], names: list[str]
+) -> list[dict]:
     """Per view: its neighbour, the masked L1 (×255) and PSNR of the view warped into the neighbour, and the valid fraction."""
     rows = []
     for i, j in enumerate(nearest_neighbours(world_to_cameras)):
@@ -68,10 +74,15 @@ def consistency(images: list[torch.Tensor], depths: list[torch.Tensor], world_to
             continue
         diff = (warped - images[j].float())[valid]
         mse = float((diff**2).mean())
-        rows.append({
-            "view": names[i], "neighbour": names[j], "l1": float(diff.abs().mean()) * 255,
-            "psnr": math.inf if mse == 0 else -10 * math.log10(mse), "valid": n / valid.numel(),
-        })
+        rows.append(
+            {
+                "view": names[i],
+                "neighbour": names[j],
+                "l1": float(diff.abs().mean()) * 255,
+                "psnr": math.inf if mse == 0 else -10 * math.log10(mse),
+                "valid": n / valid.numel(),
+            }
+        )
     return rows
 
 
@@ -82,12 +93,12 @@ def scene_consistency(scene_dir: Path, depth_ckpt: Path, sets: dict[str, str], o
     "bicubic" (the upsampled LR views). Writes the per-view rows and returns the mean per set.
     """
     from .devices import resolve_device
-    from .splat.render import RenderSettings, render_views
-    from .training_views import bicubic_views
     from .imaging import to_float
     from .io import atomic_path, read_image
     from .scene import PreparedScene
+    from .splat.render import RenderSettings, render_views
     from .splat.trainer import load_params
+    from .training_views import bicubic_views
 
     scene = PreparedScene(scene_dir)
     views = scene.train_views

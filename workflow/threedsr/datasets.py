@@ -20,7 +20,9 @@ ARCHIVES = {
     a.filename: a
     for a in [
         # LLFF, from the NeRF authors' shared drive (folder 128yBriW1IG_3NJ5Rp7APSTZsJqdJdfc1)
-        Archive("nerf_llff_data.zip", "https://drive.google.com/uc?export=download&id=16VnMcF1KJYxN9QId6TClMsZRahHNMW5g", "llff", gdrive=True),
+        Archive(
+            "nerf_llff_data.zip", "https://drive.google.com/uc?export=download&id=16VnMcF1KJYxN9QId6TClMsZRahHNMW5g", "llff", gdrive=True
+        ),
         # MipNeRF360, from the project's storage bucket
         Archive("360_v2.zip", "https://storage.googleapis.com/gresearch/refraw360/360_v2.zip", "mipnerf360"),
         Archive("360_extra_scenes.zip", "https://storage.googleapis.com/gresearch/refraw360/360_extra_scenes.zip", "mipnerf360"),
@@ -29,7 +31,10 @@ ARCHIVES = {
 
 # dataset -> scene -> (archive file name, folder of the scene inside the archive)
 OFFICIAL_SCENES: dict[str, dict[str, tuple[str, str]]] = {
-    "llff": {s: ("nerf_llff_data.zip", f"nerf_llff_data/{s}/") for s in ("fern", "flower", "fortress", "horns", "leaves", "orchids", "room", "trex")},
+    "llff": {
+        s: ("nerf_llff_data.zip", f"nerf_llff_data/{s}/")
+        for s in ("fern", "flower", "fortress", "horns", "leaves", "orchids", "room", "trex")
+    },
     "mipnerf360": {
         **{s: ("360_v2.zip", f"{s}/") for s in ("bicycle", "bonsai", "counter", "garden", "kitchen", "room", "stump")},
         **{s: ("360_extra_scenes.zip", f"{s}/") for s in ("flowers", "treehill")},

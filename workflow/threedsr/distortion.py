@@ -56,8 +56,12 @@ def decide(lenses: list[Lens], hr_factor: int, mode: str, tolerance_px: float, l
     if mode == "never":
         return Decision(False, moved, f"{what}: ignored, cameras used as pinholes (poses.undistort: never)")
     if llff_release:
-        return Decision(False, moved, f"{what}: ignored, as the official 3DSR code and NeRF-style loaders read the LLFF release "
-                                      "(poses_bounds.npy beside the model); poses.undistort: always undistorts it")
+        return Decision(
+            False,
+            moved,
+            f"{what}: ignored, as the official 3DSR code and NeRF-style loaders read the LLFF release "
+            "(poses_bounds.npy beside the model); poses.undistort: always undistorts it",
+        )
     if moved > tolerance_px:
         return Decision(True, moved, f"{what} > poses.undistort_above_px ({tolerance_px}): undistorted")
     return Decision(False, moved, f"{what} <= poses.undistort_above_px ({tolerance_px}): ignored")
@@ -69,6 +73,8 @@ def undistort(image: np.ndarray, lens: Lens) -> tuple[np.ndarray, Intrinsics]:
     import pycolmap
 
     h, w = image.shape[:2]
-    bitmap, cam = pycolmap.undistort_image(pycolmap.UndistortCameraOptions(), pycolmap.Bitmap.from_array(np.ascontiguousarray(image)), lens.camera(w, h))
+    bitmap, cam = pycolmap.undistort_image(
+        pycolmap.UndistortCameraOptions(), pycolmap.Bitmap.from_array(np.ascontiguousarray(image)), lens.camera(w, h)
+    )
     fx, fy, cx, cy = (float(p) for p in cam.params)
     return np.ascontiguousarray(bitmap.to_array()), Intrinsics(fx, fy, cx, cy, int(cam.width), int(cam.height))

@@ -81,7 +81,10 @@ def download(archive: Archive, dest: Path, timeout: float = 60.0) -> Path:
                     log.warning("%s: server ignored the resume request, starting over", url)
                     have = 0
                 total = int(r.headers.get("content-length", 0)) + have or None
-                with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name) as bar:
+                with (
+                    open(part, "ab" if have else "wb") as f,
+                    tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name) as bar,
+                ):
                     for chunk in r.iter_content(CHUNK):
                         f.write(chunk)
                         bar.update(len(chunk))

@@ -150,9 +150,7 @@ def _scaled(tree: dict, path: tuple) -> dict:
 
 def _changed_rules(base: dict, other: dict) -> set[str]:
     return {
-        job.rule
-        for key, job in base.items()
-        if key in other and (other[key].shellcmd != job.shellcmd or other[key].inputs != job.inputs)
+        job.rule for key, job in base.items() if key in other and (other[key].shellcmd != job.shellcmd or other[key].inputs != job.inputs)
     }
 
 
@@ -184,7 +182,7 @@ def check_generated_for(config: dict, dvc_yaml_path: Path) -> None:
     that decide which stages exist (a new dataset once ran nothing, DVC saying all was up to date)."""
     lines = [ln for ln in Path(dvc_yaml_path).read_text().splitlines() if ln.startswith(GENERATED_FOR)]
     try:
-        recorded = json.loads(lines[0][len(GENERATED_FOR):])
+        recorded = json.loads(lines[0][len(GENERATED_FOR) :])
     except (IndexError, json.JSONDecodeError):
         recorded = None
     now = shape(config, [k for k in recorded or {} if k not in ("methods", "datasets")])
@@ -236,6 +234,7 @@ def params_read(workdir: Path, config: dict, base: dict[tuple, Job]) -> tuple[di
 
 def _compress(paths: set[tuple], config: dict) -> list[str]:
     """Leaf paths -> DVC params keys, a whole section where every leaf of it is read."""
+
     def covered(prefix, node):
         if prefix in paths:
             return True
@@ -272,7 +271,9 @@ def dvc_stages(workdir: Path, config: dict) -> tuple[dict, list[str]]:
     try:
         base = workflow_jobs(workdir)
     except Exception as e:
-        raise ConfigError(f"Snakemake cannot build the workflow of {workdir.resolve() / 'params.yaml'}: {e} (run `snakemake -n` for details)") from e
+        raise ConfigError(
+            f"Snakemake cannot build the workflow of {workdir.resolve() / 'params.yaml'}: {e} (run `snakemake -n` for details)"
+        ) from e
     read, shaping = params_read(workdir, config, base)
     stages = {}
     for job in sorted(base.values(), key=lambda j: (j.rule, j.wildcards)):

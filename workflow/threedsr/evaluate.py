@@ -36,9 +36,19 @@ def render_test_views(ckpt: Path, scene_dir: Path, out_dir: Path, device: torch.
             np.save(f, d.numpy().astype(np.float32))
 
 
-def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: str, scene_name: str, method: str,
-                     lpips_backbone: str | None = None, features_out: Path | None = None, fid_inception: str | None = None,
-                     niqe_model: str | None = None, fetch: bool = True) -> pd.DataFrame:
+def evaluate_renders(
+    render_dir: Path,
+    scene_dir: Path,
+    out_csv: Path,
+    dataset: str,
+    scene_name: str,
+    method: str,
+    lpips_backbone: str | None = None,
+    features_out: Path | None = None,
+    fid_inception: str | None = None,
+    niqe_model: str | None = None,
+    fetch: bool = True,
+) -> pd.DataFrame:
     """Per test view: PSNR, SSIM, LPIPS against the HR ground truth and NIQE of the render, to `out_csv`; with
     `features_out`, the Inception pool3 features of the renders and of the ground truth (an .npz that
     `aggregate` turns into FID and KID; without the Inception weights it records that they were missing)."""
@@ -57,21 +67,33 @@ def evaluate_renders(render_dir: Path, scene_dir: Path, out_csv: Path, dataset: 
         gts.append(np.asarray(gt_rgb))
     table = pd.DataFrame(rows)
     if features_out is not None:
-        feats = {"render": inception_features(inception, renders), "gt": inception_features(inception, gts)} if inception is not None else {}
+        feats = (
+            {"render": inception_features(inception, renders), "gt": inception_features(inception, gts)} if inception is not None else {}
+        )
         write_features(features_out, dataset, scene_name, method, [v.name for v in scene.test_views], **feats)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
 
 
-def write_features(path: Path, dataset: str, scene: str, method: str, views: list[str], render: np.ndarray | None = None, gt: np.ndarray | None = None) -> None:
+def write_features(
+    path: Path, dataset: str, scene: str, method: str, views: list[str], render: np.ndarray | None = None, gt: np.ndarray | None = None
+) -> None:
     """The Inception features of one method's test views and of their ground truth; without them (no weights)
     the file says so (available = False) and FID is n/a."""
     available = render is not None
     empty = np.zeros((0, DIMS), dtype=np.float32)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, dataset=np.str_(dataset), scene=np.str_(scene), method=np.str_(method), views=np.array(views, dtype=str),
-                 available=np.bool_(available), render=render if available else empty, gt=gt if available else empty)
+        np.savez(
+            f,
+            dataset=np.str_(dataset),
+            scene=np.str_(scene),
+            method=np.str_(method),
+            views=np.array(views, dtype=str),
+            available=np.bool_(available),
+            render=render if available else empty,
+            gt=gt if available else empty,
+        )
 
 
 def read_features(path: Path) -> dict:
@@ -97,8 +119,14 @@ def is_2d(method: str) -> bool:
 
 
 # the paper's columns, in its order: (column, header, higher is better, decimals)
-COLUMNS = (("psnr", "PSNR ↑", True, 2), ("ssim", "SSIM ↑", True, 3), ("lpips", "LPIPS ↓", False, 3), ("niqe", "NIQE ↓", False, 2),
-           ("met3r", "MEt3R ↓", False, 3), ("fid", "FID ↓ †", False, 1))
+COLUMNS = (
+    ("psnr", "PSNR ↑", True, 2),
+    ("ssim", "SSIM ↑", True, 3),
+    ("lpips", "LPIPS ↓", False, 3),
+    ("niqe", "NIQE ↓", False, 2),
+    ("met3r", "MEt3R ↓", False, 3),
+    ("fid", "FID ↓ †", False, 1),
+)
 # per dataset only: FID and KID over every test view of the dataset
 POOLED = (("fid_pooled", "pooled FID ↓", False, 1), ("kid", "KID ×10³ ↓", False, 2))
 SUMMARY_COLUMNS = ["dataset", "scene", "method", "psnr", "ssim", "lpips", "niqe", "met3r", "fid", "fid_pooled", "kid", "kid_se", "kind"]
@@ -124,8 +152,15 @@ def read_met3r(path: Path) -> pd.DataFrame:
     return table
 
 
-def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[Path] = (), methods: list[str] | None = None,
-              features: list[Path] = (), met3r: Path | None = None, budgets: dict[str, int] | None = None) -> pd.DataFrame:
+def aggregate(
+    per_view_csvs: list[Path],
+    out_dir: Path,
+    consistency_csvs: list[Path] = (),
+    methods: list[str] | None = None,
+    features: list[Path] = (),
+    met3r: Path | None = None,
+    budgets: dict[str, int] | None = None,
+) -> pd.DataFrame:
     """per_view.csv; summary.csv (per scene and method, and a `mean` row per dataset and method: the mean over
     its scenes, plus the pooled FID and KID over all its test views); summary.json (the mean rows, DVC's
     metrics); <dataset>.md / .html (the paper's table: one mean row per method, then a table per scene);
@@ -176,14 +211,20 @@ def aggregate(per_view_csvs: list[Path], out_dir: Path, consistency_csvs: list[P
     for name, df in (("per_view.csv", per_view), ("summary.csv", summary)):
         with atomic_path(out_dir / name) as tmp:
             df.to_csv(tmp, index=False)
+
     # DVC's metrics (`dvc metrics show`, `dvc exp show`): the mean over scenes per dataset and method
     def num(x, digits):
         return None if x is None or math.isnan(x) else round(float(x), digits)
 
-    write_json(out_dir / "summary.json", {
-        dataset: {r.method: {k: num(getattr(r, k), 6 if k.startswith("kid") else 4) for k in SUMMARY_COLUMNS[3:-1]} for r in df.itertuples()}
-        for dataset, df in means.groupby("dataset", sort=True)
-    })
+    write_json(
+        out_dir / "summary.json",
+        {
+            dataset: {
+                r.method: {k: num(getattr(r, k), 6 if k.startswith("kid") else 4) for k in SUMMARY_COLUMNS[3:-1]} for r in df.itertuples()
+            }
+            for dataset, df in means.groupby("dataset", sort=True)
+        },
+    )
     cons = None
     if consistency_csvs:
         cons = pd.concat([pd.read_csv(p) for p in consistency_csvs], ignore_index=True)
@@ -229,8 +270,11 @@ def _budget_note(budgets: dict[str, int] | None) -> list[str]:
     """A line when the methods fitting a 3DGS at HR had different budgets: their scores then also differ by that."""
     if not budgets or len(set(budgets.values())) < 2:
         return []
-    return ["The methods' 3DGS steps at HR differ: " + ", ".join(f"{m} {n}" for m, n in budgets.items())
-            + " (isr and supergaussian get 3dsr's budget unless their iterations are set; see docs/params.md)."]
+    return [
+        "The methods' 3DGS steps at HR differ: "
+        + ", ".join(f"{m} {n}" for m, n in budgets.items())
+        + " (isr and supergaussian get 3dsr's budget unless their iterations are set; see docs/params.md)."
+    ]
 
 
 def _notes(df: pd.DataFrame, views: pd.Series, budgets: dict[str, int] | None = None) -> list[str]:
@@ -248,8 +292,11 @@ def _notes(df: pd.DataFrame, views: pd.Series, budgets: dict[str, int] | None = 
     ] + _budget_note(budgets)
 
 
-def tables_markdown(dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None, budgets: dict[str, int] | None = None) -> str:
+def tables_markdown(
+    dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None, budgets: dict[str, int] | None = None
+) -> str:
     """The paper's table for one dataset (mean over scenes, one row per method), then one table per scene."""
+
     def table(df, columns):
         head = "| method | " + " | ".join(h for _, h, _, _ in columns) + " |"
         rows = [head, "|---|" + "---|" * len(columns)]
@@ -258,38 +305,55 @@ def tables_markdown(dataset: str, summary: pd.DataFrame, views: pd.Series, consi
         return rows
 
     means = summary[summary["scene"] == "mean"]
-    lines = [f"# {dataset}: test views at HR", "", f"Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.", ""]
-    lines += table(means, COLUMNS + POOLED) + [""] + [f"{n}  " if i == 0 else n for i, n in enumerate(_notes(summary, views, budgets))] + [""]
+    lines = [
+        f"# {dataset}: test views at HR",
+        "",
+        f"Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.",
+        "",
+    ]
+    lines += (
+        table(means, COLUMNS + POOLED) + [""] + [f"{n}  " if i == 0 else n for i, n in enumerate(_notes(summary, views, budgets))] + [""]
+    )
     for scene in [s for s in summary["scene"].unique() if s != "mean"]:
         df = summary[summary["scene"] == scene]
         lines += [f"## {scene}", ""] + table(df, COLUMNS) + [""]
     if consistency is not None and len(consistency):
         lines += [
-            "## Multi-view consistency of the training views' images", "",
+            "## Multi-view consistency of the training views' images",
+            "",
             "Each view warped into its nearest training view with the LR model's HR depth; masked error against that view's image",
             "(lower L1 / higher PSNR = more consistent; the ground truth row is the floor set by depth errors and lighting;",
-            "blurry images also agree more, so read it beside the test-view scores).", "",
-            "| images | scene | warp L1 ×255 ↓ | warp PSNR ↑ | valid |", "|---|---|---|---|---|",
+            "blurry images also agree more, so read it beside the test-view scores).",
+            "",
+            "| images | scene | warp L1 ×255 ↓ | warp PSNR ↑ | valid |",
+            "|---|---|---|---|---|",
         ]
         for r in consistency.itertuples():
             lines.append(f"| {r.images} | {r.scene} | {r.l1:.2f} | {r.psnr:.2f} | {r.valid:.2f} |")
     return "\n".join(lines) + "\n"
 
 
-def tables_html(dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None, budgets: dict[str, int] | None = None) -> str:
+def tables_html(
+    dataset: str, summary: pd.DataFrame, views: pd.Series, consistency: pd.DataFrame | None, budgets: dict[str, int] | None = None
+) -> str:
     """One self-contained page per dataset with the same tables (what the Snakemake report shows)."""
+
     def table(df, columns):
         head = "<tr><th>method</th>" + "".join(f"<th>{escape(h)}</th>" for _, h, _, _ in columns) + "</tr>"
         body = [
-            f"<tr><td>{escape(_name(name))}</td>" + "".join(f"<td><b>{escape(t)}</b></td>" if b else f"<td>{escape(t)}</td>" for t, b in cells) + "</tr>"
+            f"<tr><td>{escape(_name(name))}</td>"
+            + "".join(f"<td><b>{escape(t)}</b></td>" if b else f"<td>{escape(t)}</td>" for t, b in cells)
+            + "</tr>"
             for name, cells in zip(df["method"], _cells(df, columns))
         ]
         return f"<table>{head}{''.join(body)}</table>"
 
     means = summary[summary["scene"] == "mean"]
-    parts = [f"<h2>{escape(dataset)}: test views at HR</h2>",
-             f"<p>Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.</p>",
-             table(means, COLUMNS + POOLED)] + [f"<p><small>{escape(n)}</small></p>" for n in _notes(summary, views, budgets)]
+    parts = [
+        f"<h2>{escape(dataset)}: test views at HR</h2>",
+        f"<p>Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.</p>",
+        table(means, COLUMNS + POOLED),
+    ] + [f"<p><small>{escape(n)}</small></p>" for n in _notes(summary, views, budgets)]
     for scene in [s for s in summary["scene"].unique() if s != "mean"]:
         parts += [f"<h3>{escape(scene)}</h3>", table(summary[summary["scene"] == scene], COLUMNS)]
     if consistency is not None and len(consistency):
@@ -298,7 +362,8 @@ def tables_html(dataset: str, summary: pd.DataFrame, views: pd.Series, consisten
             "<p>Each view warped into its nearest training view with the LR model's HR depth; masked error against that view's "
             "image (lower L1, higher PSNR = more consistent). The ground truth row is the floor set by depth errors and lighting; "
             "blurry images also agree more, so read it beside the test-view scores.</p>",
-            consistency[["scene", "images", "l1", "psnr", "valid"]].rename(columns={"l1": "warp L1 ×255 ↓", "psnr": "warp PSNR ↑"})
+            consistency[["scene", "images", "l1", "psnr", "valid"]]
+            .rename(columns={"l1": "warp L1 ×255 ↓", "psnr": "warp PSNR ↑"})
             .to_html(index=False, float_format=lambda x: f"{x:.2f}", border=0),
         ]
     style = (
@@ -326,7 +391,14 @@ def crops_figure(scene_dir: Path, render_dirs: dict[str, Path], out_png: Path, c
         c = min(crop, h, w)
         y0, x0 = (h - c) // 2, (w - c) // 2
         lr = np.asarray(Image.fromarray(np.array(scene.image(v, "lr"))).resize((w, h), Image.NEAREST))
-        panels = [("LR input", lr)] + [(f"{m} (2D)" if is_2d(m) else m, np.array(read_image(Path(d) / f"{v.name}.png"))) for m, d in render_dirs.items()] + [("ground truth", gt)]
-        tiles = [labelled(Image.fromarray(np.ascontiguousarray(img[y0 : y0 + c, x0 : x0 + c])).resize((2 * c, 2 * c), Image.NEAREST), label) for label, img in panels]
+        panels = (
+            [("LR input", lr)]
+            + [(f"{m} (2D)" if is_2d(m) else m, np.array(read_image(Path(d) / f"{v.name}.png"))) for m, d in render_dirs.items()]
+            + [("ground truth", gt)]
+        )
+        tiles = [
+            labelled(Image.fromarray(np.ascontiguousarray(img[y0 : y0 + c, x0 : x0 + c])).resize((2 * c, 2 * c), Image.NEAREST), label)
+            for label, img in panels
+        ]
         rows.append(np.concatenate(tiles, axis=1))
     write_png(out_png, np.concatenate(rows, axis=0))

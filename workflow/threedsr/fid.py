@@ -163,7 +163,19 @@ class FIDInceptionV3(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
         x = F.max_pool2d(x, kernel_size=3, stride=2)
-        for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+        for name in (
+            "Mixed_5b",
+            "Mixed_5c",
+            "Mixed_5d",
+            "Mixed_6a",
+            "Mixed_6b",
+            "Mixed_6c",
+            "Mixed_6d",
+            "Mixed_6e",
+            "Mixed_7a",
+            "Mixed_7b",
+            "Mixed_7c",
+        ):
             x = getattr(self, name)(x)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
@@ -180,11 +192,17 @@ def load_inception(path) -> FIDInceptionV3:
     model = FIDInceptionV3()
     expected = {k: v.shape for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(s)})" for k, s in expected.items() if k in state and tuple(state[k].shape) != tuple(s)]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(s)})"
+        for k, s in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(s)
+    ]
     if missing or unexpected or wrong:
-        parts = [f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})" if missing else "",
-                 f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})" if unexpected else "",
-                 f"wrong shapes: {', '.join(wrong[:3])}" if wrong else ""]
+        parts = [
+            f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})" if missing else "",
+            f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})" if unexpected else "",
+            f"wrong shapes: {', '.join(wrong[:3])}" if wrong else "",
+        ]
         raise DataError(f"{path}: not the FID Inception-v3 weights ({'; '.join(p for p in parts if p)})")
     model.load_state_dict(state, strict=False)
     return model.eval().requires_grad_(False)
@@ -192,7 +210,10 @@ def load_inception(path) -> FIDInceptionV3:
 
 def preprocess(rgb: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> (3, 299, 299) float32: clean-fid's per-channel float32 PIL bicubic resize, (x - 128) / 128."""
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c]).astype(np.float32)).resize((INPUT_SIZE, INPUT_SIZE), Image.BICUBIC)) for c in range(3)]
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c]).astype(np.float32)).resize((INPUT_SIZE, INPUT_SIZE), Image.BICUBIC))
+        for c in range(3)
+    ]
     x = np.stack(channels).clip(0, 255)
     return torch.from_numpy((x - 128) / 128).float()
 
@@ -257,8 +278,9 @@ def kid(feats1: np.ndarray, feats2: np.ndarray) -> tuple[float, float]:
 
     def mmd(ia, ib):
         p, q = len(ia), len(ib)
-        return (kaa[np.ix_(ia, ia)].sum() / (p * (p - 1)) + kbb[np.ix_(ib, ib)].sum() / (q * (q - 1))
-                - 2 * kab[np.ix_(ia, ib)].sum() / (p * q))
+        return (
+            kaa[np.ix_(ia, ia)].sum() / (p * (p - 1)) + kbb[np.ix_(ib, ib)].sum() / (q * (q - 1)) - 2 * kab[np.ix_(ia, ib)].sum() / (p * q)
+        )
 
     full = mmd(np.arange(m), np.arange(n))
     if m != n:

@@ -31,9 +31,20 @@ def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
     g = settings.GS.from_dict(gs)
     d = g.densify
     return TrainConfig(
-        iterations=iterations or g.iterations, sh_degree=g.sh_degree, sh_degree_interval=g.sh_degree_interval, delta_dssim=g.delta_dssim,
-        refine_start=d.start, refine_stop=d.stop, refine_every=d.every, reset_every=d.reset_every, grow_grad2d=d.grow_grad2d,
-        rasterize_mode=g.rasterize_mode, eps2d=g.eps2d, filter_3d=g.filter_3d, filter_3d_variance=g.filter_3d_variance, seed=g.seed,
+        iterations=iterations or g.iterations,
+        sh_degree=g.sh_degree,
+        sh_degree_interval=g.sh_degree_interval,
+        delta_dssim=g.delta_dssim,
+        refine_start=d.start,
+        refine_stop=d.stop,
+        refine_every=d.every,
+        reset_every=d.reset_every,
+        grow_grad2d=d.grow_grad2d,
+        rasterize_mode=g.rasterize_mode,
+        eps2d=g.eps2d,
+        filter_3d=g.filter_3d,
+        filter_3d_variance=g.filter_3d_variance,
+        seed=g.seed,
     )
 
 
@@ -62,7 +73,16 @@ def hr_lr_loss(lambda_lr: float, delta_dssim: float):
     return loss
 
 
-def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView], device: torch.device, init: Path | None = None, checkpoint_every: int = 1000, loss_fn=None) -> Trainer:
+def fit(
+    scene_dir: Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    views: list[TrainView],
+    device: torch.device,
+    init: Path | None = None,
+    checkpoint_every: int = 1000,
+    loss_fn=None,
+) -> Trainer:
     """Fit from the scene's points (or the Gaussians of checkpoint `init`) to `views`, resuming if a resume.pt exists."""
     scene = PreparedScene(scene_dir)
     if init is not None:
@@ -71,7 +91,11 @@ def fit(scene_dir: Path, out_dir: Path, cfg: TrainConfig, views: list[TrainView]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume = out_dir / "resume.pt"
-    key = {"config": asdict(cfg), "targets": targets_fingerprint(views), "init": init and hashlib.sha256(Path(init).read_bytes()).hexdigest()}
+    key = {
+        "config": asdict(cfg),
+        "targets": targets_fingerprint(views),
+        "init": init and hashlib.sha256(Path(init).read_bytes()).hexdigest(),
+    }
     stored = load_resume_point(resume)
     if stored is not None and {k: stored.get(k) for k in key} != key:
         log.warning("%s was written with other settings, targets or initial model; starting over", resume)

@@ -57,7 +57,9 @@ def _naming_a_full_disk(final: Path, tmp: Path) -> Iterator[None]:
         yield
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            raise DiskFullError(f"{final}: no space left on device while writing it ({e.strerror}); free some space and run again") from None
+            raise DiskFullError(
+                f"{final}: no space left on device while writing it ({e.strerror}); free some space and run again"
+            ) from None
         raise
     except RuntimeError as e:
         if _free_bytes(tmp.parent) < 16 << 20:
@@ -113,7 +115,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu"):
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError, AttributeError) as e:
-        raise DataError(f"{path}: truncated, corrupt or not a checkpoint of this project ({type(e).__name__}: {e}); delete it and rerun the job that writes it") from None
+        raise DataError(
+            f"{path}: truncated, corrupt or not a checkpoint of this project ({type(e).__name__}: {e}); delete it and rerun the job that writes it"
+        ) from None
 
 
 def load_resume_point(path: str | os.PathLike, map_location="cpu"):
@@ -173,8 +177,10 @@ def _as_rgb(im: Image.Image, path: str | os.PathLike) -> Image.Image:
     folder = str(Path(path).parent)
     if (folder, kind) not in _CONVERSIONS_SAID:
         _CONVERSIONS_SAID.add((folder, kind))
-        what = {"alpha": f"with an alpha channel ({im.mode}) are composited over black, as 3DGS and the official 3DSR code load them",
-                "grayscale": f"with one channel ({im.mode}) are converted to RGB (the channel repeated)"}.get(kind, f"in mode {im.mode} are converted to RGB")
+        what = {
+            "alpha": f"with an alpha channel ({im.mode}) are composited over black, as 3DGS and the official 3DSR code load them",
+            "grayscale": f"with one channel ({im.mode}) are converted to RGB (the channel repeated)",
+        }.get(kind, f"in mode {im.mode} are converted to RGB")
         log.warning("%s: images %s (first: %s)", folder, what, Path(path).name)
     if has_alpha:
         rgba = im.convert("RGBA")

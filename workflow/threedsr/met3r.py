@@ -89,14 +89,27 @@ def export(renders: Path, scenes: Path, out: Path, size: int = 256) -> pd.DataFr
                 k = v.hr.cropped(x0, y0, s, s).resized(size, size)
                 cams[v.name] = {"world_to_camera": np.asarray(v.world_to_camera).tolist(), "intrinsics": k.to_dict()}
             for a, b in pairs:
-                rows.append({"dataset": dataset, "scene": name, "method": method, "view_a": a, "view_b": b,
-                             "image_a": f"{dataset}/{name}/{method}/{a}.png", "image_b": f"{dataset}/{name}/{method}/{b}.png",
-                             "baseline": float(np.linalg.norm(centre(_view(scene, a)) - centre(_view(scene, b))))})
-        write_json(out / dataset / name / "cameras.json", {
-            "about": "test views' cameras for the square images beside (OpenCV axes: x right, y down, z forward; world_to_camera 4x4; "
-                     "pixel centres at +0.5); MEt3R itself estimates the geometry from the images",
-            "size": size, "views": cams,
-        })
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "scene": name,
+                        "method": method,
+                        "view_a": a,
+                        "view_b": b,
+                        "image_a": f"{dataset}/{name}/{method}/{a}.png",
+                        "image_b": f"{dataset}/{name}/{method}/{b}.png",
+                        "baseline": float(np.linalg.norm(centre(_view(scene, a)) - centre(_view(scene, b)))),
+                    }
+                )
+        write_json(
+            out / dataset / name / "cameras.json",
+            {
+                "about": "test views' cameras for the square images beside (OpenCV axes: x right, y down, z forward; world_to_camera 4x4; "
+                "pixel centres at +0.5); MEt3R itself estimates the geometry from the images",
+                "size": size,
+                "views": cams,
+            },
+        )
     table = pd.DataFrame(rows, columns=["dataset", "scene", "method", "view_a", "view_b", "image_a", "image_b", "baseline"])
     if table.empty:
         raise DataError(f"no scene under {scenes} has two test views with renders under {renders}: nothing to compare")
@@ -115,8 +128,16 @@ def load_met3r(size: int, device: str, backbone: str = "mast3r"):
         from met3r import MEt3R
     except ImportError:
         raise ThreeDSRError(INSTALL_HINT) from None
-    return MEt3R(img_size=size, use_norm=True, backbone=backbone, feature_backbone="dino16",
-                 feature_backbone_weights="mhamilton723/FeatUp", upsampler="featup", distance="cosine", freeze=True).to(device)
+    return MEt3R(
+        img_size=size,
+        use_norm=True,
+        backbone=backbone,
+        feature_backbone="dino16",
+        feature_backbone_weights="mhamilton723/FeatUp",
+        upsampler="featup",
+        distance="cosine",
+        freeze=True,
+    ).to(device)
 
 
 def score(pairs: pd.DataFrame, out: Path, metric, device: str = "cuda", batch_size: int = 4) -> pd.DataFrame:

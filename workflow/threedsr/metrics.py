@@ -56,15 +56,26 @@ class LPIPS(nn.Module):
     def __init__(self, backbone_state: dict):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 64, 11, 4, 2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1),
+            nn.ReLU(),
         )
         state = {k.removeprefix("features."): v for k, v in backbone_state.items() if k.startswith("features.")}
         self.features.load_state_dict(state)
-        heads = torch.load(importlib.resources.files("torchmetrics").joinpath("functional/image/lpips_models/alex.pth"), map_location="cpu", weights_only=True)
+        heads = torch.load(
+            importlib.resources.files("torchmetrics").joinpath("functional/image/lpips_models/alex.pth"),
+            map_location="cpu",
+            weights_only=True,
+        )
         self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in (64, 192, 384, 256, 256))
         for i, head in enumerate(self.heads):
             head.weight.data.copy_(heads[f"lin{i}.model.1.weight"])

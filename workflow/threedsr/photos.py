@@ -37,8 +37,15 @@ PHOTOS: dict[str, tuple[str, str]] = {
 }
 
 TEXTURE_PHOTOS = (
-    "skimage:astronaut", "skimage:chelsea", "skimage:coffee", "skimage:gravel", "skimage:grass",
-    "skimage:brick", "skimage:ihc", "skimage:retina", "sklearn:flower",
+    "skimage:astronaut",
+    "skimage:chelsea",
+    "skimage:coffee",
+    "skimage:gravel",
+    "skimage:grass",
+    "skimage:brick",
+    "skimage:ihc",
+    "skimage:retina",
+    "sklearn:flower",
 )
 PRIOR_PHOTOS = tuple(p for p in PHOTOS if p not in TEXTURE_PHOTOS)
 

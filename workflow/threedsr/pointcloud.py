@@ -45,7 +45,7 @@ def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: not a PLY file")
     header = raw[:end].decode("ascii").splitlines()
     n = next(int(line.split()[2]) for line in header if line.startswith("element vertex"))
-    body = raw[end + len(b"end_header\n"):]
+    body = raw[end + len(b"end_header\n") :]
     if len(body) != n * PLY_DTYPE.itemsize:
         raise DataError(f"{path}: expected {n} vertices of {PLY_DTYPE.itemsize} bytes, file is truncated or of another layout")
     data = np.frombuffer(body, dtype=PLY_DTYPE)

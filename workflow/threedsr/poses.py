@@ -38,7 +38,9 @@ class ScenePoses:
     def save(self, out_dir: Path) -> None:
         with atomic_dir(out_dir) as tmp:
             write_ply(tmp / "points3d.ply", self.xyz, self.rgb)
-            write_json(tmp / "poses.json", {"source": self.source, "llff_release": self.llff_release, "views": [v.to_dict() for v in self.views]})
+            write_json(
+                tmp / "poses.json", {"source": self.source, "llff_release": self.llff_release, "views": [v.to_dict() for v in self.views]}
+            )
 
     @classmethod
     def load(cls, out_dir: Path) -> "ScenePoses":

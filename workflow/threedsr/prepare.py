@@ -38,7 +38,9 @@ def split_of(index: int, test_every: int) -> str:
     return "test" if index % test_every == 0 else "train"
 
 
-def view_geometry(original: Intrinsics, source_size: tuple[int, int], lr_factor: int, hr_factor: int, source: Intrinsics | None = None) -> ViewGeometry:
+def view_geometry(
+    original: Intrinsics, source_size: tuple[int, int], lr_factor: int, hr_factor: int, source: Intrinsics | None = None
+) -> ViewGeometry:
     """Crop and cameras for one view.
 
     `original` is the camera at the resolution its pose was stored for (the originals);
@@ -69,8 +71,15 @@ def view_geometry(original: Intrinsics, source_size: tuple[int, int], lr_factor:
 
 
 def prepare_scene(
-    scene_dir: Path, poses: ScenePoses, out_dir: Path, lr_factor: int, hr_factor: int, test_every: int, provenance: dict | None = None,
-    undistort: str = "auto", undistort_above_px: float = 0.5,
+    scene_dir: Path,
+    poses: ScenePoses,
+    out_dir: Path,
+    lr_factor: int,
+    hr_factor: int,
+    test_every: int,
+    provenance: dict | None = None,
+    undistort: str = "auto",
+    undistort_above_px: float = 0.5,
 ) -> dict:
     scene_dir = Path(scene_dir)
     views = sorted(poses.views, key=lambda v: v.name)
@@ -95,7 +104,11 @@ def prepare_scene(
             "num_train": sum(r["split"] == "train" for r in records),
             "num_test": sum(r["split"] == "test" for r in records),
             "num_points": int(len(poses.xyz)),
-            "lens_distortion": {"undistorted": decision.undistort, "hr_corner_px": round(decision.hr_displacement, 3), "decision": decision.reason},
+            "lens_distortion": {
+                "undistorted": decision.undistort,
+                "hr_corner_px": round(decision.hr_displacement, 3),
+                "decision": decision.reason,
+            },
             "lr_size": [records[0]["lr"]["width"], records[0]["lr"]["height"]] if records else None,
             "hr_size": [records[0]["hr"]["width"], records[0]["hr"]["height"]] if records else None,
             **(provenance or {}),

@@ -24,8 +24,11 @@ def _allowed(node: dict) -> str:
         return ", ".join(f"`{v}`" for v in node["enum"])
     kinds = node.get("type", "")
     kinds = "/".join(kinds) if isinstance(kinds, list) else kinds
-    bounds = [f"≥ {node['minimum']}" if "minimum" in node else "", f"> {node['exclusiveMinimum']}" if "exclusiveMinimum" in node else "",
-              f"≤ {node['maximum']}" if "maximum" in node else ""]
+    bounds = [
+        f"≥ {node['minimum']}" if "minimum" in node else "",
+        f"> {node['exclusiveMinimum']}" if "exclusiveMinimum" in node else "",
+        f"≤ {node['maximum']}" if "maximum" in node else "",
+    ]
     if kinds == "array" and "enum" in node.get("items", {}):
         return "list of " + ", ".join(f"`{v}`" for v in node["items"]["enum"])
     return " ".join(x for x in [kinds, *bounds] if x)

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .cameras import Intrinsics
+from .errors import DataError
 from .io import read_image, read_json
 from .pointcloud import read_ply
-from .errors import DataError
-
 
 FORMAT_VERSION = 1  # of scene.json; prepare.py writes it, older prepared scenes are refused (rerun prepare_scene)
 
@@ -38,9 +37,17 @@ class PreparedScene:
         self.root = Path(root)
         self.meta = read_json(self.root / "scene.json")
         if self.meta.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{self.root / 'scene.json'}: format version {self.meta.get('format_version')}, expected {FORMAT_VERSION}; rerun the prepare_scene rule")
+            raise DataError(
+                f"{self.root / 'scene.json'}: format version {self.meta.get('format_version')}, expected {FORMAT_VERSION}; rerun the prepare_scene rule"
+            )
         self.views = [
-            SceneView(v["name"], v["split"], np.array(v["world_to_camera"], dtype=np.float64), Intrinsics.from_dict(v["lr"]), Intrinsics.from_dict(v["hr"]))
+            SceneView(
+                v["name"],
+                v["split"],
+                np.array(v["world_to_camera"], dtype=np.float64),
+                Intrinsics.from_dict(v["lr"]),
+                Intrinsics.from_dict(v["hr"]),
+            )
             for v in self.meta["views"]
         ]
 

@@ -210,7 +210,9 @@ class HRFit(Block):
 @dataclass(frozen=True)
 class SuperGaussian(Block):
     n_interp: int = 4  # poses between consecutive training cameras (sorted by name); the 3DSR authors used 4
-    upsampler: str = "realesrgan"  # x4 SR of each LR frame: realesrgan, tiny, sd-x4-upscaler, stablesr-turbo; or the video model realbasicvsr
+    upsampler: str = (
+        "realesrgan"  # x4 SR of each LR frame: realesrgan, tiny, sd-x4-upscaler, stablesr-turbo; or the video model realbasicvsr
+    )
     iterations: int | None = None  # 3DGS steps at HR from the LR model; null: 3DSR's budget (SuperGaussian's code: 2000 at 256 px)
     lambda_lr: float = 0.0  # > 0 adds lambda * L_lr against the real LR training views (the original has none)
 
@@ -256,5 +258,7 @@ class Params(Block):
     @classmethod
     def from_dict(cls, data: dict) -> "Params":
         data = dict(data)
-        datasets = {name: (Synthetic if name == "synthetic" else LocalDataset).from_dict(spec) for name, spec in data.pop("datasets").items()}
+        datasets = {
+            name: (Synthetic if name == "synthetic" else LocalDataset).from_dict(spec) for name, spec in data.pop("datasets").items()
+        }
         return dataclasses.replace(_build(cls, {**data, "datasets": {}}), datasets=datasets)

@@ -38,7 +38,9 @@ from .trajectory import scene_trajectory, trajectory_to_json
 log = logging.getLogger(__name__)
 
 
-def upsample_frames(model: SRModel, frames: list[torch.Tensor], sampler: SamplerConfig, seeds: list[int], batch_size: int) -> list[torch.Tensor]:
+def upsample_frames(
+    model: SRModel, frames: list[torch.Tensor], sampler: SamplerConfig, seeds: list[int], batch_size: int
+) -> list[torch.Tensor]:
     """H×W×3 LR frames -> ×scale frames, in order. A video model (RealBasicVSR) sees the whole sequence
     in path order; an image SR model sees batches of frames, each frame on its own."""
     if getattr(model, "is_video", False):
@@ -52,7 +54,16 @@ def upsample_frames(model: SRModel, frames: list[torch.Tensor], sampler: Sampler
     return out
 
 
-def make_frames(scene_dir: Path, lr_ckpt: Path, out_dir: Path, n_interp: int, model: SRModel, sampler: SamplerConfig, batch_size: int, device: torch.device) -> dict:
+def make_frames(
+    scene_dir: Path,
+    lr_ckpt: Path,
+    out_dir: Path,
+    n_interp: int,
+    model: SRModel,
+    sampler: SamplerConfig,
+    batch_size: int,
+    device: torch.device,
+) -> dict:
     """Steps 1 and 2: the LR model's frames along the path and their upsampled versions, in `out_dir`."""
     scene = PreparedScene(scene_dir)
     check_no_leak(model, scene)
@@ -72,9 +83,13 @@ def make_frames(scene_dir: Path, lr_ckpt: Path, out_dir: Path, n_interp: int, mo
             write_png(tmp / "hr" / f"{v.name}.png", to_uint8(b))
         write_json(tmp / "trajectory.json", trajectory_to_json(path))
         info = {
-            "frames": len(path), "n_interp": n_interp, "keys": len(scene.train_views), "upsampler": model.name,
+            "frames": len(path),
+            "n_interp": n_interp,
+            "keys": len(scene.train_views),
+            "upsampler": model.name,
             "sampler": sampler.__dict__ if model.is_diffusion else None,
-            "render_seconds": round(render_seconds, 2), "upsample_seconds": round(time.perf_counter() - start - render_seconds, 2),
+            "render_seconds": round(render_seconds, 2),
+            "upsample_seconds": round(time.perf_counter() - start - render_seconds, 2),
         }
         write_json(tmp / "frames.json", info)
     log.info("%s: %d frames, upsampled by %s in %.1f s", out_dir, len(path), model.name, info["upsample_seconds"])

@@ -157,7 +157,9 @@ def orbit_scene(rng: np.random.Generator, width: int, height: int, num_views: in
         Quad((r, -2.5, 0), (0, 0, -r), (0, 3.5, 0), _texture("sklearn:flower"), "sklearn:flower"),
         Quad((-r, -2.5, 0), (0, 0, r), (0, 3.5, 0), _texture("skimage:ihc"), "skimage:ihc"),
         *_box((0, 0.4, 0), (0.6, 0.6, 0.6), ["skimage:astronaut", "skimage:coffee", "skimage:chelsea", "sklearn:flower", "skimage:ihc"]),
-        *_box((1.3, 0.6, -0.9), (0.4, 0.4, 0.4), ["skimage:retina", "skimage:brick", "sklearn:flower", "skimage:coffee", "skimage:chelsea"]),
+        *_box(
+            (1.3, 0.6, -0.9), (0.4, 0.4, 0.4), ["skimage:retina", "skimage:brick", "sklearn:flower", "skimage:coffee", "skimage:chelsea"]
+        ),
         Quad((-1.2, 0.2, 1.0), _rot_y(40) @ (0.5, 0, 0), (0, 0.8, 0), _texture("skimage:astronaut"), "skimage:astronaut"),
     ]
     K = Intrinsics(0.7 * width, 0.7 * width, width / 2, height / 2, width, height)
@@ -193,7 +195,9 @@ def sample_points(quads: list[Quad], cams, num_points: int, rng: np.random.Gener
     return xyz[keep], np.round(rgb[keep] * 255).astype(np.uint8)
 
 
-def generate_scene(name: str, out_dir: Path, width: int, height: int, supersample: int, num_points: int, seed: int, num_views: int | None = None) -> dict:
+def generate_scene(
+    name: str, out_dir: Path, width: int, height: int, supersample: int, num_points: int, seed: int, num_views: int | None = None
+) -> dict:
     """Write images/, sparse/0 (COLMAP text) and synthetic.json (textures used, settings) to out_dir."""
     if name not in SCENES:
         raise ConfigError(f"datasets.synthetic.scenes: unknown scene {name!r}; choose from {sorted(SCENES)}")

@@ -43,7 +43,6 @@ from .consistency import consistency
 from .errors import ConfigError
 from .evaluate import labelled
 from .fit import hr_lr_loss
-from .training_views import train_view
 from .imaging import to_float, to_uint8, upsample
 from .io import atomic_dir, atomic_path, load_resume_point, read_image, write_png
 from .metrics import image_metrics, load_lpips
@@ -57,6 +56,7 @@ from .sr.colorfix import color_fix
 from .sr.registry import DIFFUSION_MODELS
 from .sr.run import check_no_leak
 from .sr.sampling import SamplerConfig, ViewNoise, update, view_seeds
+from .training_views import train_view
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,14 @@ def round_config(gs: TrainConfig, cfg: ThreeDSRConfig, k: int) -> TrainConfig:
     """The 3DGS settings of round k: densify in the first half, no opacity reset, full SH degree."""
     n = cfg.iters_per_step
     out = replace(
-        gs, iterations=n, refine_start=n // 10, refine_stop=n // 2, reset_every=n + 1, delta_dssim=cfg.delta_dssim,
-        sh_degree_start=gs.sh_degree, seed=gs.seed + k,
+        gs,
+        iterations=n,
+        refine_start=n // 10,
+        refine_stop=n // 2,
+        reset_every=n + 1,
+        delta_dssim=cfg.delta_dssim,
+        sh_degree_start=gs.sh_degree,
+        seed=gs.seed + k,
     )
     return replace(out, means_lr=0.0, means_lr_final=0.0) if cfg.freeze_means else out
 
@@ -118,8 +124,19 @@ def _mean(rows: list[dict], key: str) -> float:
 class ThreeDSR:
     """One scene's 3DSR run; `run()` does every remaining round and writes the outputs."""
 
-    def __init__(self, scene_dir: Path, model: DiffusionSR, cfg: ThreeDSRConfig, gs: TrainConfig, init: Path, out_dir: Path,
-                 device: torch.device, batch_size: int = 4, lpips_backbone: str | None = None, fetch: bool = True):
+    def __init__(
+        self,
+        scene_dir: Path,
+        model: DiffusionSR,
+        cfg: ThreeDSRConfig,
+        gs: TrainConfig,
+        init: Path,
+        out_dir: Path,
+        device: torch.device,
+        batch_size: int = 4,
+        lpips_backbone: str | None = None,
+        fetch: bool = True,
+    ):
         if not model.is_diffusion:
             raise ConfigError(f"3DSR needs a diffusion SR model ({', '.join(DIFFUSION_MODELS)}); {model.name} is not one")
         self.scene = PreparedScene(scene_dir)
@@ -180,7 +197,11 @@ class ThreeDSR:
         cfg = round_config(self.gs, self.cfg, k)
         trainer = Trainer(params, views, cfg, scene_scale([v.world_to_camera for v in self.views]), self.device)
         t = self.timesteps[k]
-        trainer.train(cfg.iterations, loss_fn=hr_lr_loss(self.cfg.lambda_lr, self.cfg.delta_dssim), desc=f"3dsr {self.scene.root.name} step {k + 1}/{len(self.timesteps)} (t={t})")
+        trainer.train(
+            cfg.iterations,
+            loss_fn=hr_lr_loss(self.cfg.lambda_lr, self.cfg.delta_dssim),
+            desc=f"3dsr {self.scene.root.name} step {k + 1}/{len(self.timesteps)} (t={t})",
+        )
         return trainer
 
     def test_metrics(self, params) -> dict[str, float]:
@@ -227,24 +248,50 @@ class ThreeDSR:
             renders, _ = render_views(params, self.views, RenderSettings.of(self.gs), self.device)
             x = self.step_latents(x, eps_all, renders, noise, k)
             h_cons, r_cons = self.consistency_of(hr, ref_depth), self.consistency_of(renders, ref_depth)
-            rows.append({
-                "step": k + 1, "t": t, "seconds": round(time.perf_counter() - start, 2), **self.test_metrics(params),
-                "train_psnr_H": self.train_psnr(hr), "train_psnr_R": self.train_psnr(renders),
-                "consistency_l1_H": h_cons["l1"], "consistency_l1_R": r_cons["l1"],
-                "consistency_psnr_H": h_cons["psnr"], "consistency_psnr_R": r_cons["psnr"],
-                "gaussians": len(params["means"]),
-            })
+            rows.append(
+                {
+                    "step": k + 1,
+                    "t": t,
+                    "seconds": round(time.perf_counter() - start, 2),
+                    **self.test_metrics(params),
+                    "train_psnr_H": self.train_psnr(hr),
+                    "train_psnr_R": self.train_psnr(renders),
+                    "consistency_l1_H": h_cons["l1"],
+                    "consistency_l1_R": r_cons["l1"],
+                    "consistency_psnr_H": h_cons["psnr"],
+                    "consistency_psnr_R": r_cons["psnr"],
+                    "gaussians": len(params["means"]),
+                }
+            )
             self._save_step_images(k + 1, hr, renders)
-            log.info("step %d/%d (t=%d): %s", k + 1, len(self.timesteps), t, {kk: round(v, 4) if isinstance(v, float) else v for kk, v in rows[-1].items()})
+            log.info(
+                "step %d/%d (t=%d): %s",
+                k + 1,
+                len(self.timesteps),
+                t,
+                {kk: round(v, 4) if isinstance(v, float) else v for kk, v in rows[-1].items()},
+            )
             with atomic_path(state_path) as tmp:
-                torch.save({
-                    "fingerprint": self.fingerprint, "round": k + 1, "rows": json.dumps(rows),
-                    "params": {kk: v.detach().cpu() for kk, v in params.items()},
-                    "latents": [lat.cpu() for x_b in x for lat in x_b], "noise": noise.get_state(),  # per view: any batching resumes
-                }, tmp)
+                torch.save(
+                    {
+                        "fingerprint": self.fingerprint,
+                        "round": k + 1,
+                        "rows": json.dumps(rows),
+                        "params": {kk: v.detach().cpu() for kk, v in params.items()},
+                        "latents": [lat.cpu() for x_b in x for lat in x_b],
+                        "noise": noise.get_state(),  # per view: any batching resumes
+                    },
+                    tmp,
+                )
             bar.set_postfix(test_psnr=f"{rows[-1]['test_psnr']:.2f}")
         if trainer is None:  # every round was already done: rebuild the last round's trainer state
-            trainer = Trainer(params, [], round_config(self.gs, self.cfg, len(self.timesteps) - 1), scene_scale([v.world_to_camera for v in self.views]), self.device)
+            trainer = Trainer(
+                params,
+                [],
+                round_config(self.gs, self.cfg, len(self.timesteps) - 1),
+                scene_scale([v.world_to_camera for v in self.views]),
+                self.device,
+            )
         return self.finish(trainer, rows)
 
     def _step_folder(self, step: int) -> Path:

@@ -51,7 +51,10 @@ def bicubic_views(scene: PreparedScene) -> list[TrainView]:
 
 def sr_views(scene: PreparedScene, sr_dir: Path) -> list[TrainView]:
     """The training views' SR images (<sr_dir>/<view>.png) as HR targets, each with its LR image for L_lr."""
-    return [train_view(v, "hr", _hr_image(Path(sr_dir) / f"{v.name}.png", v), lr_target=to_float(scene.image(v, "lr"))) for v in scene.train_views]
+    return [
+        train_view(v, "hr", _hr_image(Path(sr_dir) / f"{v.name}.png", v), lr_target=to_float(scene.image(v, "lr")))
+        for v in scene.train_views
+    ]
 
 
 def frame_views(scene: PreparedScene, frames_dir: Path, lambda_lr: float) -> list[TrainView]:

@@ -45,7 +45,15 @@ def smooth_trajectory(keys: list[SceneView], n_interp: int) -> list[SceneView]:
         w2c = np.eye(4)
         w2c[:3, :3] = rot
         w2c[:3, 3] = -rot @ c
-        frames.append(SceneView(f"frame_{i:04d}", "trajectory", w2c, _interp_intrinsics([k.lr for k in keys], t), _interp_intrinsics([k.hr for k in keys], t)))
+        frames.append(
+            SceneView(
+                f"frame_{i:04d}",
+                "trajectory",
+                w2c,
+                _interp_intrinsics([k.lr for k in keys], t),
+                _interp_intrinsics([k.hr for k in keys], t),
+            )
+        )
     return frames
 
 
@@ -59,4 +67,13 @@ def trajectory_to_json(views: list[SceneView]) -> list[dict]:
 
 
 def trajectory_from_json(items: list[dict]) -> list[SceneView]:
-    return [SceneView(d["name"], "trajectory", np.array(d["world_to_camera"], dtype=np.float64), Intrinsics.from_dict(d["lr"]), Intrinsics.from_dict(d["hr"])) for d in items]
+    return [
+        SceneView(
+            d["name"],
+            "trajectory",
+            np.array(d["world_to_camera"], dtype=np.float64),
+            Intrinsics.from_dict(d["lr"]),
+            Intrinsics.from_dict(d["hr"]),
+        )
+        for d in items
+    ]

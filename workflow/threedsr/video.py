@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from .errors import DataError
 from .evaluate import labelled
-from .splat.render import RenderSettings, render_views
 from .imaging import to_uint8
 from .io import atomic_path
 from .scene import PreparedScene
+from .splat.render import RenderSettings, render_views
 from .splat.trainer import load_params
 from .trajectory import scene_trajectory
 
@@ -52,8 +52,15 @@ def mp4_writer(path: str | Path, fps: float) -> Iterator[Callable[[np.ndarray], 
             if writer is None:
                 h, w = frame.shape[:2]
                 writer = imageio_ffmpeg.write_frames(
-                    str(tmp), (w, h), fps=fps, codec="libx264", quality=8, pix_fmt_out="yuv420p", macro_block_size=1,
-                    output_params=["-f", "mp4", "-movflags", "+faststart"], ffmpeg_log_level="error",
+                    str(tmp),
+                    (w, h),
+                    fps=fps,
+                    codec="libx264",
+                    quality=8,
+                    pix_fmt_out="yuv420p",
+                    macro_block_size=1,
+                    output_params=["-f", "mp4", "-movflags", "+faststart"],
+                    ffmpeg_log_level="error",
                 )
                 writer.send(None)
             writer.send(frame)
@@ -142,7 +149,9 @@ def scene_videos(scene_dir: Path, ckpts: dict[str, Path], out_dir: Path, n_inter
                 tiles[method] = to_uint8(rgb[0])
                 writers[method](tiles[method])
             side_by_side(grid_frame(tiles))
-    log.info("%s: %d frames at %dx%d (%.1f s) for %s", out_dir, len(path), path[0].hr.width, path[0].hr.height, len(path) / fps, ", ".join(ckpts))
+    log.info(
+        "%s: %d frames at %dx%d (%.1f s) for %s", out_dir, len(path), path[0].hr.width, path[0].hr.height, len(path) / fps, ", ".join(ckpts)
+    )
     return len(path)
 
 

@@ -128,8 +128,23 @@ def composite_forward(means2d, conics, colors, opacities, background, offsets, i
 
 @njit(parallel=True, cache=True)
 def composite_backward(
-    means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, t_final, n_done, v_color, v_alpha,
-    v_isect_geo, v_isect_col, v_tile_background,
+    means2d,
+    conics,
+    colors,
+    opacities,
+    background,
+    offsets,
+    ids,
+    width,
+    height,
+    tile,
+    t_final,
+    n_done,
+    v_color,
+    v_alpha,
+    v_isect_geo,
+    v_isect_col,
+    v_tile_background,
 ):
     """Gradients per intersection (each tile owns its slice of the CSR lists, so no two threads
     write the same element) and per tile for the background; `scatter_gradients` sums them in a
@@ -237,8 +252,23 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
         v_isect_col = np.zeros((len(ids), n_ch), dtype=col.dtype)
         v_tile_bg = np.zeros((n_tiles, n_ch), dtype=col.dtype)
         composite_backward(
-            m, c, col, op, bg, offsets, ids, width, height, tile, t_final, n_done,
-            _np(v_render.to(ctx.dtypes[2])), _np(v_alphas[..., 0].to(ctx.dtypes[2])), v_isect_geo, v_isect_col, v_tile_bg,
+            m,
+            c,
+            col,
+            op,
+            bg,
+            offsets,
+            ids,
+            width,
+            height,
+            tile,
+            t_final,
+            n_done,
+            _np(v_render.to(ctx.dtypes[2])),
+            _np(v_alphas[..., 0].to(ctx.dtypes[2])),
+            v_isect_geo,
+            v_isect_col,
+            v_tile_bg,
         )
         out = [np.zeros(shape, dtype=col.dtype) for shape in ((n_img, n, 2), (n_img, n, 3), (n_img, n, n_ch), (n_img, n))]
         scatter_gradients(offsets, ids, n_tiles // n_img, v_isect_geo, v_isect_col, *out)

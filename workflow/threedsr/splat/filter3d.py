@@ -44,7 +44,9 @@ def sampling_rate(means: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor,
 
 
 @torch.no_grad()
-def compute(means: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, widths: list[int], heights: list[int], variance: float = VARIANCE) -> torch.Tensor:
+def compute(
+    means: torch.Tensor, viewmats: torch.Tensor, Ks: torch.Tensor, widths: list[int], heights: list[int], variance: float = VARIANCE
+) -> torch.Tensor:
     """sigma_f per Gaussian, (N,). Gaussians no camera sees get the widest filter of those seen (as the official code)."""
     rate = sampling_rate(means, viewmats, Ks, widths, heights)
     seen = rate > 0

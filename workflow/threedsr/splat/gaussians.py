@@ -20,7 +20,9 @@ def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb - 0.5) / C0
 
 
-def init_from_points(xyz: np.ndarray, rgb: np.ndarray, sh_degree: int, init_opacity: float = 0.1, init_scale: float = 1.0, seed: int = 0) -> torch.nn.ParameterDict:
+def init_from_points(
+    xyz: np.ndarray, rgb: np.ndarray, sh_degree: int, init_opacity: float = 0.1, init_scale: float = 1.0, seed: int = 0
+) -> torch.nn.ParameterDict:
     """One Gaussian per point: isotropic scale = mean distance to the 3 nearest neighbours (as 3DGS)."""
     g = torch.Generator().manual_seed(seed)
     xyz = np.asarray(xyz, dtype=np.float64)
@@ -74,10 +76,17 @@ def export_ply(params, path: str | Path) -> None:
     f_dc = p["sh0"].reshape(n, -1)
     f_rest = p["shN"].transpose(1, 2).reshape(n, -1)  # channel-major, as 3DGS stores it
     cols = [p["means"], torch.zeros(n, 3), f_dc, f_rest, p["opacities"][:, None], p["scales"], p["quats"]]
-    names = ["x", "y", "z", "nx", "ny", "nz"] + [f"f_dc_{i}" for i in range(f_dc.shape[1])] + [f"f_rest_{i}" for i in range(f_rest.shape[1])]
+    names = (
+        ["x", "y", "z", "nx", "ny", "nz"] + [f"f_dc_{i}" for i in range(f_dc.shape[1])] + [f"f_rest_{i}" for i in range(f_rest.shape[1])]
+    )
     names += ["opacity"] + [f"scale_{i}" for i in range(3)] + [f"rot_{i}" for i in range(4)]
     data = torch.cat(cols, dim=1).numpy().astype("<f4")
-    header = "ply\nformat binary_little_endian 1.0\n" + f"element vertex {n}\n" + "".join(f"property float {k}\n" for k in names) + "end_header\n"
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        + f"element vertex {n}\n"
+        + "".join(f"property float {k}\n" for k in names)
+        + "end_header\n"
+    )
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(header.encode("ascii"))

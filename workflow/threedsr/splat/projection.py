@@ -20,9 +20,15 @@ def quat_to_rotmat(quats: torch.Tensor) -> torch.Tensor:
     w, x, y, z = F.normalize(quats, dim=-1).unbind(-1)
     R = torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - w * z),
+            2 * (x * z + w * y),
+            2 * (x * y + w * z),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - w * x),
+            2 * (x * z - w * y),
+            2 * (y * z + w * x),
+            1 - 2 * (x * x + y * y),
         ],
         dim=-1,
     )
@@ -72,7 +78,9 @@ def project(
     cov2d = cov2d + eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
     det = cov2d[..., 0, 0] * cov2d[..., 1, 1] - cov2d[..., 0, 1] * cov2d[..., 1, 0]
     det_safe = det.clamp(min=1e-10)
-    conics = torch.stack([cov2d[..., 1, 1] / det_safe, -(cov2d[..., 0, 1] + cov2d[..., 1, 0]) / 2 / det_safe, cov2d[..., 0, 0] / det_safe], dim=-1)
+    conics = torch.stack(
+        [cov2d[..., 1, 1] / det_safe, -(cov2d[..., 0, 1] + cov2d[..., 1, 0]) / 2 / det_safe, cov2d[..., 0, 0] / det_safe], dim=-1
+    )
     opac = opacities[None].expand(tz.shape)
     if antialiased:
         opac = opac * torch.sqrt(torch.clamp(det_orig / det_safe, min=0.0))

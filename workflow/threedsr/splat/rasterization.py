@@ -46,9 +46,25 @@ def rasterization(
         import gsplat
 
         return gsplat.rasterization(
-            means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-            near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, eps2d=eps2d, sh_degree=sh_degree,
-            packed=packed, tile_size=tile_size, backgrounds=backgrounds, render_mode=render_mode, absgrad=absgrad,
+            means,
+            quats,
+            scales,
+            opacities,
+            colors,
+            viewmats,
+            Ks,
+            width,
+            height,
+            near_plane=near_plane,
+            far_plane=far_plane,
+            radius_clip=radius_clip,
+            eps2d=eps2d,
+            sh_degree=sh_degree,
+            packed=packed,
+            tile_size=tile_size,
+            backgrounds=backgrounds,
+            render_mode=render_mode,
+            absgrad=absgrad,
             rasterize_mode=rasterize_mode,
         )
     if packed or absgrad:
@@ -60,8 +76,18 @@ def rasterization(
 
     C = viewmats.shape[0]
     radii, means2d, depths, conics, opac = project(
-        means, covariance(quats, scales), opacities, viewmats, Ks, width, height,
-        eps2d=eps2d, near_plane=near_plane, far_plane=far_plane, radius_clip=radius_clip, antialiased=rasterize_mode == "antialiased",
+        means,
+        covariance(quats, scales),
+        opacities,
+        viewmats,
+        Ks,
+        width,
+        height,
+        eps2d=eps2d,
+        near_plane=near_plane,
+        far_plane=far_plane,
+        radius_clip=radius_clip,
+        antialiased=rasterize_mode == "antialiased",
     )
     if sh_degree is not None:
         campos = torch.inverse(viewmats)[:, :3, 3]  # (C, 3)

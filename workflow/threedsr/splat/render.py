@@ -28,8 +28,21 @@ def render(params, viewmats, Ks, width, height, sh_degree, rasterize_mode="class
     """gsplat's rasterization of the model's activated Gaussians (through the 3D filter when it has one)."""
     a = activated(params)
     return rasterization(
-        a["means"], a["quats"], a["scales"], a["opacities"], a["colors"], viewmats, Ks, width, height,
-        sh_degree=sh_degree, rasterize_mode=rasterize_mode, eps2d=eps2d, render_mode=render_mode, backgrounds=backgrounds, packed=False,
+        a["means"],
+        a["quats"],
+        a["scales"],
+        a["opacities"],
+        a["colors"],
+        viewmats,
+        Ks,
+        width,
+        height,
+        sh_degree=sh_degree,
+        rasterize_mode=rasterize_mode,
+        eps2d=eps2d,
+        render_mode=render_mode,
+        backgrounds=backgrounds,
+        packed=False,
     )
 
 
@@ -42,7 +55,9 @@ def render_views(params, views, settings: RenderSettings, device, resolution: st
         intr = getattr(v, resolution)
         w2c = torch.tensor(v.world_to_camera, dtype=torch.float32, device=device)[None]
         K = torch.tensor(intr.K, dtype=torch.float32, device=device)[None]
-        out, _, _ = render(params, w2c, K, intr.width, intr.height, settings.sh_degree, settings.rasterize_mode, render_mode="RGB+ED", eps2d=settings.eps2d)
+        out, _, _ = render(
+            params, w2c, K, intr.width, intr.height, settings.sh_degree, settings.rasterize_mode, render_mode="RGB+ED", eps2d=settings.eps2d
+        )
         rgb.append(out[0, ..., :3].clamp(0, 1).cpu())
         depth.append(out[0, ..., 3].cpu())
     return rgb, depth

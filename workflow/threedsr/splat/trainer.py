@@ -24,7 +24,6 @@ from . import filter3d, gaussians
 from .render import render
 from .strategy import OpacityResetStrategy
 
-
 _GS, _DENSIFY = GS(), Densify()  # params.yaml's defaults (settings.py): the trainer's defaults are the same
 
 
@@ -82,22 +81,39 @@ def scene_scale(world_to_cameras: list[np.ndarray]) -> float:
 
 
 class Trainer:
-    def __init__(self, params: torch.nn.ParameterDict, views: list[TrainView], cfg: TrainConfig, scale: float, device: str | torch.device = "cpu"):
+    def __init__(
+        self, params: torch.nn.ParameterDict, views: list[TrainView], cfg: TrainConfig, scale: float, device: str | torch.device = "cpu"
+    ):
         self.cfg, self.scale, self.device = cfg, scale, torch.device(device)
         # cameras and targets move to the device once, not at every step
         self.views = [
-            replace(v, world_to_camera=v.world_to_camera.to(self.device), K=v.K.to(self.device), target=None if v.target is None else v.target.to(self.device),
-                    lr_target=None if v.lr_target is None else v.lr_target.to(self.device))
+            replace(
+                v,
+                world_to_camera=v.world_to_camera.to(self.device),
+                K=v.K.to(self.device),
+                target=None if v.target is None else v.target.to(self.device),
+                lr_target=None if v.lr_target is None else v.lr_target.to(self.device),
+            )
             for v in views
         ]
         self.params = params.to(self.device)
-        lrs = {"means": cfg.means_lr * scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr, "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
+        lrs = {
+            "means": cfg.means_lr * scale,
+            "scales": cfg.scales_lr,
+            "quats": cfg.quats_lr,
+            "opacities": cfg.opacities_lr,
+            "sh0": cfg.sh0_lr,
+            "shN": cfg.shN_lr,
+        }
         self.optimizers = {k: torch.optim.Adam([{"params": self.params[k], "lr": lr, "name": k}], eps=1e-15) for k, lr in lrs.items()}
         gamma = (cfg.means_lr_final / cfg.means_lr) ** (1.0 / max(cfg.iterations, 1)) if cfg.means_lr > 0 else 1.0
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizers["means"], gamma=gamma)
         self.strategy = OpacityResetStrategy(
-            refine_start_iter=cfg.refine_start, refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every,
-            reset_every=cfg.reset_every, grow_grad2d=cfg.grow_grad2d,
+            refine_start_iter=cfg.refine_start,
+            refine_stop_iter=cfg.refine_stop,
+            refine_every=cfg.refine_every,
+            reset_every=cfg.reset_every,
+            grow_grad2d=cfg.grow_grad2d,
         )
         self.strategy.check_sanity(self.params, self.optimizers)
         self.strategy_state = self.strategy.initialize_state(scene_scale=scale)
@@ -119,8 +135,12 @@ class Trainer:
         if not self.views:
             return
         sigma = filter3d.compute(
-            self.params["means"].detach(), torch.stack([v.world_to_camera for v in self.views]), torch.stack([v.K for v in self.views]),
-            [v.width for v in self.views], [v.height for v in self.views], self.cfg.filter_3d_variance,
+            self.params["means"].detach(),
+            torch.stack([v.world_to_camera for v in self.views]),
+            torch.stack([v.K for v in self.views]),
+            [v.width for v in self.views],
+            [v.height for v in self.views],
+            self.cfg.filter_3d_variance,
         )
         self.params[filter3d.KEY] = torch.nn.Parameter(sigma, requires_grad=False)
 
@@ -146,7 +166,16 @@ class Trainer:
         for step in bar:
             view = self._next_view()
             sh_degree = min(cfg.sh_degree_start + step // cfg.sh_degree_interval, cfg.sh_degree)
-            img, _, info = render(self.params, view.world_to_camera[None], view.K[None], view.width, view.height, sh_degree, cfg.rasterize_mode, eps2d=cfg.eps2d)
+            img, _, info = render(
+                self.params,
+                view.world_to_camera[None],
+                view.K[None],
+                view.width,
+                view.height,
+                sh_degree,
+                cfg.rasterize_mode,
+                eps2d=cfg.eps2d,
+            )
             self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
             loss = loss_fn(img[0], view) if loss_fn else photometric_loss(img[0], view.target, cfg.delta_dssim)
             loss.backward()
@@ -184,12 +213,16 @@ class Trainer:
             torch.save(self.state_dict(), tmp)
 
     @classmethod
-    def load(cls, path: str | Path, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None) -> "Trainer":
+    def load(
+        cls, path: str | Path, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None
+    ) -> "Trainer":
         """Resume from a checkpoint file; `cfg` overrides the stored config (e.g. more iterations)."""
         return cls.from_state(load_checkpoint(path), views, device, cfg)
 
     @classmethod
-    def from_state(cls, ckpt: dict, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None) -> "Trainer":
+    def from_state(
+        cls, ckpt: dict, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None
+    ) -> "Trainer":
         """Resume from a loaded `state_dict()`."""
         cfg = cfg or TrainConfig(**ckpt["config"])
         t = cls(gaussians.from_state(ckpt["params"]), views, cfg, ckpt["scale"], device)

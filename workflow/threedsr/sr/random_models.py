@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 
 
-def stablesr_turbo(folder: str | Path, config: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float32,
-                   device: str | torch.device = "cpu") -> Path:
+def stablesr_turbo(
+    folder: str | Path, config: dict | None = None, seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> Path:
     """A converted-layout StableSR-Turbo folder (unet/, structure_encoder/, vae/, scheduler/, prompt_embeds, stablesr.json).
 
     `config` is the converter's LDM configuration (default: the released checkpoints' shapes). The networks
@@ -35,7 +36,9 @@ def stablesr_turbo(folder: str | Path, config: dict | None = None, seed: int = 0
         nets = {
             "unet": SFTUNet(unet_config=unet_config(config["unet"]), cond_channels=config["unet"]["semb_channels"]),
             "structure_encoder": TimeAwareEncoder(**{k: config["structcond"][k] for k in keys}),
-            "vae": CFWAutoencoder(vae_config=vae_config(config["vae"], config["scale_factor"]), num_fuse_block=config["vae"]["num_fuse_block"]),
+            "vae": CFWAutoencoder(
+                vae_config=vae_config(config["vae"], config["scale_factor"]), num_fuse_block=config["vae"]["num_fuse_block"]
+            ),
         }
         prompt = torch.randn(1, 77, config["unet"]["context_dim"]) * 0.5
     for name, net in nets.items():
@@ -44,7 +47,9 @@ def stablesr_turbo(folder: str | Path, config: dict | None = None, seed: int = 0
     scheduler_for(config["schedule"]).save_pretrained(folder / "scheduler")
     save_file({"prompt_embeds": prompt.float().cpu().contiguous()}, str(folder / "prompt_embeds.safetensors"))
     params = sum(p.numel() for n in nets.values() for p in n.parameters())
-    (folder / "stablesr.json").write_text(json.dumps({"sources": None, "random_weights": {"seed": seed, "parameters": params}, "config": config}, indent=2) + "\n")
+    (folder / "stablesr.json").write_text(
+        json.dumps({"sources": None, "random_weights": {"seed": seed, "parameters": params}, "config": config}, indent=2) + "\n"
+    )
     return folder
 
 

@@ -42,7 +42,9 @@ class ResidualBlock(nn.Module):
 class ResidualBlocksWithInputConv(nn.Module):
     def __init__(self, in_channels: int, channels: int, blocks: int):
         super().__init__()
-        self.main = nn.Sequential(nn.Conv2d(in_channels, channels, 3, 1, 1), nn.LeakyReLU(0.1), nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)]))
+        self.main = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, 1, 1), nn.LeakyReLU(0.1), nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
+        )
 
     def forward(self, x):
         return self.main(x)
@@ -190,7 +192,11 @@ def generator_state(ckpt: dict, path: Path) -> dict[str, torch.Tensor]:
         raise DataError(f"{path}: not a RealBasicVSR checkpoint (no state dict)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     for prefix in ("generator_ema.", "generator.", ""):
-        picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix):].startswith(("image_cleaning.", "basicvsr."))}
+        picked = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(prefix) and k[len(prefix) :].startswith(("image_cleaning.", "basicvsr."))
+        }
         if picked:
             return picked
     raise DataError(f"{path}: no RealBasicVSR generator weights (keys under generator_ema., generator. or image_cleaning. / basicvsr.)")
@@ -233,7 +239,9 @@ class RealBasicVSR:
         self.net, self.device, self.dtype, self.max_seq_len = frozen(net, device, dtype), torch.device(device), dtype, max_seq_len
 
     @classmethod
-    def from_pretrained(cls, path: str | Path | None, device: torch.device, dtype: torch.dtype | None = None, max_seq_len: int = 100) -> "RealBasicVSR":
+    def from_pretrained(
+        cls, path: str | Path | None, device: torch.device, dtype: torch.dtype | None = None, max_seq_len: int = 100
+    ) -> "RealBasicVSR":
         if not path:
             raise ModelUnavailable(f"RealBasicVSR weights not configured: {WEIGHTS_HINT}")
         path = Path(path)

@@ -219,7 +219,9 @@ def convert_ncnn(param_path: str | Path, bin_path: str | Path) -> dict[str, torc
         elif tag == TAG_FP32:
             weight = np.frombuffer(take(4 * count, f"the fp32 weights of {layer['name']}"), dtype="<f4")
         else:
-            raise DataError(f"{bin_path}: weights of {layer['name']} at byte {offset - 4} have storage tag {tag:#010x}; only fp16 ({TAG_FP16:#010x}) and fp32 (0) are supported")
+            raise DataError(
+                f"{bin_path}: weights of {layer['name']} at byte {offset - 4} have storage tag {tag:#010x}; only fp16 ({TAG_FP16:#010x}) and fp32 (0) are supported"
+            )
         bias = np.frombuffer(take(4 * out_ch, f"the biases of {layer['name']}"), dtype="<f4") if has_bias else np.zeros(0, "<f4")
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             raise DataError(f"{bin_path}: non-finite values in the parameters of {layer['name']}")
@@ -227,7 +229,9 @@ def convert_ncnn(param_path: str | Path, bin_path: str | Path) -> dict[str, torc
         if has_bias:
             state[f"{name}.bias"] = torch.from_numpy(bias.copy())
     if offset != len(data):
-        raise DataError(f"{bin_path}: {len(data) - offset} bytes left over after the {len(convs)} convolutions of {param_path.name}; the file does not match")
+        raise DataError(
+            f"{bin_path}: {len(data) - offset} bytes left over after the {len(convs)} convolutions of {param_path.name}; the file does not match"
+        )
     return state
 
 
@@ -263,7 +267,9 @@ class RealESRGAN(SRModel):
     scale = 4
     is_diffusion = False
 
-    def __init__(self, net: RRDBNet, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, tile: int = 128, tile_overlap: int = 16):
+    def __init__(
+        self, net: RRDBNet, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, tile: int = 128, tile_overlap: int = 16
+    ):
         if not 0 <= tile_overlap < tile:
             raise ValueError(f"tile_overlap must be in [0, tile), got tile={tile}, tile_overlap={tile_overlap}")
         self.device = torch.device(device)

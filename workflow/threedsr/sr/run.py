@@ -25,10 +25,14 @@ def check_no_leak(model: SRModel, scene: PreparedScene) -> None:
     trained_on = set(getattr(model, "meta", {}).get("training", {}).get("photos", []))
     used = trained_on & set(scene.meta.get("photos_used", []))
     if used:
-        raise DataError(f"{scene.root}: the SR prior was trained on {sorted(used)}, which this scene is textured with; retrain it without them")
+        raise DataError(
+            f"{scene.root}: the SR prior was trained on {sorted(used)}, which this scene is textured with; retrain it without them"
+        )
 
 
-def super_resolve_scene(scene_dir: Path, model: SRModel, sampler: SamplerConfig, out_dir: Path, batch_size: int = 4, which: str = "all") -> dict:
+def super_resolve_scene(
+    scene_dir: Path, model: SRModel, sampler: SamplerConfig, out_dir: Path, batch_size: int = 4, which: str = "all"
+) -> dict:
     """<out_dir>/<view>.png for every view, or the test views only (each from its own LR image alone), and sr.json."""
     scene = PreparedScene(scene_dir)
     check_no_leak(model, scene)
@@ -48,7 +52,14 @@ def super_resolve_scene(scene_dir: Path, model: SRModel, sampler: SamplerConfig,
             bar.update(len(chunk))
         bar.close()
         seconds = time.perf_counter() - start
-        info = {"model": model.name, "which": which, "sampler": sampler.__dict__ if model.is_diffusion else None, "views": len(views), "seconds": round(seconds, 2), "seconds_per_view": round(seconds / max(1, len(views)), 3)}
+        info = {
+            "model": model.name,
+            "which": which,
+            "sampler": sampler.__dict__ if model.is_diffusion else None,
+            "views": len(views),
+            "seconds": round(seconds, 2),
+            "seconds_per_view": round(seconds / max(1, len(views)), 3),
+        }
         write_json(tmp / "sr.json", info)
     log.info("%s: %d views super-resolved by %s in %.1f s", scene.root, len(views), model.name, seconds)
     return info

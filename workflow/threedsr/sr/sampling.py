@@ -113,7 +113,9 @@ def ddpm_posterior_step(x0: torch.Tensor, x_t: torch.Tensor, abar_t: float, abar
     return out
 
 
-def update(cfg: SamplerConfig, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, abar_t: float, abar_prev: float, noise: torch.Tensor | None) -> torch.Tensor:
+def update(
+    cfg: SamplerConfig, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, abar_t: float, abar_prev: float, noise: torch.Tensor | None
+) -> torch.Tensor:
     """x_t -> x_{t-1} with the configured rule; at the end of the chain (ᾱ_prev = 1) both return x0."""
     if cfg.update == "ddim":
         return ddim_step(x0, eps, abar_t, abar_prev, cfg.eta, noise)

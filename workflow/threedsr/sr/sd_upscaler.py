@@ -123,8 +123,7 @@ def resolve(path_or_id: str | os.PathLike) -> Path:
     except Exception as e:  # not cached and the hub unreachable, offline mode, unknown or gated repository
         why = "HF_HUB_OFFLINE is set and it is not in the Hugging Face cache" if offline else f"{type(e).__name__}: {e}"
         raise ModelUnavailable(
-            f"{s}: not a local folder, and this Hugging Face model is neither in the local cache nor downloadable now "
-            f"({why}). {_advice()}"
+            f"{s}: not a local folder, and this Hugging Face model is neither in the local cache nor downloadable now ({why}). {_advice()}"
         ) from e
     _check_folder(folder)
     return folder
@@ -237,9 +236,7 @@ class SDX4Upscaler(DiffusionSR):
         if max_level is not None and int(noise_level) > int(max_level):
             raise ValueError(f"noise_level must be <= {max_level} (the pipeline's max_noise_level), got {noise_level}")
         tokenizer = _load(folder, "tokenizer", lambda p: CLIPTokenizer.from_pretrained(p, local_files_only=True))
-        text_encoder = _load(
-            folder, "text_encoder", lambda p: CLIPTextModel.from_pretrained(p, dtype=torch.float32, local_files_only=True)
-        )
+        text_encoder = _load(folder, "text_encoder", lambda p: CLIPTextModel.from_pretrained(p, dtype=torch.float32, local_files_only=True))
         # one forward pass: CPU and fp32 are fine, and the encoder never has to reach the GPU
         prompt_embeds = encode_prompt(tokenizer, text_encoder.eval(), prompt)
         del text_encoder, tokenizer
@@ -250,8 +247,18 @@ class SDX4Upscaler(DiffusionSR):
         vae = _load(folder, "vae", lambda p: AutoencoderKL.from_pretrained(p, torch_dtype=vae_dtype, local_files_only=True))
         low_res = _load(folder, "low_res_scheduler", _scheduler_from)
         scheduler = _load(folder, "scheduler", _scheduler_from)
-        return cls(unet, vae, low_res, scheduler, prompt_embeds, device=device, dtype=dtype,
-                   noise_level=noise_level, tile=tile, tile_overlap=tile_overlap)
+        return cls(
+            unet,
+            vae,
+            low_res,
+            scheduler,
+            prompt_embeds,
+            device=device,
+            dtype=dtype,
+            noise_level=noise_level,
+            tile=tile,
+            tile_overlap=tile_overlap,
+        )
 
     # -- E and D --------------------------------------------------------------------------------
 
@@ -276,8 +283,7 @@ class SDX4Upscaler(DiffusionSR):
             img = self.vae.decode(x.to(self.vae_dtype) / self.scaling_factor).sample.float()
             return (img + 1) / 2
 
-        out = tiling.tiled(fn, [z.to(self.device)], [1], out_scale=self.vae_factor, tile=self.tile,
-                           overlap=self.tile_overlap, multiple=1)
+        out = tiling.tiled(fn, [z.to(self.device)], [1], out_scale=self.vae_factor, tile=self.tile, overlap=self.tile_overlap, multiple=1)
         return out.clamp(0, 1)
 
     # -- the noise predictor --------------------------------------------------------------------
@@ -301,9 +307,15 @@ class SDX4Upscaler(DiffusionSR):
 
         def fn(x, img):
             inp = torch.cat([x.to(self.dtype), img.to(self.dtype)], dim=1)
-            out = self.unet(inp, int(t), encoder_hidden_states=cond.prompt_embeds, class_labels=cond.class_labels,
-                            return_dict=False)[0]
+            out = self.unet(inp, int(t), encoder_hidden_states=cond.prompt_embeds, class_labels=cond.class_labels, return_dict=False)[0]
             return out.float()
 
-        return tiling.tiled(fn, [x_t.to(self.device), cond.image], [1, 1], out_scale=1, tile=self.tile,
-                            overlap=self.tile_overlap, multiple=self.unet_multiple)
+        return tiling.tiled(
+            fn,
+            [x_t.to(self.device), cond.image],
+            [1, 1],
+            out_scale=1,
+            tile=self.tile,
+            overlap=self.tile_overlap,
+            multiple=self.unet_multiple,
+        )

@@ -62,8 +62,21 @@ class StableSRTurbo(DiffusionSR):
     scale = 4
     prediction_type = "epsilon"
 
-    def __init__(self, unet, encoder, vae, scheduler, prompt_embeds: torch.Tensor, device="cpu", dtype=torch.float32,
-                 cfw_weight: float = 0.5, tile: int = 64, tile_overlap: int = 32, colorfix: str = "wavelet", meta: dict | None = None):
+    def __init__(
+        self,
+        unet,
+        encoder,
+        vae,
+        scheduler,
+        prompt_embeds: torch.Tensor,
+        device="cpu",
+        dtype=torch.float32,
+        cfw_weight: float = 0.5,
+        tile: int = 64,
+        tile_overlap: int = 32,
+        colorfix: str = "wavelet",
+        meta: dict | None = None,
+    ):
         if not 0 <= tile_overlap < tile:
             raise ValueError(f"tile overlap must be in [0, tile), got overlap={tile_overlap}, tile={tile}")
         if scheduler.config.prediction_type != "epsilon":
@@ -83,10 +96,18 @@ class StableSRTurbo(DiffusionSR):
         self.vae_factor = 2 ** (len(vae_cfg.block_out_channels) - 1)
         self.scaling_factor = float(vae_cfg.scaling_factor)
         self.unet_multiple = 2 ** (len(unet.unet.config.down_block_types) - 1)
-        self.meta = {**(meta or {}), "cfw_weight": self.cfw_weight, "tile": self.tile, "tile_overlap": self.tile_overlap, "colorfix": colorfix}
+        self.meta = {
+            **(meta or {}),
+            "cfw_weight": self.cfw_weight,
+            "tile": self.tile,
+            "tile_overlap": self.tile_overlap,
+            "colorfix": colorfix,
+        }
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike | None, device="cpu", dtype: torch.dtype | str = torch.float32, **options) -> StableSRTurbo:
+    def from_pretrained(
+        cls, path: str | os.PathLike | None, device="cpu", dtype: torch.dtype | str = torch.float32, **options
+    ) -> StableSRTurbo:
         """Load a folder written by `stablesr_convert.convert`."""
         from diffusers import DDPMScheduler
         from safetensors.torch import load_file
@@ -101,18 +122,23 @@ class StableSRTurbo(DiffusionSR):
         parts = ["unet", "structure_encoder", "vae", "scheduler", "prompt_embeds.safetensors", "stablesr.json"]
         missing = [p for p in parts if not (folder / p).exists()]
         if missing:
-            raise ModelUnavailable(f"{folder}: not a converted StableSR-Turbo folder (missing {', '.join(missing)}); "
-                                   f"run `threedsr convert-stablesr` (the convert_stablesr rule) after you {STABLESR_WEIGHTS_HINT}")
+            raise ModelUnavailable(
+                f"{folder}: not a converted StableSR-Turbo folder (missing {', '.join(missing)}); "
+                f"run `threedsr convert-stablesr` (the convert_stablesr rule) after you {STABLESR_WEIGHTS_HINT}"
+            )
         try:
             unet = SFTUNet.from_pretrained(folder / "unet", torch_dtype=dtype, low_cpu_mem_usage=False)
             encoder = TimeAwareEncoder.from_pretrained(folder / "structure_encoder", torch_dtype=dtype, low_cpu_mem_usage=False)
-            vae = CFWAutoencoder.from_pretrained(folder / "vae", torch_dtype=torch.float32 if dtype == torch.float16 else dtype, low_cpu_mem_usage=False)
+            vae = CFWAutoencoder.from_pretrained(
+                folder / "vae", torch_dtype=torch.float32 if dtype == torch.float16 else dtype, low_cpu_mem_usage=False
+            )
             scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
             prompt = load_file(str(folder / "prompt_embeds.safetensors"))["prompt_embeds"]
             meta = json.loads((folder / "stablesr.json").read_text())
         except Exception as e:
-            raise ThreeDSRError(f"{folder}: cannot load the converted StableSR-Turbo ({type(e).__name__}: {e}); "
-                                f"delete it and convert again") from e
+            raise ThreeDSRError(
+                f"{folder}: cannot load the converted StableSR-Turbo ({type(e).__name__}: {e}); delete it and convert again"
+            ) from e
         known = {k: options[k] for k in ("cfw_weight", "tile", "tile_overlap", "colorfix") if k in options}
         return cls(unet, encoder, vae, scheduler, prompt, device=device, dtype=dtype, meta={"sources": meta.get("sources")}, **known)
 
@@ -169,8 +195,16 @@ class StableSRTurbo(DiffusionSR):
             ctx = self.prompt_embeds.expand(x.shape[0], -1, -1)
             return self.unet(x.to(self.dtype), ts, ctx, features).float()
 
-        return tiling.tiled(fn, [x_t.to(self.device), cond.z_lr], [1, 1], out_scale=1, tile=self.tile,
-                            overlap=self.tile_overlap, multiple=self.unet_multiple, blend="gaussian")
+        return tiling.tiled(
+            fn,
+            [x_t.to(self.device), cond.z_lr],
+            [1, 1],
+            out_scale=1,
+            tile=self.tile,
+            overlap=self.tile_overlap,
+            multiple=self.unet_multiple,
+            blend="gaussian",
+        )
 
     @torch.no_grad()
     def super_resolve(self, lr: torch.Tensor, sampler: SamplerConfig, seeds: list[int]) -> torch.Tensor:

@@ -37,10 +37,27 @@ log = logging.getLogger(__name__)
 
 # configs/stableSRNew/v2-finetune_text_T_512.yaml and configs/autoencoder/autoencoder_kl_64x64x4_resi.yaml
 OFFICIAL = {
-    "unet": {"in_channels": 4, "out_channels": 4, "model_channels": 320, "attention_resolutions": [4, 2, 1], "num_res_blocks": 2,
-             "channel_mult": [1, 2, 4, 4], "num_head_channels": 64, "transformer_depth": 1, "context_dim": 1024, "semb_channels": 256},
-    "structcond": {"in_channels": 4, "model_channels": 256, "out_channels": 256, "num_res_blocks": 2, "attention_resolutions": [4, 2, 1],
-                   "channel_mult": [1, 1, 2, 2], "num_heads": 4},
+    "unet": {
+        "in_channels": 4,
+        "out_channels": 4,
+        "model_channels": 320,
+        "attention_resolutions": [4, 2, 1],
+        "num_res_blocks": 2,
+        "channel_mult": [1, 2, 4, 4],
+        "num_head_channels": 64,
+        "transformer_depth": 1,
+        "context_dim": 1024,
+        "semb_channels": 256,
+    },
+    "structcond": {
+        "in_channels": 4,
+        "model_channels": 256,
+        "out_channels": 256,
+        "num_res_blocks": 2,
+        "attention_resolutions": [4, 2, 1],
+        "channel_mult": [1, 1, 2, 2],
+        "num_heads": 4,
+    },
     "vae": {"in_channels": 3, "out_ch": 3, "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "z_channels": 4, "num_fuse_block": 2},
     "scale_factor": 0.18215,
     "schedule": {"linear_start": 0.00085, "linear_end": 0.012, "timesteps": 1000},
@@ -51,7 +68,9 @@ SOT, EOT = 49406, 49407
 # Keys dropped on purpose: derived schedule buffers (alphas_cumprod is checked), the EMA counters,
 # the text tower's last block and projection (StableSR reads the penultimate layer), the attention
 # mask buffer, and the CFW training's loss networks (LPIPS, discriminator).
-_SCHEDULE = re.compile(r"^(betas|alphas_cumprod|alphas_cumprod_prev|sqrt_\w+|log_one_minus_alphas_cumprod|posterior_\w+|lvlb_weights|logvar|scale_factor)$")
+_SCHEDULE = re.compile(
+    r"^(betas|alphas_cumprod|alphas_cumprod_prev|sqrt_\w+|log_one_minus_alphas_cumprod|posterior_\w+|lvlb_weights|logvar|scale_factor)$"
+)
 
 
 class _LightningModelCheckpoint:
@@ -100,12 +119,18 @@ def unet_config(p: dict) -> dict:
         up.append("CrossAttnUpBlock2D" if res in p["attention_resolutions"] else "UpBlock2D")
         res //= 2
     return {
-        "sample_size": 64, "in_channels": p["in_channels"], "out_channels": p["out_channels"],
-        "down_block_types": down, "up_block_types": up, "block_out_channels": boc,
-        "layers_per_block": p["num_res_blocks"], "cross_attention_dim": p["context_dim"],
+        "sample_size": 64,
+        "in_channels": p["in_channels"],
+        "out_channels": p["out_channels"],
+        "down_block_types": down,
+        "up_block_types": up,
+        "block_out_channels": boc,
+        "layers_per_block": p["num_res_blocks"],
+        "cross_attention_dim": p["context_dim"],
         # diffusers' "attention_head_dim" of SD2 configs holds the number of heads per block
         "attention_head_dim": [c // p["num_head_channels"] for c in boc],
-        "use_linear_projection": True, "transformer_layers_per_block": p["transformer_depth"],
+        "use_linear_projection": True,
+        "transformer_layers_per_block": p["transformer_depth"],
     }
 
 
@@ -113,9 +138,15 @@ def vae_config(p: dict, scale_factor: float) -> dict:
     boc = [p["ch"] * m for m in p["ch_mult"]]
     n = len(boc)
     return {
-        "in_channels": p["in_channels"], "out_channels": p["out_ch"], "down_block_types": ["DownEncoderBlock2D"] * n,
-        "up_block_types": ["UpDecoderBlock2D"] * n, "block_out_channels": boc, "latent_channels": p["z_channels"],
-        "layers_per_block": p["num_res_blocks"], "scaling_factor": scale_factor, "sample_size": 512,
+        "in_channels": p["in_channels"],
+        "out_channels": p["out_ch"],
+        "down_block_types": ["DownEncoderBlock2D"] * n,
+        "up_block_types": ["UpDecoderBlock2D"] * n,
+        "block_out_channels": boc,
+        "latent_channels": p["z_channels"],
+        "layers_per_block": p["num_res_blocks"],
+        "scaling_factor": scale_factor,
+        "sample_size": 512,
     }
 
 
@@ -123,31 +154,47 @@ def scheduler_for(schedule: dict):
     """The LDM 'linear' schedule (a linspace of √β, squared) is diffusers' scaled_linear."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=schedule["timesteps"], beta_start=schedule["linear_start"],
-                         beta_end=schedule["linear_end"], beta_schedule="scaled_linear", prediction_type="epsilon",
-                         clip_sample=False)
+    return DDPMScheduler(
+        num_train_timesteps=schedule["timesteps"],
+        beta_start=schedule["linear_start"],
+        beta_end=schedule["linear_end"],
+        beta_schedule="scaled_linear",
+        prediction_type="epsilon",
+        clip_sample=False,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # key maps for what diffusers has no converter for
 
 
-_RESNET = [("in_layers.0", "norm1"), ("in_layers.2", "conv1"), ("emb_layers.1", "time_emb_proj"),
-           ("out_layers.0", "norm2"), ("out_layers.3", "conv2"), ("skip_connection", "conv_shortcut")]
+_RESNET = [
+    ("in_layers.0", "norm1"),
+    ("in_layers.2", "conv1"),
+    ("emb_layers.1", "time_emb_proj"),
+    ("out_layers.0", "norm2"),
+    ("out_layers.3", "conv2"),
+    ("skip_connection", "conv_shortcut"),
+]
 
 
 def _resnet_key(rest: str) -> str:
     for old, new in _RESNET:
         if rest.startswith(old + "."):
-            return new + rest[len(old):]
+            return new + rest[len(old) :]
     raise KeyError(rest)
 
 
 def structure_encoder_keys(p: dict) -> dict[str, str]:
     """Official EncoderUNetModelWT module prefixes -> `TimeAwareEncoder` prefixes (resnets get `_resnet_key`)."""
-    prefixes = {"time_embed.0.": "time_embedding.linear_1.", "time_embed.2.": "time_embedding.linear_2.",
-                "input_blocks.0.0.": "conv_in.", "middle_block.0.": "mid.0.", "middle_block.1.": "mid.1.",
-                "middle_block.2.": "mid.2."}
+    prefixes = {
+        "time_embed.0.": "time_embedding.linear_1.",
+        "time_embed.2.": "time_embedding.linear_2.",
+        "input_blocks.0.0.": "conv_in.",
+        "middle_block.0.": "mid.0.",
+        "middle_block.1.": "mid.1.",
+        "middle_block.2.": "mid.2.",
+    }
     k, r = 1, 0
     levels = len(p["channel_mult"])
     for level in range(levels):
@@ -169,10 +216,10 @@ def _map_structure_encoder(sd: dict, prefix: str, p: dict) -> dict[str, torch.Te
     for key, value in sd.items():
         if not key.startswith(prefix):
             continue
-        k = key[len(prefix):]
+        k = key[len(prefix) :]
         for old, new in prefixes:
             if k.startswith(old):
-                rest = k[len(old):]
+                rest = k[len(old) :]
                 is_resnet = new.startswith(("resnets.", "heads.")) or new in ("mid.0.", "mid.2.")
                 out[new + (_resnet_key(rest) if is_resnet else rest)] = value
                 break
@@ -200,15 +247,22 @@ def empty_prompt_embedding(sd: dict, prefix: str = "cond_stage_model.model.") ->
     width = sd[prefix + "token_embedding.weight"].shape[1]
     layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(re.escape(prefix) + r"transformer\.resblocks\.(\d+)\.", k)))
     config = CLIPTextConfig(
-        vocab_size=sd[prefix + "token_embedding.weight"].shape[0], hidden_size=width,
+        vocab_size=sd[prefix + "token_embedding.weight"].shape[0],
+        hidden_size=width,
         intermediate_size=sd[prefix + "transformer.resblocks.0.mlp.c_fc.weight"].shape[0],
-        num_hidden_layers=layers - 1, num_attention_heads=width // 64, hidden_act="gelu",
-        max_position_embeddings=sd[prefix + "positional_embedding"].shape[0], projection_dim=width,
+        num_hidden_layers=layers - 1,
+        num_attention_heads=width // 64,
+        hidden_act="gelu",
+        max_position_embeddings=sd[prefix + "positional_embedding"].shape[0],
+        projection_dim=width,
     )
     model = CLIPTextModel(config).eval()
     # diffusers' SD2 converter drops block 23 and the projection; at other sizes drop the last block here
-    state = {k: v for k, v in convert_open_clip_checkpoint(model, sd, prefix).items()
-             if not k.startswith(f"text_model.encoder.layers.{layers - 1}.") and not k.startswith("text_projection")}
+    state = {
+        k: v
+        for k, v in convert_open_clip_checkpoint(model, sd, prefix).items()
+        if not k.startswith(f"text_model.encoder.layers.{layers - 1}.") and not k.startswith("text_projection")
+    }
     if not any(k.startswith("text_model.") for k in model.state_dict()):  # transformers 5 has no text_model wrapper
         state = {k.removeprefix("text_model."): v for k, v in state.items()}
     model.load_state_dict(state, strict=True)
@@ -227,7 +281,9 @@ def _check_schedule(sd: dict, path: Path, config: dict) -> None:
     expected = scheduler_for(schedule).alphas_cumprod.double()
     got = sd["alphas_cumprod"].double()
     if got.shape != expected.shape or (got - expected).abs().max() > 1e-5:
-        raise DataError(f"{path}: its noise schedule is not SD's linear {schedule['linear_start']}-{schedule['linear_end']} one; not a StableSR checkpoint?")
+        raise DataError(
+            f"{path}: its noise schedule is not SD's linear {schedule['linear_start']}-{schedule['linear_end']} one; not a StableSR checkpoint?"
+        )
 
 
 def convert(turbo_ckpt: str | os.PathLike, cfw_ckpt: str | os.PathLike, out_dir: str | os.PathLike, config: dict = OFFICIAL) -> dict:
@@ -257,7 +313,20 @@ def convert(turbo_ckpt: str | os.PathLike, cfw_ckpt: str | os.PathLike, out_dir:
     _load(unet, state, turbo_ckpt, "UNet")
     used[str(turbo_ckpt)].update(unet_keys)
 
-    encoder = TimeAwareEncoder(**{k: config["structcond"][k] for k in ("in_channels", "model_channels", "out_channels", "num_res_blocks", "channel_mult", "attention_resolutions", "num_heads")})
+    encoder = TimeAwareEncoder(
+        **{
+            k: config["structcond"][k]
+            for k in (
+                "in_channels",
+                "model_channels",
+                "out_channels",
+                "num_res_blocks",
+                "channel_mult",
+                "attention_resolutions",
+                "num_heads",
+            )
+        }
+    )
     enc_keys = [k for k in sd if k.startswith("structcond_stage_model.")]
     _load(encoder, _map_structure_encoder(sd, "structcond_stage_model.", config["structcond"]), turbo_ckpt, "time-aware encoder")
     used[str(turbo_ckpt)].update(enc_keys)
@@ -271,7 +340,11 @@ def convert(turbo_ckpt: str | os.PathLike, cfw_ckpt: str | os.PathLike, out_dir:
     # the VAE: CFW's file has it whole (encoder and decoder frozen at SD's, fusion layers trained)
     vcfg = vae_config(config["vae"], config["scale_factor"])
     vae = CFWAutoencoder(vae_config=vcfg, num_fuse_block=config["vae"]["num_fuse_block"])
-    vae_keys = [k for k in cfw if k.split(".")[0] in ("encoder", "decoder", "quant_conv", "post_quant_conv") and not k.startswith("decoder.fusion_layer_")]
+    vae_keys = [
+        k
+        for k in cfw
+        if k.split(".")[0] in ("encoder", "decoder", "quant_conv", "post_quant_conv") and not k.startswith("decoder.fusion_layer_")
+    ]
     vstate = {"vae." + k: v for k, v in convert_ldm_vae_checkpoint({k: cfw[k] for k in vae_keys}, vcfg).items()}
     if len(vstate) != len(vae_keys):
         raise DataError(f"{cfw_ckpt}: {len(vae_keys)} autoencoder weights but {len(vstate)} converted")
@@ -283,16 +356,20 @@ def convert(turbo_ckpt: str | os.PathLike, cfw_ckpt: str | os.PathLike, out_dir:
     used[str(cfw_ckpt)].update(vae_keys + fusion_keys)
 
     # SD's VAE inside the turbo file: the official code encodes with it; CFW's encoder is the same, frozen
-    first = {k[len("first_stage_model."):]: v for k, v in sd.items() if k.startswith("first_stage_model.")}
+    first = {k[len("first_stage_model.") :]: v for k, v in sd.items() if k.startswith("first_stage_model.")}
     # (equal up to fp16 rounding: either file may store half precision)
-    same = all(k in cfw and cfw[k].shape == v.shape and torch.allclose(cfw[k].float(), v.float(), rtol=1e-3, atol=1e-4) for k, v in first.items())
+    same = all(
+        k in cfw and cfw[k].shape == v.shape and torch.allclose(cfw[k].float(), v.float(), rtol=1e-3, atol=1e-4) for k, v in first.items()
+    )
     if first and not same:
         log.warning("%s: its first-stage VAE differs from %s's; latents are encoded with the CFW file's encoder", turbo_ckpt, cfw_ckpt)
     used[str(turbo_ckpt)].update("first_stage_model." + k for k in first)
 
     _check_schedule(sd, turbo_ckpt, config)
-    for path, state_dict, droppable in ((turbo_ckpt, sd, lambda k: bool(_SCHEDULE.match(k)) or k.startswith("model_ema.")),
-                                        (cfw_ckpt, cfw, lambda k: k.startswith("loss."))):
+    for path, state_dict, droppable in (
+        (turbo_ckpt, sd, lambda k: bool(_SCHEDULE.match(k)) or k.startswith("model_ema.")),
+        (cfw_ckpt, cfw, lambda k: k.startswith("loss.")),
+    ):
         rest = [k for k in state_dict if k not in used[str(path)]]
         unknown = [k for k in rest if not droppable(k)]
         if unknown:
@@ -300,7 +377,10 @@ def convert(turbo_ckpt: str | os.PathLike, cfw_ckpt: str | os.PathLike, out_dir:
         dropped[str(path)] = rest
 
     info = {
-        "sources": {str(p): {"bytes": p.stat().st_size, "loaded": len(used[str(p)]), "dropped": len(dropped[str(p)])} for p in (turbo_ckpt, cfw_ckpt)},
+        "sources": {
+            str(p): {"bytes": p.stat().st_size, "loaded": len(used[str(p)]), "dropped": len(dropped[str(p)])}
+            for p in (turbo_ckpt, cfw_ckpt)
+        },
         "dropped_kinds": {str(p): sorted({k.split(".")[0] for k in dropped[str(p)]}) for p in (turbo_ckpt, cfw_ckpt)},
         "first_stage_equals_cfw_vae": bool(same) if first else None,
         "config": config,
@@ -323,6 +403,8 @@ def _load(module: torch.nn.Module, state: dict, path: Path, what: str) -> None:
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k, v in state.items() if k in expected and expected[k].shape != v.shape]
     if missing or unexpected or wrong:
-        raise DataError(f"{path}: the {what} weights do not fit ({len(missing)} missing, e.g. {missing[:3]}; "
-                        f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}; wrong shapes: {wrong[:3]})")
+        raise DataError(
+            f"{path}: the {what} weights do not fit ({len(missing)} missing, e.g. {missing[:3]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}; wrong shapes: {wrong[:3]})"
+        )
     module.load_state_dict(state, strict=True)

@@ -50,7 +50,9 @@ def _pad_to_multiple(x: torch.Tensor, scale: int, multiple: int) -> torch.Tensor
     return F.pad(x, (0, pw * scale, 0, ph * scale), mode="replicate")
 
 
-def apply_padded(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], scales: list[int], out_scale: int, multiple: int) -> torch.Tensor:
+def apply_padded(
+    fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], scales: list[int], out_scale: int, multiple: int
+) -> torch.Tensor:
     """fn on inputs padded (replicate) so the grid is a multiple of `multiple`, output cropped back."""
     h, w = inputs[0].shape[-2] // scales[0], inputs[0].shape[-1] // scales[0]
     out = fn(*[_pad_to_multiple(x, s, multiple) for x, s in zip(inputs, scales, strict=True)])

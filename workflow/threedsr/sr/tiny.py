@@ -41,8 +41,12 @@ def build_unet(scale: int = 4, block_out_channels=(64, 128, 128), layers_per_blo
 
     c = 3 * scale * scale
     return UNet2DModel(
-        in_channels=c + 3, out_channels=c, block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
-        down_block_types=("DownBlock2D",) * len(block_out_channels), up_block_types=("UpBlock2D",) * len(block_out_channels),
+        in_channels=c + 3,
+        out_channels=c,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        down_block_types=("DownBlock2D",) * len(block_out_channels),
+        up_block_types=("UpBlock2D",) * len(block_out_channels),
         norm_num_groups=16,
     )
 
@@ -59,7 +63,18 @@ class TinySR(DiffusionSR):
     name = "tiny"
     prediction_type = "sample"
 
-    def __init__(self, unet, scheduler, residual_scale: float, scale: int = 4, device="cpu", dtype=torch.float32, tile: int = 128, tile_overlap: int = 16, meta: dict | None = None):
+    def __init__(
+        self,
+        unet,
+        scheduler,
+        residual_scale: float,
+        scale: int = 4,
+        device="cpu",
+        dtype=torch.float32,
+        tile: int = 128,
+        tile_overlap: int = 16,
+        meta: dict | None = None,
+    ):
         self.unet = frozen(unet, device, dtype)
         self.scheduler = scheduler
         self.alphas_cumprod = scheduler.alphas_cumprod.double().cpu()
@@ -77,7 +92,9 @@ class TinySR(DiffusionSR):
 
         path = Path(path)
         if not (path / CONFIG_NAME).is_file():
-            raise ModelUnavailable(f"{path}: no trained tiny SR prior here ({CONFIG_NAME} missing); the workflow's train_prior rule writes it")
+            raise ModelUnavailable(
+                f"{path}: no trained tiny SR prior here ({CONFIG_NAME} missing); the workflow's train_prior rule writes it"
+            )
         meta = json.loads((path / CONFIG_NAME).read_text())
         unet = UNet2DModel.from_pretrained(path / "unet")
         scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
@@ -115,6 +132,11 @@ class TinySR(DiffusionSR):
     def model_output(self, x_t: torch.Tensor, t: int, cond: dict[str, Any]) -> torch.Tensor:
         res = tiled(
             lambda x, l: self.residual(x, t, l),
-            [x_t.to(self.device, torch.float32), cond["lr"]], [1, 1], out_scale=1, tile=self.tile, overlap=self.tile_overlap, multiple=self.multiple,
+            [x_t.to(self.device, torch.float32), cond["lr"]],
+            [1, 1],
+            out_scale=1,
+            tile=self.tile,
+            overlap=self.tile_overlap,
+            multiple=self.multiple,
         )
         return cond["base"] + res

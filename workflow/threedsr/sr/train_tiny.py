@@ -105,7 +105,9 @@ def train(images: dict[str, np.ndarray], cfg: TinyTrainConfig, out_dir: Path, de
     g = torch.Generator().manual_seed(cfg.seed)
     patches = PatchSampler(list(images.values()), cfg, g)
     scheduler = build_scheduler()
-    model = TinySR(build_unet(cfg.scale, cfg.block_out_channels, cfg.layers_per_block), scheduler, residual_std(patches, cfg.scale), cfg.scale, device)
+    model = TinySR(
+        build_unet(cfg.scale, cfg.block_out_channels, cfg.layers_per_block), scheduler, residual_std(patches, cfg.scale), cfg.scale, device
+    )
     torch.nn.init.zeros_(model.unet.conv_out.weight)
     torch.nn.init.zeros_(model.unet.conv_out.bias)
     model.unet.train().requires_grad_(True)
@@ -125,7 +127,8 @@ def train(images: dict[str, np.ndarray], cfg: TinyTrainConfig, out_dir: Path, de
         n = cfg.batch_size
         u = torch.rand(n, generator=g)
         t = torch.where(
-            u < 0.4, grid[0],
+            u < 0.4,
+            grid[0],
             torch.where(u < 0.7, grid[torch.randint(0, len(grid), (n,), generator=g)], torch.randint(0, len(abar), (n,), generator=g)),
         )
         z = torch.randn(x0.shape, generator=g).to(device)
@@ -144,8 +147,10 @@ def train(images: dict[str, np.ndarray], cfg: TinyTrainConfig, out_dir: Path, de
     seconds = time.perf_counter() - start
     model.unet.eval().requires_grad_(False)
     summary = {
-        "train_seconds": round(seconds, 1), "parameters": sum(p.numel() for p in model.unet.parameters()),
-        "photos": sorted(images), "config": asdict(cfg),
+        "train_seconds": round(seconds, 1),
+        "parameters": sum(p.numel() for p in model.unet.parameters()),
+        "photos": sorted(images),
+        "config": asdict(cfg),
     }
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, training=summary)
