@@ -1,4 +1,4 @@
-"""On paper: what the paper protocol costs on a GPU cluster (README: Running elsewhere).
+"""On paper: what the paper protocol costs on a GPU cluster (docs/cluster.md).
 
     python benchmarks/cluster_estimate.py                  # both paper presets, 1..64 GPUs
     python benchmarks/cluster_estimate.py --gpus 8 16
@@ -28,6 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
+from threedsr.config import hr_iterations  # noqa: E402
 from threedsr.sr.tiling import _starts  # noqa: E402
 
 # --- assumptions (one A100-class GPU, fp16 where the pipeline uses it) ------------------------------
@@ -82,8 +83,8 @@ def seconds(rule: str, wc: dict, cfg: dict, uses_isr: set) -> float:
     cost = {
         "pretrain_lr": lambda: gs_steps(cfg["gs"]["iterations"], s["lr_mpx"]),
         "fit_bicubic": lambda: gs_steps(cfg["bicubic"]["iterations"], s["hr_mpx"]),
-        "fit_isr": lambda: gs_steps(cfg["isr"]["iterations"], s["hr_mpx"]),
-        "fit_supergaussian": lambda: gs_steps(cfg["supergaussian"]["iterations"], s["hr_mpx"]),
+        "fit_isr": lambda: gs_steps(hr_iterations(cfg, "isr"), s["hr_mpx"]),
+        "fit_supergaussian": lambda: gs_steps(hr_iterations(cfg, "supergaussian"), s["hr_mpx"]),
         "fit_3dsr": lambda: (
             gs_steps(t["steps"] * t["iters_per_step"], s["hr_mpx"])
             + s["train"] * t["steps"] * (s["tiles"] * TILE_S + (DECODE_S_PER_MPX + ENCODE_S_PER_MPX) * s["hr_mpx"])

@@ -62,11 +62,13 @@ def _load_sr(a, device):
     return load_sr_model(a.model, options, device, sr.dtype), sr
 
 
-def _sampler(params: dict):
-    """The diffusion sampler, from params.yaml's threedsr keys (every sampling command reads them so)."""
+def _sampler(a):
+    """The diffusion sampler of --model, from params.yaml's threedsr keys (every sampling command reads them so); a model
+    without one (Real-ESRGAN, RealBasicVSR) is not given them (params_json leaves them out: a sweep never reruns it)."""
+    from .sr.registry import spec
     from .sr.sampling import SamplerConfig
 
-    return SamplerConfig.from_params(params["threedsr"])
+    return SamplerConfig.from_params(a.params["threedsr"]) if spec(a.model).diffusion else SamplerConfig()
 
 
 def _metrics(params: dict) -> dict:
@@ -387,7 +389,7 @@ def _super_resolve(a):
     from .sr.run import super_resolve_scene
 
     model, sr = _load_sr(a, _device(a.params))
-    super_resolve_scene(a.scene, model, _sampler(a.params), a.out, sr.batch_size, a.views)
+    super_resolve_scene(a.scene, model, _sampler(a), a.out, sr.batch_size, a.views)
 
 
 def _collect_sr_arguments(c):
@@ -458,14 +460,11 @@ def _supergaussian_frames_arguments(c):
     _supergaussian_frames_arguments,
 )
 def _supergaussian_frames(a):
-    from .sr.registry import spec
-    from .sr.sampling import SamplerConfig
     from .supergaussian import make_frames
 
     device = _device(a.params)
     model, sr = _load_sr(a, device)
-    sampler = _sampler(a.params) if spec(a.model).diffusion else SamplerConfig()  # only diffusion upsamplers sample
-    make_frames(a.scene, a.ckpt, a.out, a.params["supergaussian"]["n_interp"], model, sampler, sr.batch_size, device)
+    make_frames(a.scene, a.ckpt, a.out, a.params["supergaussian"]["n_interp"], model, _sampler(a), sr.batch_size, device)
 
 
 def _consistency_arguments(c):

@@ -26,7 +26,7 @@ def has_model(sparse_dir: Path) -> bool:
 
 def camera_intrinsics(camera, where: str) -> tuple[Intrinsics, Lens | None]:
     """Pinhole intrinsics (f, c) of a pycolmap camera and, if it has lens distortion, the Lens to undistort with
-    (prepare.py decides: README, Poses). Models that are not perspective projections are refused."""
+    (prepare.py decides: docs/data.md). Models that are not perspective projections are refused."""
     name = camera.model.name
     if name in _NOT_PERSPECTIVE:
         raise DataError(

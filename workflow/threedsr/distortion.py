@@ -4,7 +4,7 @@
 either used as a pinhole (its f and c, distortion ignored: what the official 3DSR code and NeRF-style
 loaders do with the LLFF release) or its images are undistorted first (what 3DGS' convert.py does
 with COLMAP's image_undistorter). `decide` chooses, from how many pixels the distortion moves an
-image corner at the HR size (see README: Poses).
+image corner at the HR size (see docs/data.md).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ HEADER = """\
 # file is not what the command writes.
 # Each stage runs one Snakemake job (`snakemake --allowed-rules <rule>`), so `dvc repro` never
 # retrains what is cached; after `dvc pull` / `dvc checkout` / a run-cache restore, run
-# `threedsr mark-current` so that Snakemake trusts the restored files (README: Caching).
+# `threedsr mark-current` so that Snakemake trusts the restored files (docs/caching.md).
 """
 GENERATED_FOR = "# generated for: "
 
