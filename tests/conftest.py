@@ -55,23 +55,31 @@ def workflow_dir(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_scene_and_lr_model(tmp_path_factory):
+def small_scene_and_lr_model(tiny_scene, tmp_path_factory):
     """The synthetic forward scene at LR 16x12 / HR 64x48 and a 3DGS briefly pretrained on its LR views."""
     import torch
 
-    from threedsr import synthetic
     from threedsr.fit import fit
-    from threedsr.poses import load_scene_poses
-    from threedsr.prepare import prepare_scene
-    from threedsr.scene import PreparedScene
     from threedsr.splat.trainer import TrainConfig
     from threedsr.training_views import lr_views
 
     tmp = tmp_path_factory.mktemp("small")
-    synthetic.generate_scene("forward", tmp / "raw", 128, 96, 1, 800, 0)
-    prepare_scene(tmp / "raw", load_scene_poses(tmp / "raw", tmp / "work"), tmp / "scene", 8, 2, 8)
     cfg = TrainConfig(
         iterations=40, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_stop=30, refine_every=10, reset_every=10_000
     )
-    fit(tmp / "scene", tmp / "lr3dgs", cfg, lr_views(PreparedScene(tmp / "scene")), torch.device("cpu"))
-    return tmp / "scene", tmp / "lr3dgs" / "ckpt.pt"
+    fit(tiny_scene.root, tmp / "lr3dgs", cfg, lr_views(tiny_scene), torch.device("cpu"))
+    return tiny_scene.root, tmp / "lr3dgs" / "ckpt.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory):
+    """The synthetic forward scene at LR 16x12 / HR 64x48 (the trainer's and the 3D filter's tests)."""
+    from threedsr import synthetic
+    from threedsr.poses import load_scene_poses
+    from threedsr.prepare import prepare_scene
+    from threedsr.scene import PreparedScene
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    synthetic.generate_scene("forward", tmp / "raw", 128, 96, 1, 800, 0)
+    prepare_scene(tmp / "raw", load_scene_poses(tmp / "raw", tmp / "work"), tmp / "scene", 8, 2, 8)
+    return PreparedScene(tmp / "scene")

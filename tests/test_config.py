@@ -134,16 +134,17 @@ def test_cli_check_config(tmp_path):
     assert "poses.sfm_max_image_size" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_snakemake_rejects_bad_key_before_any_job(workflow_dir):
-    (workflow_dir / "typo.yaml").write_text("resolution:\n  hr_factr: 2\n")
-    r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "params.yaml", "typo.yaml"],
-        cwd=workflow_dir,
-        capture_output=True,
-        text=True,
-    )
+def _snakemake_refuses(workflow_dir, override: str) -> str:
+    """What Snakemake says, failing, with params.yaml and this override file."""
+    (workflow_dir / "override.yaml").write_text(override)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "params.yaml", "override.yaml"]
+    r = subprocess.run(cmd, cwd=workflow_dir, capture_output=True, text=True)
     assert r.returncode != 0
-    out = r.stdout + r.stderr
+    return r.stdout + r.stderr
+
+
+def test_snakemake_rejects_bad_key_before_any_job(workflow_dir):
+    out = _snakemake_refuses(workflow_dir, "resolution:\n  hr_factr: 2\n")
     assert "resolution: Additional properties are not allowed ('hr_factr' was unexpected)" in out
     assert "$schema" not in out and len(out.splitlines()) < 20  # the message, not the schema and the config
     assert not (workflow_dir / "results").exists()
@@ -152,15 +153,8 @@ def test_snakemake_rejects_bad_key_before_any_job(workflow_dir):
 def test_scene_named_dotdot_fails_before_any_job(workflow_dir):
     """`..` as a scene once made the poses job replace results/poses as a whole, deleting every dataset's poses."""
     (workflow_dir / "results" / "poses" / "other" / "kept").mkdir(parents=True)
-    (workflow_dir / "dots.yaml").write_text("datasets:\n  llff: {root: data, scenes: ['..']}\n")
-    r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "params.yaml", "dots.yaml"],
-        cwd=workflow_dir,
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode != 0
-    assert "datasets.llff.scenes.0: '..' is not a plain folder name" in r.stdout + r.stderr
+    out = _snakemake_refuses(workflow_dir, "datasets:\n  llff: {root: data, scenes: ['..']}\n")
+    assert "datasets.llff.scenes.0: '..' is not a plain folder name" in out
     assert (workflow_dir / "results" / "poses" / "other" / "kept").is_dir()
     assert sorted(p.name for p in (workflow_dir / "results").iterdir()) == ["poses"]  # no job ran: no logs
 

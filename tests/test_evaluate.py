@@ -15,6 +15,8 @@ from threedsr.fid import FIDInceptionV3
 from threedsr.io import write_json, write_png
 
 REPO = Path(__file__).resolve().parents[1]
+# summary.csv's columns: the paper's six metrics (and pooled FID, KID) per dataset, scene and method
+SUMMARY_COLUMNS = "dataset scene method psnr ssim lpips niqe met3r fid fid_pooled kid kid_se kind".split()
 
 W, H = 128, 96  # one 96x96 NIQE block
 
@@ -131,21 +133,7 @@ def test_tables_have_the_papers_shape(tmp_path):
         {"dataset": "llff", "scene": ["fern", "fern"], "method": ["3dsr", "bicubic"], "view_a": "a", "view_b": "b", "met3r": [0.2, 0.3]}
     ).to_csv(tmp_path / "met3r.csv", index=False)
     summary = evaluate.aggregate(list(reversed(csvs)), tmp_path / "out", methods=methods, features=npzs, met3r=tmp_path / "met3r.csv")
-    assert list(summary.columns) == [
-        "dataset",
-        "scene",
-        "method",
-        "psnr",
-        "ssim",
-        "lpips",
-        "niqe",
-        "met3r",
-        "fid",
-        "fid_pooled",
-        "kid",
-        "kid_se",
-        "kind",
-    ]
+    assert list(summary.columns) == SUMMARY_COLUMNS
     assert list(summary[summary.scene == "mean"].method) == methods and list(summary[summary.scene == "fern"].method) == methods
     assert summary.set_index(["scene", "method"]).loc[("fern", "sr2d"), "kind"] == "2D"
     assert summary.set_index(["scene", "method"]).loc[("fern", "3dsr"), "met3r"] == 0.2

@@ -6,15 +6,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_trainer import _trainer as trainer_of
+from test_trainer import _views
 
-from threedsr import synthetic
-from threedsr.poses import load_scene_poses
-from threedsr.prepare import prepare_scene
-from threedsr.scene import PreparedScene
 from threedsr.splat import filter3d, gaussians
-from threedsr.splat.gaussians import activated, export_ply, init_from_points
+from threedsr.splat.gaussians import activated, export_ply
 from threedsr.splat.render import RenderSettings, render, render_views
-from threedsr.splat.trainer import TrainConfig, Trainer, TrainView, scene_scale
+from threedsr.splat.trainer import Trainer
 
 
 def _camera(centre, f, width=64, height=48):
@@ -152,46 +150,10 @@ def test_gradients_reach_scales_and_opacities_through_the_filter():
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def tiny_scene(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("filter")
-    synthetic.generate_scene("forward", tmp / "raw", 128, 96, 1, 800, 0)
-    prepare_scene(tmp / "raw", load_scene_poses(tmp / "raw", tmp / "work"), tmp / "scene", 8, 2, 8)
-    return PreparedScene(tmp / "scene")
-
-
-def _views(scene, res):
-    out = []
-    for v in scene.train_views:
-        K = getattr(v, res)
-        img = torch.from_numpy(np.array(scene.image(v, res))).float() / 255
-        out.append(
-            TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(K.K, dtype=torch.float32), K.width, K.height, img)
-        )
-    return out
-
-
 def _trainer(scene, res="lr", **cfg):
-    xyz, rgb = scene.points()
-    config = TrainConfig(
-        **{
-            **dict(
-                iterations=60,
-                sh_degree=1,
-                sh_degree_interval=20,
-                refine_start=10,
-                refine_every=10,
-                reset_every=30,
-                refine_stop=40,
-                filter_3d=True,
-                filter_3d_every=10,
-                rasterize_mode="antialiased",
-                eps2d=0.1,
-            ),
-            **cfg,
-        }
-    )
-    return Trainer(init_from_points(xyz, rgb, 1), _views(scene, res), config, scene_scale([v.world_to_camera for v in scene.train_views]))
+    """test_trainer's fit with Mip-Splatting: the 3D filter (recomputed every 10 steps after densification) and the 2D filter."""
+    mip = dict(refine_stop=40, filter_3d=True, filter_3d_every=10, rasterize_mode="antialiased", eps2d=0.1)
+    return trainer_of(scene, res, **(mip | cfg))
 
 
 def _fresh_filter(t):

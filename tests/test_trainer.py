@@ -4,42 +4,24 @@ import numpy as np
 import pytest
 import torch
 
-from threedsr import synthetic
-from threedsr.poses import load_scene_poses
-from threedsr.prepare import prepare_scene
-from threedsr.scene import PreparedScene
+from threedsr.imaging import to_float
 from threedsr.splat.gaussians import export_ply, init_from_points
-from threedsr.splat.trainer import TrainConfig, Trainer, TrainView, photometric_loss, render, scene_scale
-
-
-@pytest.fixture(scope="module")
-def tiny_scene(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tiny")
-    synthetic.generate_scene("forward", tmp / "raw", 128, 96, 1, 800, 0)
-    prepare_scene(tmp / "raw", load_scene_poses(tmp / "raw", tmp / "work"), tmp / "scene", 8, 2, 8)
-    return PreparedScene(tmp / "scene")
+from threedsr.splat.trainer import TrainConfig, Trainer, photometric_loss, render, scene_scale
+from threedsr.training_views import train_view
 
 
 def _views(scene, res="lr"):
-    out = []
-    for v in scene.train_views:
-        K = getattr(v, res)
-        img = torch.from_numpy(np.array(scene.image(v, res))).float() / 255
-        out.append(
-            TrainView(torch.tensor(v.world_to_camera, dtype=torch.float32), torch.tensor(K.K, dtype=torch.float32), K.width, K.height, img)
-        )
-    return out
+    """The training views with their images at "lr" or "hr" (torch tensors as the trainer wants them)."""
+    return [train_view(v, res, to_float(scene.image(v, res))) for v in scene.train_views]
 
 
-def _trainer(scene, **cfg):
+SCHEDULE = dict(iterations=60, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_every=10, reset_every=30, refine_stop=50)
+
+
+def _trainer(scene, res="lr", **cfg):
     xyz, rgb = scene.points()
-    config = TrainConfig(
-        **{
-            **dict(iterations=60, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_every=10, reset_every=30, refine_stop=50),
-            **cfg,
-        }
-    )
-    return Trainer(init_from_points(xyz, rgb, 1), _views(scene), config, scene_scale([v.world_to_camera for v in scene.train_views]))
+    config = TrainConfig(**(SCHEDULE | cfg))
+    return Trainer(init_from_points(xyz, rgb, 1), _views(scene, res), config, scene_scale([v.world_to_camera for v in scene.train_views]))
 
 
 def _mean_loss(t, views):

@@ -80,6 +80,8 @@ def _metrics(params: dict) -> dict:
 
 
 def score_arguments(c: argparse.ArgumentParser) -> None:
+    """Scoring the renders in the same job: where the scores and features go, what they are of, and --params (metrics)."""
+    params_argument(c)
     c.add_argument("--scores", type=Path, help="also write PSNR / SSIM / LPIPS / NIQE of each test view to this CSV (as `evaluate`)")
     c.add_argument(
         "--features", type=Path, help="with --scores: the Inception features of the views and their ground truth (.npz, for FID)"
@@ -134,16 +136,21 @@ def _params_reference_arguments(c):
     _params_reference_arguments,
 )
 def _params_reference(a):
-    from .io import atomic_path
     from .reference import params_reference
 
-    text, target = params_reference(Path(".")), Path("docs/params.md")
-    if a.check:
+    _write_generated(
+        Path("docs/params.md"), params_reference(Path(".")), a.check, "threedsr params-reference", "the schema and params.yaml"
+    )
+
+
+def _write_generated(target: Path, text: str, check: bool, command: str, source: str) -> None:
+    """Write a file generated from the project (dvc.yaml, docs/params.md), or with `check` refuse one that differs."""
+    from .io import atomic_path
+
+    if check:
         if not target.exists() or target.read_text() != text:
-            raise ThreeDSRError(
-                "docs/params.md is not what `threedsr params-reference` writes from the schema and params.yaml: regenerate it"
-            )
-        print("ok: docs/params.md is current")
+            raise ThreeDSRError(f"{target} is not what `{command}` writes from {source}: regenerate it")
+        print(f"ok: {target} is current")
         return
     with atomic_path(target) as tmp:
         tmp.write_text(text)
@@ -313,7 +320,6 @@ def _render_arguments(c):
     c.add_argument("--scene", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
     score_arguments(c)
-    params_argument(c)
 
 
 @command("render", "render a checkpoint at the test views (HR colour and depth), and score them", _render_arguments)
@@ -397,7 +403,6 @@ def _collect_sr_arguments(c):
     c.add_argument("--sr-dir", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
     score_arguments(c)
-    params_argument(c)
 
 
 @command("collect-sr", "the test views' SR images as renders of the 2D-only method sr2d", _collect_sr_arguments)
@@ -604,20 +609,9 @@ def _dvc_yaml_arguments(c):
 
 @command("dvc-yaml", "write dvc.yaml from the Snakemake workflow and params.yaml (run in the project folder)", _dvc_yaml_arguments)
 def _dvc_yaml(a):
-    import yaml
-
     from .dvc_stages import dvc_yaml
-    from .io import atomic_path
 
-    text, target = dvc_yaml(Path(".")), Path("dvc.yaml")
-    if a.check:
-        if not target.exists() or target.read_text() != text:
-            raise ThreeDSRError("dvc.yaml is not what `threedsr dvc-yaml` generates from the workflow and params.yaml: regenerate it")
-        print("ok: dvc.yaml is current")
-        return
-    with atomic_path(target) as tmp:
-        tmp.write_text(text)
-    print(f"wrote dvc.yaml: {len(yaml.safe_load(text)['stages'])} stages")
+    _write_generated(Path("dvc.yaml"), dvc_yaml(Path(".")), a.check, "threedsr dvc-yaml", "the workflow and params.yaml")
 
 
 def _mark_current_arguments(c):

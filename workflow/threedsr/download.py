@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from .datasets import ARCHIVES, Archive
-from .errors import DataError, OfflineError
+from .errors import DataError, OfflineError, lookup
 from .io import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,4 @@ def extract_scene(archive_path: Path, prefix: str, out_dir: Path) -> Path:
 
 
 def archive_for(filename: str) -> Archive:
-    try:
-        return ARCHIVES[filename]
-    except KeyError:
-        raise DataError(f"unknown archive {filename!r}; known: {', '.join(ARCHIVES)}") from None
+    return lookup(ARCHIVES, filename, "archive", DataError)

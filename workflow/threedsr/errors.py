@@ -1,6 +1,14 @@
 """Errors a user can act on: each names the file, key or step at fault."""
 
 
+def lookup(table: dict, name: str, what: str, error: type[Exception] = ValueError):
+    """table[name], or `error` naming the unknown `what` and every known one."""
+    try:
+        return table[name]
+    except KeyError:
+        raise error(f"unknown {what} {name!r}; known: {', '.join(table)}") from None
+
+
 class ThreeDSRError(RuntimeError):
     """Base class; the CLI prints these without a traceback."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -25,27 +25,16 @@ from .splat.trainer import TrainConfig, Trainer, TrainView, load_params, photome
 log = logging.getLogger(__name__)
 
 
+DENSIFY_NAMES = {"start": "refine_start", "stop": "refine_stop", "every": "refine_every"}  # gs.densify.* -> TrainConfig (gsplat's)
+
+
 def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
     """TrainConfig from params.yaml's `gs` block: the one place where its keys meet the trainer's names (gsplat's:
     densify.start -> refine_start ...); `iterations` replaces gs.iterations (a fit at HR has its own budget)."""
     g = settings.GS.from_dict(gs)
-    d = g.densify
-    return TrainConfig(
-        iterations=iterations or g.iterations,
-        sh_degree=g.sh_degree,
-        sh_degree_interval=g.sh_degree_interval,
-        delta_dssim=g.delta_dssim,
-        refine_start=d.start,
-        refine_stop=d.stop,
-        refine_every=d.every,
-        reset_every=d.reset_every,
-        grow_grad2d=d.grow_grad2d,
-        rasterize_mode=g.rasterize_mode,
-        eps2d=g.eps2d,
-        filter_3d=g.filter_3d,
-        filter_3d_variance=g.filter_3d_variance,
-        seed=g.seed,
-    )
+    same = {f.name for f in fields(TrainConfig)} & {f.name for f in fields(g)} - {"densify"}  # sh_degree, ..., seed
+    densify = {DENSIFY_NAMES.get(k, k): v for k, v in asdict(g.densify).items()}
+    return TrainConfig(**{k: getattr(g, k) for k in same} | densify | {"iterations": iterations or g.iterations})
 
 
 def targets_fingerprint(views: list[TrainView]) -> str:

@@ -27,22 +27,15 @@ class RenderSettings:
 def render(params, viewmats, Ks, width, height, sh_degree, rasterize_mode="classic", render_mode="RGB", backgrounds=None, eps2d=0.3):
     """gsplat's rasterization of the model's activated Gaussians (through the 3D filter when it has one)."""
     a = activated(params)
+    options = {
+        "sh_degree": sh_degree,
+        "rasterize_mode": rasterize_mode,
+        "eps2d": eps2d,
+        "render_mode": render_mode,
+        "backgrounds": backgrounds,
+    }
     return rasterization(
-        a["means"],
-        a["quats"],
-        a["scales"],
-        a["opacities"],
-        a["colors"],
-        viewmats,
-        Ks,
-        width,
-        height,
-        sh_degree=sh_degree,
-        rasterize_mode=rasterize_mode,
-        eps2d=eps2d,
-        render_mode=render_mode,
-        backgrounds=backgrounds,
-        packed=False,
+        a["means"], a["quats"], a["scales"], a["opacities"], a["colors"], viewmats, Ks, width, height, packed=False, **options
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import lookup
 from .names import REALBASICVSR_WEIGHTS_HINT, STABLESR_FILES, STABLESR_WEIGHTS_HINT
 
 
@@ -127,7 +128,4 @@ def method_names() -> list[str]:
 
 
 def spec(name: str) -> SRModelSpec:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown SR model {name!r}; known: {', '.join(REGISTRY)}") from None
+    return lookup(REGISTRY, name, "SR model")
