@@ -66,10 +66,15 @@ def validate(config: dict) -> None:
     check(config)
 
 
+def threedsr_budget(config: dict) -> int:
+    """3DSR's 3DGS steps at HR: threedsr.steps rounds of threedsr.iters_per_step."""
+    return config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]
+
+
 def hr_iterations(config: dict, block: str) -> int:
     """The 3DGS steps at HR of `isr` or `supergaussian`: their own `iterations`, or by default (null) 3DSR's budget,
-    threedsr.steps x threedsr.iters_per_step, so that the methods compare at equal 3DGS budgets."""
-    return config[block]["iterations"] or config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]
+    so that the methods compare at equal 3DGS budgets."""
+    return config[block]["iterations"] or threedsr_budget(config)
 
 
 HR_BUDGET_KEYS = (
@@ -92,7 +97,7 @@ def hr_budgets(config: dict) -> dict[str, int]:
         elif base in ("isr", "supergaussian"):
             out[m] = hr_iterations(config, base)
         elif base == "3dsr":
-            out[m] = config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]
+            out[m] = threedsr_budget(config)
     return out
 
 

@@ -196,11 +196,6 @@ class ThreeDSR(Block):
     colorfix: str = "wavelet"  # D(x0) colour-fixed against the upsampled LR view: wavelet (official), adain, none
     freeze_means: bool = False  # true: Gaussian centres fixed, as in the official code (a side effect there)
 
-    @property
-    def hr_budget(self) -> int:
-        """3DSR's 3DGS steps at HR: what isr and supergaussian get unless set (the same budget compares fairly)."""
-        return self.steps * self.iters_per_step
-
 
 @dataclass(frozen=True)
 class HRFit(Block):
