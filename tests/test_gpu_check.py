@@ -121,24 +121,21 @@ def test_import_scan_and_resolution(tmp_path):
 
 
 def test_gpu_jobs_at_once_from_the_log():
-    log = """[Tue Dec  1 14:00:00 2026]
-rule fit_bicubic:
-    jobid: 3
-    resources: tmpdir=/tmp, gpu=1, mem_mb=8000
-[Tue Dec  1 14:00:01 2026]
-localrule train_prior:
-    jobid: 4
-    resources: tmpdir=/tmp, gpu=0, mem_mb=6000
-[Tue Dec  1 14:00:05 2026]
-Finished jobid: 3 (Rule: fit_bicubic)
-[Tue Dec  1 14:00:05 2026]
-rule fit_isr:
-    jobid: 5
-    resources: tmpdir=/tmp, gpu=1, mem_mb=8000
-[Tue Dec  1 14:00:09 2026]
-Finished jobid: 5 (Rule: fit_isr)
-Finished jobid: 4 (Rule: train_prior)
-""".splitlines()
+    def start(second, kind, rule, jobid, gpu, mem):
+        return [
+            f"[Tue Dec  1 14:00:{second:02d} 2026]",
+            f"{kind} {rule}:",
+            f"    jobid: {jobid}",
+            f"    resources: tmpdir=/tmp, gpu={gpu}, mem_mb={mem}",
+        ]
+
+    log = (
+        start(0, "rule", "fit_bicubic", 3, 1, 8000)
+        + start(1, "localrule", "train_prior", 4, 0, 6000)
+        + ["[Tue Dec  1 14:00:05 2026]", "Finished jobid: 3 (Rule: fit_bicubic)"]
+        + start(5, "rule", "fit_isr", 5, 1, 8000)
+        + ["[Tue Dec  1 14:00:09 2026]", "Finished jobid: 5 (Rule: fit_isr)", "Finished jobid: 4 (Rule: train_prior)"]
+    )
     jobs = rule_times.jobs(log)
     assert [(j["rule"], j["gpu"]) for j in jobs] == [("fit_bicubic", 1), ("fit_isr", 1), ("train_prior", 0)]
     gpu = [(j["start"], j["end"]) for j in jobs if j["gpu"]]

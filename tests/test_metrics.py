@@ -112,18 +112,19 @@ def test_lpips_weights_are_fetched_into_the_hub_cache_and_checked(hub, tmp_path,
     """The fetch path, with a local file:// URL standing in for download.pytorch.org."""
     from threedsr.errors import DataError
 
-    served = tmp_path / "served.pth"
+    served = tmp_path / "served" / "alexnet-owt-7be5be79.pth"  # the name torch.hub gives the cached copy: the URL's last part
+    served.parent.mkdir()
     torch.save(_alexnet_state(), served)
     _serve(monkeypatch, "ALEXNET", url=served.as_uri(), sha256="0" * 64)
-    with pytest.raises(DataError, match="served.pth.*does not match"):
+    with pytest.raises(DataError, match="served/alexnet-owt-7be5be79.pth.*does not match"):
         load_lpips()  # a checksum mismatch is an error, and nothing is kept
     assert not (hub / "alexnet-owt-7be5be79.pth").exists() and not list(hub.glob("*.tmp")) and not list(hub.glob(".*.tmp"))
     _serve(monkeypatch, "ALEXNET", url=served.as_uri(), sha256=_sha256(served))
     model = load_lpips()
-    assert (hub / "alexnet-owt-7be5be79.pth").read_bytes() == (tmp_path / "served.pth").read_bytes()
+    assert (hub / "alexnet-owt-7be5be79.pth").read_bytes() == served.read_bytes()
     img, gt = _pair(noise=0.1)
     assert image_metrics(img, gt, model)["lpips"] > 0
-    (tmp_path / "served.pth").unlink()  # cached now: no second download
+    served.unlink()  # cached now: no second download
     assert load_lpips() is not None
 
 
@@ -134,7 +135,8 @@ def test_concurrent_fetches_take_turns(hub, tmp_path):
 
     from threedsr import weights
 
-    served = tmp_path / "served.pth"
+    served = tmp_path / "served" / weights.ALEXNET.file
+    served.parent.mkdir()
     served.write_bytes(bytes(range(256)) * 4096)
     spec = dataclasses.replace(weights.ALEXNET, url=served.as_uri(), sha256=_sha256(served))
     with ThreadPoolExecutor(4) as pool:

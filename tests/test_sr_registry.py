@@ -17,9 +17,9 @@ def test_the_schema_accepts_exactly_the_registered_models_and_methods():
     assert SCHEMA["sr"]["properties"]["model"]["enum"] == list(registry.IMAGE_MODELS)
     assert sorted(SCHEMA["supergaussian"]["properties"]["upsampler"]["enum"]) == sorted(registry.UPSAMPLERS)
     assert sorted(SCHEMA["methods"]["items"]["enum"]) == sorted(registry.method_names())
-    # every model with options has its block in sr, and every block of sr belongs to a model
+    # every model has its block in sr, and every block of sr belongs to a model
     blocks = {k for k, v in SCHEMA["sr"]["properties"].items() if v.get("type") == "object"}
-    assert blocks == {s.block for s in registry.SPECS if s.block}
+    assert blocks == {s.block for s in registry.SPECS}
 
 
 @pytest.mark.parametrize("spec", registry.SPECS, ids=lambda s: s.name)
@@ -28,9 +28,8 @@ def test_each_entry_names_its_class_truly(spec):
     cls = getattr(importlib.import_module(f"threedsr.sr.{module}"), cls_name)
     assert cls.is_diffusion == spec.diffusion == issubclass(cls, DiffusionSR)
     assert hasattr(cls, "super_resolve_video") == spec.video and issubclass(cls, SRModel) != spec.video  # video models see sequences
-    if spec.block:
-        keys = set(SCHEMA["sr"]["properties"][spec.block]["properties"]) | set(SCHEMA["sr"]["properties"])
-        assert set(spec.options) <= keys, spec.options
+    keys = set(SCHEMA["sr"]["properties"][spec.block]["properties"]) | set(SCHEMA["sr"]["properties"])
+    assert set(spec.options) <= keys, spec.options
 
 
 def test_weights_come_from_the_rule_or_the_users_file(tmp_path):

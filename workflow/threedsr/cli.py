@@ -35,6 +35,12 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 # -- arguments several commands share ------------------------------------------------------------
 
 
+def path_arguments(c: argparse.ArgumentParser, *flags: str) -> None:
+    """Required file or folder arguments (--scene, --out, ...) that need no help text."""
+    for flag in flags:
+        c.add_argument(flag, type=Path, required=True)
+
+
 def params_argument(c: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--params", type=json.loads, required=True, help="the params.yaml keys this command reads, as JSON (the rule's params_json)"
@@ -162,7 +168,7 @@ def _write_generated(target: Path, text: str, check: bool, command: str, source:
 
 def _generate_synthetic_arguments(c):
     c.add_argument("--scene", required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--out")
     params_argument(c)
 
 
@@ -187,10 +193,9 @@ def _download(a):
 
 
 def _extract_arguments(c):
-    c.add_argument("--archive", type=Path, required=True)
+    path_arguments(c, "--archive", "--out")
     c.add_argument("--dataset", required=True)
     c.add_argument("--scene", required=True)
-    c.add_argument("--out", type=Path, required=True)
 
 
 @command("extract", "extract one scene of an official archive", _extract_arguments)
@@ -203,8 +208,7 @@ def _extract(a):
 
 
 def _poses_arguments(c):
-    c.add_argument("--scene-dir", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--scene-dir", "--out")
     c.add_argument("--work-dir", type=Path, required=True, help="scratch folder for SfM / triangulation")
     params_argument(c)
 
@@ -219,9 +223,7 @@ def _poses(a):
 
 
 def _prepare_arguments(c):
-    c.add_argument("--scene-dir", type=Path, required=True)
-    c.add_argument("--poses", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--scene-dir", "--poses", "--out")
     c.add_argument("--dataset", required=True)
     c.add_argument("--scene", required=True)
     params_argument(c)
@@ -256,7 +258,7 @@ def _prepare(a):
 
 
 def _data_report_arguments(c):
-    c.add_argument("--out-dir", type=Path, required=True)
+    path_arguments(c, "--out-dir")
     c.add_argument("scenes", nargs="+")
 
 
@@ -271,8 +273,7 @@ def _data_report(a):
 
 
 def _fit_arguments(c):
-    c.add_argument("--scene", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--scene", "--out")
     c.add_argument(
         "--targets",
         choices=["lr", "bicubic", "sr", "frames"],
@@ -316,9 +317,7 @@ def _fit(a):
 
 
 def _render_arguments(c):
-    c.add_argument("--ckpt", type=Path, required=True)
-    c.add_argument("--scene", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--ckpt", "--scene", "--out")
     score_arguments(c)
 
 
@@ -334,7 +333,7 @@ def _render(a):
 
 
 def _train_prior_arguments(c):
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--out")
     c.add_argument("--threads", type=int, default=0, help="torch threads (the rule's threads; 0: torch's default)")
     params_argument(c)
 
@@ -350,7 +349,7 @@ def _train_prior(a):
 
 
 def _convert_realesrgan_arguments(c):
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--out")
 
 
 @command(
@@ -365,7 +364,7 @@ def _convert_realesrgan(a):
 def _convert_stablesr_arguments(c):
     c.add_argument("--turbo", type=Path, required=True, help="stablesr_turbo.ckpt")
     c.add_argument("--cfw", type=Path, required=True, help="vqgan_cfw_00011.ckpt")
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--out")
 
 
 @command("convert-stablesr", "convert StableSR-Turbo's released checkpoints to a folder of safetensors (once)", _convert_stablesr_arguments)
@@ -383,8 +382,7 @@ def _convert_stablesr(a):
 def _super_resolve_arguments(c):
     from .sr.registry import IMAGE_MODELS
 
-    c.add_argument("--scene", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--scene", "--out")
     sr_model_arguments(c, IMAGE_MODELS)
     c.add_argument("--views", choices=["all", "test"], default="all", help="all views (for isr) or the test views only (sr2d)")
     params_argument(c)
@@ -399,9 +397,7 @@ def _super_resolve(a):
 
 
 def _collect_sr_arguments(c):
-    c.add_argument("--scene", type=Path, required=True)
-    c.add_argument("--sr-dir", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--scene", "--sr-dir", "--out")
     score_arguments(c)
 
 
@@ -419,9 +415,8 @@ def _collect_sr(a):
 def _run_3dsr_arguments(c):
     from .sr.registry import DIFFUSION_MODELS
 
-    c.add_argument("--scene", type=Path, required=True)
+    path_arguments(c, "--scene", "--out")
     c.add_argument("--init", type=Path, required=True, help="the LR-pretrained 3DGS checkpoint")
-    c.add_argument("--out", type=Path, required=True)
     sr_model_arguments(c, DIFFUSION_MODELS)
     params_argument(c)
 
@@ -452,9 +447,8 @@ def _run_3dsr(a):
 def _supergaussian_frames_arguments(c):
     from .sr.registry import UPSAMPLERS
 
-    c.add_argument("--scene", type=Path, required=True)
+    path_arguments(c, "--scene", "--out")
     c.add_argument("--ckpt", type=Path, required=True, help="the LR-pretrained 3DGS checkpoint")
-    c.add_argument("--out", type=Path, required=True)
     sr_model_arguments(c, UPSAMPLERS)
     params_argument(c)
 
@@ -473,9 +467,8 @@ def _supergaussian_frames(a):
 
 
 def _consistency_arguments(c):
-    c.add_argument("--scene", type=Path, required=True)
+    path_arguments(c, "--scene", "--out")
     c.add_argument("--depth-ckpt", type=Path, required=True, help="3DGS checkpoint whose HR depth is the shared geometry")
-    c.add_argument("--out", type=Path, required=True)
     c.add_argument(
         "--images", nargs="+", required=True, help="LABEL=FOLDER of <view>.png; FOLDER 'hr' = the ground truth, 'bicubic' = upsampled LR"
     )
@@ -496,9 +489,7 @@ def _consistency(a):
 
 
 def _evaluate_arguments(c):
-    c.add_argument("--renders", type=Path, required=True)
-    c.add_argument("--scene", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--renders", "--scene", "--out")
     c.add_argument("--features", type=Path, help="also the Inception features of the views and their ground truth (.npz, for FID)")
     c.add_argument("--dataset", required=True)
     c.add_argument("--scene-name", required=True)
@@ -514,7 +505,7 @@ def _evaluate(a):
 
 
 def _aggregate_arguments(c):
-    c.add_argument("--out-dir", type=Path, required=True)
+    path_arguments(c, "--out-dir")
     c.add_argument("--features", nargs="*", default=[], help="the scoring jobs' Inception features (.npz): FID, pooled FID and KID")
     c.add_argument("--met3r", type=Path, help="MEt3R scores of `threedsr met3r` (scores.csv), if it was run")
     c.add_argument("--consistency", nargs="*", default=[], help="the consistency rule's tables")
@@ -565,8 +556,7 @@ def _met3r(a):
 
 
 def _crops_arguments(c):
-    c.add_argument("--scene", type=Path, required=True)
-    c.add_argument("--out", type=Path, required=True)
+    path_arguments(c, "--scene", "--out")
     c.add_argument("--renders", nargs="+", required=True, help="one folder per method, in the order of params.yaml's methods")
     params_argument(c)
 
@@ -579,7 +569,7 @@ def _crops(a):
 
 
 def _videos_arguments(c):
-    c.add_argument("--scene", type=Path, required=True)
+    path_arguments(c, "--scene")
     c.add_argument("--out-dir", type=Path, required=True, help="writes <method>.mp4 and side_by_side.mp4")
     c.add_argument("--ckpts", nargs="+", required=True, help="METHOD=CHECKPOINT, in the order of the grid")
     c.add_argument("--html", type=Path, help="also a self-contained page playing the side-by-side video")

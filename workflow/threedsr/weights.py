@@ -15,10 +15,11 @@ import logging
 import os
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from .errors import DataError, OfflineError
@@ -30,13 +31,16 @@ log = logging.getLogger(__name__)
 class WeightFile:
     key: str  # the params.yaml key naming a local copy
     what: str  # what the file is, for messages
-    file: str  # its name in the torch hub cache (the standard library's)
-    url: str
+    url: str  # its official address; the file's name in the hub cache is the address's last part, as torch.hub names it
     sha256: str  # the full digest, or the prefix that the file's name records (torch.hub's check_hash)
     size: int | None = None
     also_cached_at: tuple[str, ...] = ()  # other places (relative to the hub folder) a library caches it
     # an alternative check of a download's content (a re-saved copy of the same values), returning whether it holds
     content_check: Callable[[Path], bool] | None = field(default=None, compare=False)
+
+    @property
+    def file(self) -> str:
+        return PurePosixPath(urllib.parse.urlparse(self.url).path).name
 
     def cached(self) -> Path:
         return hub_dir() / "checkpoints" / self.file
@@ -55,7 +59,6 @@ def hub_dir() -> Path:
 ALEXNET = WeightFile(
     key="metrics.lpips_backbone",
     what="LPIPS-Alex's backbone (torchvision's ImageNet AlexNet)",
-    file="alexnet-owt-7be5be79.pth",
     url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
     sha256="7be5be79",
 )
@@ -63,7 +66,6 @@ ALEXNET = WeightFile(
 INCEPTION = WeightFile(
     key="metrics.fid_inception",
     what="FID's Inception-v3 (pytorch-fid's port of the 2015-12-05 TensorFlow graph)",
-    file="pt_inception-2015-12-05-6726825d.pth",
     url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
     size=95_628_359,
@@ -82,7 +84,6 @@ def _published_niqe_values(path: Path) -> bool:
 NIQE_MODEL = WeightFile(
     key="metrics.niqe_model",
     what="NIQE's pristine model (the MATLAB release's modelparameters.mat, as pyiqa 0.1.10 downloads it)",
-    file="niqe_modelparameters.mat",
     url="https://github.com/chaofengc/IQA-PyTorch/releases/download/v0.1-weights/niqe_modelparameters.mat",
     sha256="fa2aa4d12dd9595c",
     also_cached_at=("pyiqa/niqe_modelparameters.mat",),  # pyiqa >= 0.1.11

@@ -24,9 +24,8 @@ from .names import REALBASICVSR_WEIGHTS_HINT, STABLESR_FILES, STABLESR_WEIGHTS_H
 class SRModelSpec:
     name: str  # as params.yaml names it (sr.model, methods' suffix, supergaussian.upsampler)
     implementation: str  # "<module of threedsr.sr>:<class>"
-    diffusion: bool  # 3dsr can drive it step by step (a DiffusionSR)
+    diffusion: bool = False  # 3dsr can drive it step by step (a DiffusionSR)
     options: tuple[str, ...] = ()  # the keys from_pretrained takes besides path, from sr and sr.<block> (the block's win)
-    block: str | None = None  # its own sr.<block>, if it has one
     video: bool = False  # upsamples a whole frame sequence: SuperGaussian's upsampler only
     made_at: str | None = None  # the weights a rule of the workflow writes (trained or converted) ...
     made_by: str | None = None  # ... and that rule
@@ -34,6 +33,11 @@ class SRModelSpec:
     source_dir: str | None = None  # a key of its block naming the folder the converting rule reads ...
     source_files: tuple[str, ...] = ()  # ... and the files it must hold
     hint: str = ""  # where to get the weights, for messages
+
+    @property
+    def block(self) -> str:
+        """Its options block, sr.<block>: its name with '_' for '-' (sd-x4-upscaler: sr.sd_x4_upscaler)."""
+        return self.name.replace("-", "_")
 
     def weights(self, sr: dict) -> str | None:
         """The file or folder of weights the jobs using this model depend on, given params.yaml's sr block."""
@@ -61,27 +65,14 @@ class SRModelSpec:
 
 SPECS = (
     SRModelSpec(
-        "tiny",
-        "tiny:TinySR",
-        diffusion=True,
-        options=("tile", "tile_overlap"),
-        block="tiny",
-        made_at="results/models/tiny",
-        made_by="train_prior",
+        "tiny", "tiny:TinySR", diffusion=True, options=("tile", "tile_overlap"), made_at="results/models/tiny", made_by="train_prior"
     ),
-    SRModelSpec(
-        "sd-x4-upscaler",
-        "sd_upscaler:SDX4Upscaler",
-        diffusion=True,
-        options=("tile", "tile_overlap", "noise_level", "prompt"),
-        block="sd_x4_upscaler",
-    ),
+    SRModelSpec("sd-x4-upscaler", "sd_upscaler:SDX4Upscaler", diffusion=True, options=("tile", "tile_overlap", "noise_level", "prompt")),
     SRModelSpec(
         "stablesr-turbo",
         "stablesr:StableSRTurbo",
         diffusion=True,
         options=("cfw_weight", "tile", "tile_overlap", "colorfix"),
-        block="stablesr_turbo",
         made_at="results/models/stablesr-turbo",
         made_by="convert_stablesr",
         source_dir="weights_dir",
@@ -91,22 +82,13 @@ SPECS = (
     SRModelSpec(
         "realesrgan",
         "realesrgan:RealESRGAN",
-        diffusion=False,
         options=("tile", "tile_overlap"),
-        block="realesrgan",
         made_at="results/models/realesrgan-x4plus.safetensors",
         made_by="convert_realesrgan",
         user_path="path",
     ),
     SRModelSpec(
-        "realbasicvsr",
-        "realbasicvsr:RealBasicVSR",
-        diffusion=False,
-        options=("max_seq_len",),
-        block="realbasicvsr",
-        video=True,
-        user_path="path",
-        hint=REALBASICVSR_WEIGHTS_HINT,
+        "realbasicvsr", "realbasicvsr:RealBasicVSR", options=("max_seq_len",), video=True, user_path="path", hint=REALBASICVSR_WEIGHTS_HINT
     ),
 )
 REGISTRY = {s.name: s for s in SPECS}
