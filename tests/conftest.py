@@ -56,7 +56,8 @@ def workflow_dir(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def small_scene_and_lr_model(tiny_scene, tmp_path_factory):
-    """The synthetic forward scene at LR 16x12 / HR 64x48 and a 3DGS briefly pretrained on its LR views."""
+    """The synthetic forward scene at LR 16x12 / HR 64x48 and a plain 3DGS (no Mip-Splatting filters) briefly
+    pretrained on its LR views."""
     import torch
 
     from threedsr.fit import fit
@@ -65,7 +66,16 @@ def small_scene_and_lr_model(tiny_scene, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("small")
     cfg = TrainConfig(
-        iterations=40, sh_degree=1, sh_degree_interval=20, refine_start=10, refine_stop=30, refine_every=10, reset_every=10_000
+        iterations=40,
+        sh_degree=1,
+        sh_degree_interval=20,
+        refine_start=10,
+        refine_stop=30,
+        refine_every=10,
+        reset_every=10_000,
+        filter_3d=False,
+        rasterize_mode="classic",
+        eps2d=0.3,
     )
     fit(tiny_scene.root, tmp / "lr3dgs", cfg, lr_views(tiny_scene), torch.device("cpu"))
     return tiny_scene.root, tmp / "lr3dgs" / "ckpt.pt"

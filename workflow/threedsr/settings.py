@@ -104,9 +104,9 @@ class GS(Block):
     sh_degree: int = 3
     sh_degree_interval: int = 1000  # raise the SH degree every this many steps
     delta_dssim: float = 0.2  # loss (1 - delta) L1 + delta D-SSIM
-    rasterize_mode: str = "classic"  # classic (3DGS) or antialiased (Mip-Splatting's 2D Mip filter)
-    eps2d: float = 0.3  # screen-space dilation, px^2 (3DGS 0.3; Mip-Splatting 0.1)
-    filter_3d: bool = False  # Mip-Splatting's 3D smoothing filter
+    rasterize_mode: str = "antialiased"  # classic (3DGS) or antialiased (Mip-Splatting's 2D Mip filter)
+    eps2d: float = 0.1  # screen-space dilation, px^2 (3DGS 0.3; Mip-Splatting 0.1)
+    filter_3d: bool = True  # Mip-Splatting's 3D smoothing filter
     filter_3d_variance: float = 0.2  # its variance (Mip-Splatting 0.2)
     seed: int = 0
     densify: Densify = field(default_factory=Densify)
