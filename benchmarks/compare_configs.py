@@ -9,6 +9,7 @@ wall times compare as ratios (2 cores: two configurations at once). --seed-model
 or converted models (the tiny prior, Real-ESRGAN) into each copy first, so no configuration spends its
 time on them. Prints, in Markdown, every method's test-view scores per configuration and each rule's
 wall time (summed over scenes, from the run's Snakemake log) with its ratio to the first configuration.
+`--report-only NAME...` prints the same tables for copies already run (e.g. rescored afterwards).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def report(names: list[str], out: Path) -> None:
         work = out / name
         s = pd.read_csv(work / "results" / "metrics" / "summary.csv").assign(config=name)
         scores.append(s[s.scene != "mean"])
-        done = jobs(run_log(work).read_text().splitlines())
-        times[name] = rule_times(run_log(work).read_text().splitlines())[0]
+        lines = run_log(work).read_text().splitlines()
+        done = jobs(lines)
+        times[name] = rule_times(lines)[0]
         walls[name] = (max(j["end"] for j in done) - min(j["start"] for j in done)).total_seconds()
 
     table = pd.concat(scores).pivot_table(
