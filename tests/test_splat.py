@@ -100,6 +100,35 @@ def test_early_termination_matches_reference():
     np.testing.assert_allclose(img.numpy(), ref_img, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", ["needles", "wide", "flat"])
+def test_pixel_spans_miss_no_pixel(shape):
+    """Each Gaussian is tested only on the pixels of its cutoff ellipse's spans (cpu_raster._row_span): needles across
+    many tiles, Gaussians wider than a tile, and nearly flat ones (no spans: rows scanned whole) composite exactly as
+    the reference that tests every Gaussian at every pixel."""
+    means, quats, scales, opacities, colors, viewmats, Ks = _scene(n=80, seed=8)
+    eps2d = 0.3
+    if shape == "needles":
+        scales = scales * torch.tensor([12.0, 0.05, 0.05], dtype=scales.dtype)
+    elif shape == "wide":
+        scales = scales * 6
+    else:  # no screen-space dilation and, for half of them, a vanishing axis: conics close to singular
+        scales[::2] = scales[::2] * torch.tensor([3.0, 1e-6, 1e-6], dtype=scales.dtype)
+        eps2d = 0.0
+    img, alpha, info = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, W, H, eps2d=eps2d)
+    ref_img, ref_alpha = _reference(
+        info["means2d"].detach().numpy(),
+        info["conics"].detach().numpy(),
+        colors[None].expand(2, -1, -1).numpy(),
+        info["opacities"].detach().numpy(),
+        info["depths"].detach().numpy(),
+        info["radii"].numpy(),
+        np.zeros((2, 3)),
+    )
+    assert (info["radii"] > 0).any(dim=-1).sum() > 40 and ref_alpha.max() > 0.5
+    np.testing.assert_allclose(img.numpy(), ref_img, atol=1e-12)
+    np.testing.assert_allclose(alpha.numpy(), ref_alpha, atol=1e-12)
+
+
 def test_compositing_gradients_match_finite_differences():
     means, quats, scales, opacities, colors, viewmats, Ks = _scene(n=25, seed=1)
     radii, means2d, depths, conics, opac = project(means, covariance(quats, scales), opacities, viewmats, Ks, W, H)

@@ -85,6 +85,60 @@ def _gather_tile(means2d, conics, colors, opacities, ids, i, start, end):
     return geo, col
 
 
+# Each Gaussian's cutoff ellipse (sigma <= the tile's cutoff column) is turned into the rows of the tile it reaches and,
+# per row, the span of pixels inside it, so a pixel visits only the Gaussians that can touch it instead of every
+# Gaussian of its tile. The spans are widened by these margins (in sigma and in pixels): they only decide which pixels
+# are tested; the test itself, and every sum, is the one a per-pixel scan of the whole tile does, in the same order,
+# so the images and gradients are bit-identical to it. A conic that is not clearly positive definite (or not finite)
+# gets no spans: its rows are scanned whole.
+SPAN_MARGIN_SIGMA = 1e-2
+SPAN_MARGIN_PX = 1e-3
+SPAN_MIN_DET = 1e-12  # det(conic) / (a c) below this: too close to degenerate for spans
+
+
+@njit(cache=True)
+def _tile_rows(geo, y0, n_rows):
+    """Per Gaussian of a tile: the tile-local rows [r0, r1) its cutoff ellipse may reach (columns 0, 1) and whether its
+    rows get spans (column 2: 1) or are scanned whole (0)."""
+    n_t = geo.shape[0]
+    rows = np.empty((n_t, 3), dtype=np.int64)
+    for j in range(n_t):
+        a, b, c = float(geo[j, 2]), float(geo[j, 3]), float(geo[j, 4])
+        s = float(geo[j, 6]) + SPAN_MARGIN_SIGMA
+        det = a * c - b * b
+        if not (a > 0.0 and c > 0.0 and det > SPAN_MIN_DET * a * c and np.isfinite(det) and np.isfinite(s)):
+            rows[j, 0], rows[j, 1], rows[j, 2] = 0, n_rows, 0
+            continue
+        if s < 0.0:  # opacity below the threshold: no pixel passes
+            rows[j, 0], rows[j, 1], rows[j, 2] = 0, 0, 1
+            continue
+        h = np.sqrt(2.0 * a * s / det)  # the ellipse's half height
+        gy = float(geo[j, 1]) - 0.5 - y0  # in tile-local row coordinates (pixel centres at +0.5)
+        rows[j, 0] = int(max(0.0, min(float(n_rows), np.ceil(gy - h - SPAN_MARGIN_PX))))
+        rows[j, 1] = int(max(0.0, min(float(n_rows), np.floor(gy + h + SPAN_MARGIN_PX) + 1.0)))
+        rows[j, 2] = 1
+    return rows
+
+
+@njit(cache=True, inline="always")
+def _row_span(geo, j, spans, fy, x0, x1):
+    """Columns [lo, hi) of the row at pixel-centre height fy (within [x0, x1)) where Gaussian j may pass the test."""
+    if spans == 0:
+        return x0, x1
+    a, b, c = float(geo[j, 2]), float(geo[j, 3]), float(geo[j, 4])
+    s = float(geo[j, 6]) + SPAN_MARGIN_SIGMA
+    dy = float(geo[j, 1]) - fy
+    disc = (b * b - a * c) * dy * dy + 2.0 * a * s
+    if disc < 0.0:
+        return x0, x0
+    root = np.sqrt(disc)
+    # sigma <= s for dx = gx - fx in [(-b dy - root) / a, (-b dy + root) / a], pixel column px = fx - 0.5
+    gx = float(geo[j, 0]) - 0.5
+    lo = max(float(x0), min(float(x1), np.ceil(gx - (root - b * dy) / a - SPAN_MARGIN_PX)))
+    hi = max(float(x0), min(float(x1), np.floor(gx + (root + b * dy) / a + SPAN_MARGIN_PX) + 1.0))
+    return int(lo), int(hi)
+
+
 @njit(parallel=True, cache=True)
 def composite_forward(means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, out_color, t_final, n_done):
     """n_done[pixel] = how many of its tile's Gaussians (in order) it went through, up to the last one composited."""
@@ -96,14 +150,33 @@ def composite_forward(means2d, conics, colors, opacities, background, offsets, i
         i, tx, ty = t // per_img, (t % per_img) % tw, (t % per_img) // tw
         start, end = offsets[t], offsets[t + 1]
         geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
-        acc = np.zeros(n_ch, dtype=colors.dtype)
-        for py in range(ty * tile, min(height, ty * tile + tile)):
-            for px in range(tx * tile, min(width, tx * tile + tile)):
-                fx, fy = px + 0.5, py + 0.5
-                T = 1.0
-                acc[:] = 0.0
-                last = 0
-                for j in range(end - start):
+        x0, x1 = tx * tile, min(width, tx * tile + tile)
+        y0, y1 = ty * tile, min(height, ty * tile + tile)
+        rows = _tile_rows(geo, y0, y1 - y0)
+        n_x = x1 - x0
+        T = np.empty(n_x, dtype=np.float64)
+        acc = np.empty((n_x, n_ch), dtype=colors.dtype)
+        last = np.empty(n_x, dtype=np.int64)
+        live = np.empty(n_x, dtype=np.bool_)
+        for py in range(y0, y1):
+            r = py - y0
+            fy = py + 0.5
+            T[:] = 1.0
+            acc[:] = 0.0
+            last[:] = 0
+            live[:] = True
+            n_live = n_x
+            for j in range(end - start):
+                if n_live == 0:
+                    break
+                if r < rows[j, 0] or r >= rows[j, 1]:
+                    continue
+                lo, hi = _row_span(geo, j, rows[j, 2], fy, x0, x1)
+                for px in range(lo, hi):
+                    q = px - x0
+                    if not live[q]:
+                        continue
+                    fx = px + 0.5
                     dx = geo[j, 0] - fx
                     dy = geo[j, 1] - fy
                     sigma = 0.5 * (geo[j, 2] * dx * dx + geo[j, 4] * dy * dy) + geo[j, 3] * dx * dy
@@ -112,18 +185,21 @@ def composite_forward(means2d, conics, colors, opacities, background, offsets, i
                     alpha = min(ALPHA_MAX, geo[j, 5] * np.exp(-sigma))
                     if sigma < 0.0 or alpha < ALPHA_THRESHOLD:
                         continue
-                    next_T = T * (1.0 - alpha)
+                    next_T = T[q] * (1.0 - alpha)
                     if next_T <= T_MIN:
-                        break
-                    w = alpha * T
+                        live[q] = False
+                        n_live -= 1
+                        continue
+                    w = alpha * T[q]
                     for k in range(n_ch):
-                        acc[k] += col[j, k] * w
-                    T = next_T
-                    last = j + 1
+                        acc[q, k] += col[j, k] * w
+                    T[q] = next_T
+                    last[q] = j + 1
+            for q in range(n_x):
                 for k in range(n_ch):
-                    out_color[i, py, px, k] = acc[k] + T * background[i, k]
-                t_final[i, py, px] = T
-                n_done[i, py, px] = last
+                    out_color[i, py, x0 + q, k] = acc[q, k] + T[q] * background[i, k]
+                t_final[i, py, x0 + q] = T[q]
+                n_done[i, py, x0 + q] = last[q]
 
 
 @njit(parallel=True, cache=True)
@@ -148,7 +224,8 @@ def composite_backward(
 ):
     """Gradients per intersection (each tile owns its slice of the CSR lists, so no two threads
     write the same element) and per tile for the background; `scatter_gradients` sums them in a
-    fixed order, which keeps results bit-identical whatever the thread scheduling."""
+    fixed order, which keeps results bit-identical whatever the thread scheduling. Each pixel walks
+    its list back to front; each intersection's sums run over the tile's pixels in raster order."""
     n_img, n_ch = colors.shape[0], colors.shape[2]
     tw = (width + tile - 1) // tile
     th = (height + tile - 1) // tile
@@ -159,22 +236,40 @@ def composite_backward(
         geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
         v_geo = v_isect_geo[start:end]  # x, y, conic a, b, c, opacity
         v_col = v_isect_col[start:end]
-        buf = np.zeros(n_ch, dtype=colors.dtype)
-        for py in range(ty * tile, min(height, ty * tile + tile)):
-            for px in range(tx * tile, min(width, tx * tile + tile)):
-                fx, fy = px + 0.5, py + 0.5
+        x0, x1 = tx * tile, min(width, tx * tile + tile)
+        y0, y1 = ty * tile, min(height, ty * tile + tile)
+        rows = _tile_rows(geo, y0, y1 - y0)
+        n_x = x1 - x0
+        T = np.empty(n_x, dtype=np.float64)
+        buf = np.empty((n_x, n_ch), dtype=colors.dtype)
+        bg_dot = np.empty(n_x, dtype=np.float64)
+        for py in range(y0, y1):
+            r = py - y0
+            fy = py + 0.5
+            j_end = 0
+            for q in range(n_x):
+                px = x0 + q
                 T_end = t_final[i, py, px]
-                T = T_end
-                buf[:] = 0.0
-                va_pix = v_alpha[i, py, px]
-                bg_dot = 0.0
+                T[q] = T_end
+                buf[q, :] = 0.0
+                dot = 0.0
                 for k in range(n_ch):
-                    bg_dot += background[i, k] * v_color[i, py, px, k]
+                    dot += background[i, k] * v_color[i, py, px, k]
                     v_tile_background[t, k] += T_end * v_color[i, py, px, k]
-                for j in range(n_done[i, py, px] - 1, -1, -1):
+                bg_dot[q] = dot
+                j_end = max(j_end, n_done[i, py, px])
+            for j in range(j_end - 1, -1, -1):
+                if r < rows[j, 0] or r >= rows[j, 1]:
+                    continue
+                lo, hi = _row_span(geo, j, rows[j, 2], fy, x0, x1)
+                c0, c1, c2, op = geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5]
+                for px in range(lo, hi):
+                    q = px - x0
+                    if j >= n_done[i, py, px]:
+                        continue
+                    fx = px + 0.5
                     dx = geo[j, 0] - fx
                     dy = geo[j, 1] - fy
-                    c0, c1, c2, op = geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5]
                     sigma = 0.5 * (c0 * dx * dx + c2 * dy * dy) + c1 * dx * dy
                     if sigma > geo[j, 6]:
                         continue
@@ -183,14 +278,14 @@ def composite_backward(
                     if sigma < 0.0 or alpha < ALPHA_THRESHOLD:
                         continue
                     ra = 1.0 / (1.0 - alpha)
-                    T = T * ra
-                    fac = alpha * T
+                    T[q] = T[q] * ra
+                    fac = alpha * T[q]
                     v_a = 0.0
                     for k in range(n_ch):
                         vc = v_color[i, py, px, k]
                         v_col[j, k] += fac * vc
-                        v_a += (col[j, k] * T - buf[k] * ra) * vc
-                    v_a += T_end * ra * (va_pix - bg_dot)
+                        v_a += (col[j, k] * T[q] - buf[q, k] * ra) * vc
+                    v_a += t_final[i, py, px] * ra * (v_alpha[i, py, px] - bg_dot[q])
                     if op * vis <= ALPHA_MAX:
                         v_sigma = -op * vis * v_a
                         v_geo[j, 0] += v_sigma * (c0 * dx + c1 * dy)
@@ -200,7 +295,7 @@ def composite_backward(
                         v_geo[j, 4] += 0.5 * v_sigma * dy * dy
                         v_geo[j, 5] += vis * v_a
                     for k in range(n_ch):
-                        buf[k] += col[j, k] * fac
+                        buf[q, k] += col[j, k] * fac
 
 
 @njit(cache=True)
