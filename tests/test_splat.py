@@ -174,6 +174,39 @@ def test_projection_matches_gsplat_torch_impl():
     torch.testing.assert_close(opac[valid], (opacities[None] * ref_comp)[valid])
 
 
+@pytest.mark.parametrize("antialiased", [False, True])
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_fused_projection_matches_the_pytorch_definitions(antialiased, degree):
+    """cpu_project.ProjectGaussians (numba, hand-written backward) against projection.project, covariance and sh_to_color
+    (PyTorch, autograd): outputs and every input's gradient to float64 rounding, with Gaussians whose Jacobian point is
+    clamped (large ones beside the image) among them."""
+    from threedsr.splat.cpu_project import ProjectGaussians
+
+    means, quats, scales, opacities, _, viewmats, Ks = _scene(n=200, seed=4)
+    means[:12, 0] += torch.linspace(-3, 3, 12, dtype=means.dtype)  # beside the field of view ...
+    scales[:12] *= 8  # ... and large enough to reach into it
+    g = torch.Generator().manual_seed(degree)
+    sh = torch.randn(200, 16, 3, generator=g, dtype=torch.float64) * 0.3
+    ref_in = [x.clone().requires_grad_(True) for x in (means, quats, scales, opacities, sh)]
+    radii, m2, depths, conics, opac = project(
+        ref_in[0], covariance(ref_in[1], ref_in[2]), ref_in[3], viewmats, Ks, W, H, 0.1, antialiased=antialiased
+    )
+    campos = torch.inverse(viewmats)[:, :3, 3]
+    colors = torch.clamp_min(sh_to_color(degree, ref_in[0][None] - campos[:, None], ref_in[4][None].expand(2, -1, -1, -1)) + 0.5, 0.0)
+    ref = (m2, depths, conics, opac, colors)
+    new_in = [x.clone().requires_grad_(True) for x in (means, quats, scales, opacities, sh)]
+    new_radii, *new = ProjectGaussians.apply(*new_in, viewmats, Ks, W, H, 0.1, 0.01, 1e10, 0.0, antialiased, degree)
+    assert torch.equal(new_radii, radii)
+    valid = (radii > 0).any(dim=-1)
+    tz, tx = depths.detach(), (torch.einsum("cij,nj->cni", viewmats[:, :3, :3], means) + viewmats[:, None, :3, 3])[..., 0]
+    assert ((tx / tz).abs() > 1.3 * W / 2 / Ks[:, 0, 0, None])[valid].sum() >= 2  # some Jacobians are clamped
+    for a, b in zip(ref, new):
+        torch.testing.assert_close(b[valid], a[valid], rtol=1e-12, atol=1e-12)
+    weights = [torch.randn(x.shape, generator=g, dtype=torch.float64) * valid.reshape(valid.shape + (1,) * (x.dim() - 2)) for x in ref]
+    for a, b in zip(torch.autograd.grad(ref, ref_in, weights), torch.autograd.grad(new, new_in, weights)):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("degree", [0, 1, 2, 3])
 def test_sh_matches_gsplat_torch_impl(degree):
     from gsplat.cuda._torch_impl import _spherical_harmonics

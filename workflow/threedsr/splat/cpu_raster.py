@@ -6,6 +6,13 @@ sigma = 1/2 d^T conic d, alpha = min(0.999, opacity * exp(-sigma)); Gaussians wi
 alpha < 1/255 are skipped; compositing stops before the Gaussian that would bring the
 transmittance to 1e-4 or below. The backward pass walks each pixel's list back to front from the
 saved final transmittance; gradients are summed in a fixed order, so training is deterministic.
+
+Where the time goes (benchmarks/step_profile.py, docs/speed.md): each Gaussian is tested only on the pixels of
+its cutoff ellipse (the tile rows it reaches and, per row, the span of columns), not on every pixel of its tile.
+The forward pass composites pixel by pixel as the definition reads (float64 arithmetic, libm's exp), bit-identical
+to a scan of every pixel of the tile. The backward pass treats a tile row's pixels as the lanes of vector loops,
+one Gaussian at a time, in the images' dtype with an exp written out (`_exp_neg`) so the loops vectorise; its sums
+over a row's pixels are vector reductions (fastmath `reassoc`), in an order fixed by the code, not the threads.
 """
 
 from __future__ import annotations
@@ -88,9 +95,9 @@ def _gather_tile(means2d, conics, colors, opacities, ids, i, start, end):
 # Each Gaussian's cutoff ellipse (sigma <= the tile's cutoff column) is turned into the rows of the tile it reaches and,
 # per row, the span of pixels inside it, so a pixel visits only the Gaussians that can touch it instead of every
 # Gaussian of its tile. The spans are widened by these margins (in sigma and in pixels): they only decide which pixels
-# are tested; the test itself, and every sum, is the one a per-pixel scan of the whole tile does, in the same order,
-# so the images and gradients are bit-identical to it. A conic that is not clearly positive definite (or not finite)
-# gets no spans: its rows are scanned whole.
+# are tested; the test itself is the definition's, so the forward pass gives what a per-pixel scan of the whole tile
+# gives, bit for bit. A conic that is not clearly positive definite (or not finite) gets no spans: its rows are
+# scanned whole.
 SPAN_MARGIN_SIGMA = 1e-2
 SPAN_MARGIN_PX = 1e-3
 SPAN_MIN_DET = 1e-12  # det(conic) / (a c) below this: too close to degenerate for spans
@@ -172,25 +179,27 @@ def composite_forward(means2d, conics, colors, opacities, background, offsets, i
                 if r < rows[j, 0] or r >= rows[j, 1]:
                     continue
                 lo, hi = _row_span(geo, j, rows[j, 2], fy, x0, x1)
+                gx, gy, ca, cb, cc, op, cut = geo[j, 0], geo[j, 1], geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5], geo[j, 6]
+                dy = gy - fy
+                cdd = cc * dy * dy
                 for px in range(lo, hi):
                     q = px - x0
                     if not live[q]:
                         continue
-                    fx = px + 0.5
-                    dx = geo[j, 0] - fx
-                    dy = geo[j, 1] - fy
-                    sigma = 0.5 * (geo[j, 2] * dx * dx + geo[j, 4] * dy * dy) + geo[j, 3] * dx * dy
-                    if sigma > geo[j, 6]:
+                    dx = gx - (px + 0.5)
+                    sigma = 0.5 * (ca * dx * dx + cdd) + cb * dx * dy
+                    if sigma > cut:
                         continue
-                    alpha = min(ALPHA_MAX, geo[j, 5] * np.exp(-sigma))
+                    alpha = min(ALPHA_MAX, op * np.exp(-sigma))
                     if sigma < 0.0 or alpha < ALPHA_THRESHOLD:
                         continue
-                    next_T = T[q] * (1.0 - alpha)
+                    Tq = T[q]
+                    next_T = Tq * (1.0 - alpha)
                     if next_T <= T_MIN:
                         live[q] = False
                         n_live -= 1
                         continue
-                    w = alpha * T[q]
+                    w = alpha * Tq
                     for k in range(n_ch):
                         acc[q, k] += col[j, k] * w
                     T[q] = next_T
@@ -202,7 +211,45 @@ def composite_forward(means2d, conics, colors, opacities, background, offsets, i
                 n_done[i, py, x0 + q] = last[q]
 
 
-@njit(parallel=True, cache=True)
+# exp(-s) on the sigmas that can pass the alpha test (0 <= s <= log(255) + margins < 6), without a call to libm, so
+# the loops over a tile row's pixels vectorise: exp(-s) = exp(-s / 16) ** 16, the first by its Taylor series to
+# degree 12 (relative error below 1e-15 on [0, 0.4]; 16 times that after the squarings).
+EXP_TERMS = 13
+CONSTANTS = (0.5, 1.0, ALPHA_MAX, ALPHA_THRESHOLD, T_MIN, 0.0, 1.0 / 16.0) + tuple(
+    (-1.0) ** i / np.prod(np.arange(1, i + 1, dtype=np.float64)) for i in range(EXP_TERMS)
+)
+HALF, ONE, AMAX, ATHR, TMIN, ZERO, SIXTEENTH, EXP0 = range(8)
+
+
+def constants(dtype) -> np.ndarray:
+    """The kernels' constants in the images' dtype, so float32 inputs are composited in float32."""
+    return np.array(CONSTANTS, dtype=dtype)
+
+
+@njit(cache=True, inline="always")
+def _exp_neg(s, k):
+    """exp(-s) for 0 <= s < 6 (see EXP_TERMS), in the dtype of the constants k."""
+    u = s * k[SIXTEENTH]
+    p = k[EXP0 + EXP_TERMS - 1]
+    for i in range(EXP_TERMS - 2, -1, -1):
+        p = p * u + k[EXP0 + i]
+    p = p * p
+    p = p * p
+    p = p * p
+    return p * p
+
+
+@njit(cache=True)
+def _centres(x0, y0, tile, k):
+    """A tile's pixel-centre coordinates along x and y, in the dtype of k."""
+    fxs, fys = np.empty(tile, dtype=k.dtype), np.empty(tile, dtype=k.dtype)
+    for q in range(tile):
+        fxs[q] = x0 + q + 0.5
+        fys[q] = y0 + q + 0.5
+    return fxs, fys
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def composite_backward(
     means2d,
     conics,
@@ -214,6 +261,7 @@ def composite_backward(
     width,
     height,
     tile,
+    k,
     t_final,
     n_done,
     v_color,
@@ -224,8 +272,8 @@ def composite_backward(
 ):
     """Gradients per intersection (each tile owns its slice of the CSR lists, so no two threads
     write the same element) and per tile for the background; `scatter_gradients` sums them in a
-    fixed order, which keeps results bit-identical whatever the thread scheduling. Each pixel walks
-    its list back to front; each intersection's sums run over the tile's pixels in raster order."""
+    fixed order, so results do not depend on the thread scheduling. Each pixel walks its list back
+    to front; an intersection's gradient is summed over a tile row's pixels (the lanes) row by row."""
     n_img, n_ch = colors.shape[0], colors.shape[2]
     tw = (width + tile - 1) // tile
     th = (height + tile - 1) // tile
@@ -240,62 +288,82 @@ def composite_backward(
         y0, y1 = ty * tile, min(height, ty * tile + tile)
         rows = _tile_rows(geo, y0, y1 - y0)
         n_x = x1 - x0
-        T = np.empty(n_x, dtype=np.float64)
-        buf = np.empty((n_x, n_ch), dtype=colors.dtype)
-        bg_dot = np.empty(n_x, dtype=np.float64)
+        half, one, zero, amax, athr = k[HALF], k[ONE], k[ZERO], k[AMAX], k[ATHR]
+        fxs, fys = _centres(x0, y0, tile, k)
+        T = np.zeros(tile, dtype=k.dtype)
+        T_end = np.zeros(tile, dtype=k.dtype)
+        nd = np.zeros(tile, dtype=np.int64)
+        vc = np.zeros((n_ch, tile), dtype=k.dtype)
+        buf = np.empty((n_ch, tile), dtype=k.dtype)
+        bg_va = np.zeros(tile, dtype=k.dtype)  # T_end * (v_alpha - background . v_color)
+        fac = np.empty(tile, dtype=k.dtype)
+        ra = np.empty(tile, dtype=k.dtype)  # 1 / (1 - alpha) where the pixel composited the Gaussian, else 0
+        vis = np.empty(tile, dtype=k.dtype)
+        v_a = np.empty(tile, dtype=k.dtype)
         for py in range(y0, y1):
             r = py - y0
-            fy = py + 0.5
+            fy = fys[r]
             j_end = 0
             for q in range(n_x):
                 px = x0 + q
-                T_end = t_final[i, py, px]
-                T[q] = T_end
-                buf[q, :] = 0.0
-                dot = 0.0
-                for k in range(n_ch):
-                    dot += background[i, k] * v_color[i, py, px, k]
-                    v_tile_background[t, k] += T_end * v_color[i, py, px, k]
-                bg_dot[q] = dot
-                j_end = max(j_end, n_done[i, py, px])
+                T_end[q] = t_final[i, py, px]
+                T[q] = T_end[q]
+                nd[q] = n_done[i, py, px]
+                dot = zero
+                for c in range(n_ch):
+                    vc[c, q] = v_color[i, py, px, c]
+                    dot += background[i, c] * vc[c, q]
+                    v_tile_background[t, c] += T_end[q] * vc[c, q]
+                bg_va[q] = T_end[q] * (v_alpha[i, py, px] - dot)
+                j_end = max(j_end, nd[q])
+            buf[:] = zero
             for j in range(j_end - 1, -1, -1):
                 if r < rows[j, 0] or r >= rows[j, 1]:
                     continue
                 lo, hi = _row_span(geo, j, rows[j, 2], fy, x0, x1)
-                c0, c1, c2, op = geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5]
-                for px in range(lo, hi):
-                    q = px - x0
-                    if j >= n_done[i, py, px]:
-                        continue
-                    fx = px + 0.5
-                    dx = geo[j, 0] - fx
-                    dy = geo[j, 1] - fy
-                    sigma = 0.5 * (c0 * dx * dx + c2 * dy * dy) + c1 * dx * dy
-                    if sigma > geo[j, 6]:
-                        continue
-                    vis = np.exp(-sigma)
-                    alpha = min(ALPHA_MAX, op * vis)
-                    if sigma < 0.0 or alpha < ALPHA_THRESHOLD:
-                        continue
-                    ra = 1.0 / (1.0 - alpha)
-                    T[q] = T[q] * ra
-                    fac = alpha * T[q]
-                    v_a = 0.0
-                    for k in range(n_ch):
-                        vc = v_color[i, py, px, k]
-                        v_col[j, k] += fac * vc
-                        v_a += (col[j, k] * T[q] - buf[q, k] * ra) * vc
-                    v_a += t_final[i, py, px] * ra * (v_alpha[i, py, px] - bg_dot[q])
-                    if op * vis <= ALPHA_MAX:
-                        v_sigma = -op * vis * v_a
-                        v_geo[j, 0] += v_sigma * (c0 * dx + c1 * dy)
-                        v_geo[j, 1] += v_sigma * (c1 * dx + c2 * dy)
-                        v_geo[j, 2] += 0.5 * v_sigma * dx * dx
-                        v_geo[j, 3] += v_sigma * dx * dy
-                        v_geo[j, 4] += 0.5 * v_sigma * dy * dy
-                        v_geo[j, 5] += vis * v_a
-                    for k in range(n_ch):
-                        buf[q, k] += col[j, k] * fac
+                if lo >= hi:
+                    continue
+                gx, gy, c0, c1, c2, op, cut = geo[j, 0], geo[j, 1], geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5], geo[j, 6]
+                dy = gy - fy
+                q_lo, q_hi = lo - x0, hi - x0
+                cdd = c2 * dy * dy
+                for q in range(tile):
+                    dx = gx - fxs[q]
+                    sigma = half * (c0 * dx * dx + cdd) + c1 * dx * dy
+                    e = _exp_neg(min(max(sigma, zero), cut), k)
+                    alpha = min(amax, op * e)
+                    ok = (q >= q_lo) & (q < q_hi) & (j < nd[q]) & (sigma <= cut) & (sigma >= zero) & (alpha >= athr)
+                    rq = one / (one - alpha)
+                    T[q] = T[q] * rq if ok else T[q]
+                    vis[q] = e
+                    ra[q] = rq if ok else zero
+                    fac[q] = alpha * T[q] if ok else zero
+                    v_a[q] = bg_va[q] * rq if ok else zero
+                for c in range(n_ch):
+                    col_c = col[j, c]
+                    s = zero
+                    for q in range(tile):
+                        s += fac[q] * vc[c, q]
+                        v_a[q] += (col_c * T[q] - buf[c, q] * ra[q]) * vc[c, q]
+                        buf[c, q] += col_c * fac[q]
+                    v_col[j, c] += s
+                g0 = g1 = g2 = g3 = g4 = g5 = zero
+                for q in range(tile):
+                    dx = gx - fxs[q]
+                    on = (ra[q] != zero) & (op * vis[q] <= amax)
+                    v_sigma = -op * vis[q] * v_a[q] if on else zero
+                    g0 += v_sigma * (c0 * dx + c1 * dy)
+                    g1 += v_sigma * (c1 * dx + c2 * dy)
+                    g2 += half * v_sigma * dx * dx
+                    g3 += v_sigma * dx * dy
+                    g4 += half * v_sigma * dy * dy
+                    g5 += vis[q] * v_a[q] if on else zero
+                v_geo[j, 0] += g0
+                v_geo[j, 1] += g1
+                v_geo[j, 2] += g2
+                v_geo[j, 3] += g3
+                v_geo[j, 4] += g4
+                v_geo[j, 5] += g5
 
 
 @njit(cache=True)
@@ -357,6 +425,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
             width,
             height,
             tile,
+            constants(col.dtype),
             t_final,
             n_done,
             _np(v_render.to(ctx.dtypes[2])),

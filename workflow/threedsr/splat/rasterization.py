@@ -12,9 +12,9 @@ from typing import Literal
 
 import torch
 
+from .cpu_project import ProjectGaussians
 from .cpu_raster import RasterizeToPixelsCPU
-from .projection import covariance, project, tile_grid
-from .sh import sh_to_color
+from .projection import tile_grid
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 
@@ -75,24 +75,26 @@ def rasterization(
         raise ValueError(f"unknown rasterize_mode {rasterize_mode!r}")
 
     C = viewmats.shape[0]
-    radii, means2d, depths, conics, opac = project(
+    sh = sh_degree is not None
+    radii, means2d, depths, conics, opac, sh_colors = ProjectGaussians.apply(
         means,
-        covariance(quats, scales),
+        quats,
+        scales,
         opacities,
+        colors if sh else None,
         viewmats,
         Ks,
         width,
         height,
-        eps2d=eps2d,
-        near_plane=near_plane,
-        far_plane=far_plane,
-        radius_clip=radius_clip,
-        antialiased=rasterize_mode == "antialiased",
+        eps2d,
+        near_plane,
+        far_plane,
+        radius_clip,
+        rasterize_mode == "antialiased",
+        sh_degree,
     )
-    if sh_degree is not None:
-        campos = torch.inverse(viewmats)[:, :3, 3]  # (C, 3)
-        dirs = means[None] - campos[:, None]  # (C, N, 3)
-        colors = torch.clamp_min(sh_to_color(sh_degree, dirs, colors[None].expand((C,) + colors.shape)) + 0.5, 0.0)
+    if sh:
+        colors = sh_colors
     else:
         colors = colors[None].expand((C,) + colors.shape) if colors.dim() == 2 else colors
     n_color = colors.shape[-1]
