@@ -341,11 +341,23 @@ def _train_prior_arguments(c):
 @command("train-prior", "train the offline `tiny` SR prior on bundled photos", _train_prior_arguments)
 def _train_prior(a):
     from .photos import PRIOR_PHOTOS, load_photo
+    from .sr import prior_cache
     from .sr.train_tiny import TinyTrainConfig, train
 
     cfg = TinyTrainConfig.from_params(a.params["sr"]["tiny"], a.params["threedsr"]["steps"], a.threads)
-    summary = train({p: load_photo(p) for p in PRIOR_PHOTOS}, cfg, a.out)
+    photos = {p: load_photo(p) for p in PRIOR_PHOTOS}
+    key = prior_cache.key(cfg, photos)
+    if prior_cache.fetch(key, a.out):
+        log.info(
+            "%s: the prior trained earlier with the same config, photos and code (cache entry %s in %s)",
+            a.out,
+            key,
+            prior_cache.cache_root(),
+        )
+        return
+    summary = train(photos, cfg, a.out)
     log.info("trained %s in %.0f s on %s", a.out, summary["train_seconds"], ", ".join(summary["photos"]))
+    prior_cache.store(key, a.out)
 
 
 def _convert_realesrgan_arguments(c):
@@ -637,9 +649,20 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _threads_as_given() -> None:
+    """numba's pool as large as torch's: both follow OMP_NUM_THREADS, which Snakemake sets to the rule's `threads`
+    (numba would otherwise start one thread per core of the machine, however many the job was given)."""
+    import os
+
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0 and "NUMBA_NUM_THREADS" not in os.environ:
+        os.environ["NUMBA_NUM_THREADS"] = omp
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
+    _threads_as_given()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)  # a warning (a missing weight file, say) is one line of the job's log
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
