@@ -17,6 +17,12 @@ def _shared(path: str) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _prior_cache(tmp_path_factory):
+    """The tests' trained priors are cached for this session only (sr/prior_cache.py), never in the user's cache."""
+    os.environ["THREEDSR_CACHE"] = str(tmp_path_factory.mktemp("threedsr-cache"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` are skipped, with one reason, where torch sees no GPU (`pytest -m cuda` selects them)."""
     marked = [item for item in items if item.get_closest_marker("cuda")]

