@@ -3,6 +3,7 @@
     python benchmarks/step_profile.py results/scenes/synthetic/forward --ckpt results/gs/synthetic/forward/3dsr/ckpt.pt
     python benchmarks/step_profile.py SCENE --gaussians 1000 20000 200000 --scales 1 2 --json out.json   # the scaling curve
     python benchmarks/step_profile.py SCENE --ckpt CKPT --vs ../old-checkout/workflow --rounds 3        # today's code beside another's
+    python benchmarks/step_profile.py --plot docs/images/step_scaling.png old.json new.json             # step time against size
 
 The step is isr's (the default HR fit): the HR training views as targets, the loss L_hr + λ·L_lr with λ = 1, the
 model's own render settings (Mip-Splatting's filters when it was fitted with them), Adam, gsplat's densification
@@ -216,9 +217,32 @@ def _run_other(path: str, argv: list[str]) -> list[dict]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def plot(out: str, files: list[str]) -> None:
+    """Step time against the number of Gaussians, one line per image size and results file (--json of each version)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = ["--", "-", ":", "-."]
+    for f, style in zip(files, styles):
+        runs = json.loads(Path(f).read_text())
+        label = Path(f).stem
+        for size in sorted({(r["width"], r["height"]) for r in runs}):
+            pts = sorted((r["gaussians"], r["step_s"] * 1e3) for r in runs if (r["width"], r["height"]) == size)
+            ax.plot(*zip(*pts), style, marker="o", label=f"{label}, {size[0]}x{size[1]}")
+    ax.set(xscale="log", yscale="log", xlabel="Gaussians", ylabel="one training step (ms)", title="3DGS step on 2 CPU cores")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scene")
+    p.add_argument("scene", nargs="?")
+    p.add_argument("--plot", nargs="+", metavar=("PNG", "JSON"), help="draw PNG from the --json files that follow, then exit")
     p.add_argument("--ckpt", help="the Gaussians of this fitted checkpoint (and its render settings)")
     p.add_argument("--gaussians", type=int, nargs="*", default=[0], help="subsample/repeat the model to each count (0: as it is)")
     p.add_argument("--scales", type=float, nargs="*", default=[1.0], help="HR image size multipliers")
@@ -228,6 +252,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="with --vs: alternations")
     a = p.parse_args()
 
+    if a.plot:
+        plot(a.plot[0], a.plot[1:])
+        return
+    if not a.scene:
+        p.error("a prepared scene is needed")
     if a.vs:
         argv = [a.scene, "--steps", str(a.steps), "--gaussians", *map(str, a.gaussians), "--scales", *map(str, a.scales)]
         argv += ["--ckpt", a.ckpt] if a.ckpt else []

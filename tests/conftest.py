@@ -20,7 +20,7 @@ def _shared(path: str) -> Path:
 @pytest.fixture(autouse=True, scope="session")
 def _prior_cache(tmp_path_factory):
     """The tests' trained priors are cached for this session only (sr/prior_cache.py), never in the user's cache."""
-    os.environ["THREEDSR_CACHE"] = str(tmp_path_factory.mktemp("threedsr-cache"))
+    os.environ["THREEDSR_PRIOR_CACHE"] = str(tmp_path_factory.mktemp("threedsr-cache"))
 
 
 def pytest_collection_modifyitems(config, items):

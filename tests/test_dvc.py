@@ -176,6 +176,7 @@ def test_a_key_no_valid_value_can_replace_is_an_error(tmp_path, monkeypatch):
         dvc_stages.params_read(REPO, {"test_every": config["test_every"]}, {})
 
 
+@pytest.mark.slow
 def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     repo = tiny_repo
     timings = {}

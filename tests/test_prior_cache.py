@@ -32,7 +32,7 @@ def test_the_key_follows_config_photos_and_code(monkeypatch):
 
 
 def test_stored_prior_is_copied_back_whole(tmp_path, monkeypatch):
-    monkeypatch.setenv("THREEDSR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("THREEDSR_PRIOR_CACHE", str(tmp_path / "cache"))
     src = _prior(tmp_path / "trained")
     assert not prior_cache.fetch("k1", tmp_path / "out")
     prior_cache.store("k1", src)
@@ -42,25 +42,25 @@ def test_stored_prior_is_copied_back_whole(tmp_path, monkeypatch):
 
 
 def test_an_entry_that_does_not_match_its_fingerprint_is_removed_and_retrained(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("THREEDSR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("THREEDSR_PRIOR_CACHE", str(tmp_path / "cache"))
     prior_cache.store("k1", _prior(tmp_path / "trained"))
-    entry = tmp_path / "cache" / "priors" / "tiny" / "k1"
+    entry = tmp_path / "cache" / "tiny" / "k1"
     (entry / "weights.safetensors").write_bytes(b"\x00" * 50)  # truncated
     with caplog.at_level(logging.WARNING):
         assert not prior_cache.fetch("k1", tmp_path / "out")
     assert "does not match its fingerprint" in caplog.text and not entry.exists() and not (tmp_path / "out").exists()
     prior_cache.store("k2", _prior(tmp_path / "trained2"))
-    (tmp_path / "cache" / "priors" / "tiny" / "k2" / prior_cache.FINGERPRINT).write_text("{not json")
+    (tmp_path / "cache" / "tiny" / "k2" / prior_cache.FINGERPRINT).write_text("{not json")
     assert not prior_cache.fetch("k2", tmp_path / "out")
 
 
 def test_off_and_unwritable_caches_cost_nothing_but_a_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("THREEDSR_CACHE", "off")
+    monkeypatch.setenv("THREEDSR_PRIOR_CACHE", "off")
     prior_cache.store("k1", _prior(tmp_path / "trained"))
     assert not prior_cache.fetch("k1", tmp_path / "out")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    monkeypatch.setenv("THREEDSR_CACHE", str(blocker))  # a file where the folder would be
+    monkeypatch.setenv("THREEDSR_PRIOR_CACHE", str(blocker))  # a file where the folder would be
     with caplog.at_level(logging.WARNING):
         prior_cache.store("k1", tmp_path / "trained")
     assert "could not keep the trained prior" in caplog.text
@@ -69,7 +69,7 @@ def test_off_and_unwritable_caches_cost_nothing_but_a_warning(tmp_path, monkeypa
 def test_train_prior_trains_once_then_reuses(tmp_path, monkeypatch, caplog):
     from threedsr.cli import main
 
-    monkeypatch.setenv("THREEDSR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("THREEDSR_PRIOR_CACHE", str(tmp_path / "cache"))
     params = json.dumps(
         {"sr": {"tiny": {"iterations": 2, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}}, "threedsr": {"steps": 2}}
     )

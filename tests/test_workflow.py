@@ -1,4 +1,5 @@
-"""`snakemake --cores all` end to end, on small configs (a minute at most)."""
+"""The workflow through Snakemake: dry runs, refusals and failures on small configs (fast tier), and real fern end to end
+(marked `slow`: minutes)."""
 
 import json
 import shutil
@@ -6,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 import yaml
 from PIL import Image
 from test_evaluate import SUMMARY_COLUMNS
@@ -40,6 +42,7 @@ def _override(workflow_dir, cfg: dict) -> str:
     return "test.yaml"
 
 
+@pytest.mark.slow
 def test_real_scene_end_to_end(workflow_dir, llff_root):
     # the synthetic scenes run end to end in tests/test_dvc.py
     cfg = {

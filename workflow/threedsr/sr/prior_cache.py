@@ -6,8 +6,11 @@ below) and the versions of the packages whose arithmetic it runs on. It holds th
 fingerprint (the key and every file's sha256), checked before an entry is used: an entry that does not match is
 removed, with a warning, and the prior is trained again.
 
-    $THREEDSR_CACHE/priors/tiny/<key>/     (default ~/.cache/threedsr, or $XDG_CACHE_HOME/threedsr)
-    THREEDSR_CACHE=off                     no cache: train every time
+    $THREEDSR_PRIOR_CACHE/tiny/<key>/      (default ~/.cache/threedsr/priors, or $XDG_CACHE_HOME/threedsr/priors)
+    THREEDSR_PRIOR_CACHE=off               no cache: train every time
+
+A user-wide folder, unlike the checkout's .cache ($THREEDSR_CACHE) where converted weights live: the point is that a
+new clone does not train again.
 """
 
 from __future__ import annotations
@@ -36,13 +39,13 @@ PACKAGES = ("torch", "diffusers", "numpy", "pillow")
 
 
 def cache_root() -> Path | None:
-    """The cache folder, or None when THREEDSR_CACHE=off."""
-    env = os.environ.get("THREEDSR_CACHE")
+    """The cache folder, or None when THREEDSR_PRIOR_CACHE=off."""
+    env = os.environ.get("THREEDSR_PRIOR_CACHE")
     if env and env.lower() in ("off", "0", "false", "no"):
         return None
     if env:
         return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "threedsr"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "threedsr" / "priors"
 
 
 def _version(package: str) -> str:
@@ -78,7 +81,7 @@ def _file_hashes(folder: Path) -> dict[str, str]:
 def fetch(k: str, out: Path) -> bool:
     """Copy the entry `k` to the folder `out` (atomically) when it exists and its fingerprint holds; True if it did."""
     root = cache_root()
-    entry = root and root / "priors" / "tiny" / k
+    entry = root and root / "tiny" / k
     if entry is None or not entry.is_dir():
         return False
     try:
@@ -101,7 +104,7 @@ def store(k: str, folder: Path) -> None:
     root = cache_root()
     if root is None:
         return
-    entry = root / "priors" / "tiny" / k
+    entry = root / "tiny" / k
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{k}.", suffix=".tmp", dir=entry.parent))
