@@ -7,8 +7,9 @@
 
 The step is isr's (the default HR fit): the HR training views as targets, the loss L_hr + λ·L_lr with λ = 1, the
 model's own render settings (Mip-Splatting's filters when it was fitted with them), Adam, gsplat's densification
-strategy's bookkeeping (densification itself does not happen: the step is past `refine_stop`), and the 3D filter's
-update at its amortised share (once every 100 steps). With --ckpt, the Gaussians of a fitted model (subsampled or
+strategy's bookkeeping (run every step; densification itself never happens, so the model keeps its size), and the
+3D filter's update at its amortised share (once every 100 steps); --fit lr times pretrain_lr's step instead (the LR
+views, the photometric loss alone). With --ckpt, the Gaussians of a fitted model (subsampled or
 repeated with a small jitter to --gaussians); otherwise they are initialised from the scene's points as 3DGS does.
 --scales multiplies the HR image size (intrinsics scaled with it). Each configuration: one warm-up step (numba compiles
 on first use, then reads its cache), then --steps timed steps; medians are printed.
@@ -151,38 +152,45 @@ def _views(scene: PreparedScene, scale: float):
     return out
 
 
-def profile(scene_dir: str, ckpt: str | None, n: int | None, scale: float, steps: int) -> dict:
+def profile(scene_dir: str, ckpt: str | None, n: int | None, scale: float, steps: int, fit: str = "hr") -> dict:
     from threedsr.fit import hr_lr_loss
+    from threedsr.training_views import lr_views
 
     scene = PreparedScene(scene_dir)
     params, stored = _model(scene, ckpt, n)
-    views = _views(scene, scale)
+    views = _views(scene, scale) if fit == "hr" else lr_views(scene)
     known = {f for f in TrainConfig.__dataclass_fields__}
     cfg = TrainConfig(**{k: v for k, v in stored.items() if k in known})
-    # past densification (its bookkeeping still runs every step), SH at full degree, as an HR fit from a model
-    cfg.iterations, cfg.refine_start, cfg.refine_stop, cfg.sh_degree_start = 10**6, 0, 0, cfg.sh_degree
+    # densification's bookkeeping runs every step, densification itself never (the model keeps its size); SH at full degree
+    cfg.iterations, cfg.refine_start, cfg.refine_stop, cfg.sh_degree_start = 10**6, 10**9, 10**9, cfg.sh_degree
     trainer = Trainer(params, views, cfg, 1.0)
-    loss_fn = hr_lr_loss(1.0, cfg.delta_dssim)
+    # isr's loss at HR (L_hr + L_lr), pretrain_lr's at LR (the photometric loss alone)
+    loss_fn = hr_lr_loss(1.0, cfg.delta_dssim) if fit == "hr" else None
     t0 = time.perf_counter()
-    trainer.train(1, loss_fn=loss_fn, desc="warm-up")
+    trainer.train(2, loss_fn=loss_fn, desc="warm-up")
     warmup = time.perf_counter() - t0
-    steps_s, parts = [], defaultdict(list)
+    steps_s, parts, marks = [], defaultdict(list), {}
+
+    def on_step(_trainer, _loss):  # one step's time and parts, from the previous step's end
+        now = time.perf_counter()
+        steps_s.append(now - marks["t"])
+        for k in set(TIMES) | set(marks["parts"]):
+            parts[k].append(TIMES.get(k, 0.0) - marks["parts"].get(k, 0.0))
+        marks["t"], marks["parts"] = time.perf_counter(), dict(TIMES)
+
+    TIMES.clear()
+    with ExitStack() as stack:
+        _instrument(stack, trainer)
+        marks["t"], marks["parts"] = time.perf_counter(), {}
+        trainer.train(trainer.step + steps, loss_fn=loss_fn, desc="steps", on_step=on_step)
     filter_s = []
-    for _ in range(steps):
-        TIMES.clear()
-        with ExitStack() as stack:
-            _instrument(stack, trainer)
-            t0 = time.perf_counter()
-            trainer.train(trainer.step + 1, loss_fn=loss_fn, desc="step")
-            steps_s.append(time.perf_counter() - t0)
-        for k, v in TIMES.items():
-            parts[k].append(v)
+    for _ in range(3):
         t0 = time.perf_counter()
         trainer.update_filter()
         filter_s.append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in parts.items()}
     inside = sum(med.get(k, 0.0) for k in INSIDE_BACKWARD)
-    # the loss's own backward and the autograd graph of projection/SH/activation are what remains of backward
+    # the loss's own backward and the autograd graph of activation and the rest are what remains of backward
     med["autograd (rest of backward)"] = med.pop("backward (all)", 0.0) - inside
     step = statistics.median(steps_s)
     filt = statistics.median(filter_s) / 100 if cfg.filter_3d else 0.0
@@ -246,7 +254,8 @@ def main() -> None:
     p.add_argument("--ckpt", help="the Gaussians of this fitted checkpoint (and its render settings)")
     p.add_argument("--gaussians", type=int, nargs="*", default=[0], help="subsample/repeat the model to each count (0: as it is)")
     p.add_argument("--scales", type=float, nargs="*", default=[1.0], help="HR image size multipliers")
-    p.add_argument("--steps", type=int, default=9, help="timed steps per configuration")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
+    p.add_argument("--fit", choices=("hr", "lr"), default="hr", help="isr's step at HR (default) or pretrain_lr's at LR")
     p.add_argument("--json", help="write the results as JSON here (- for stdout)")
     p.add_argument("--vs", metavar="WORKFLOW_DIR", help="another checkout's workflow/ folder: run both, alternating, and print ratios")
     p.add_argument("--rounds", type=int, default=3, help="with --vs: alternations")
@@ -258,7 +267,7 @@ def main() -> None:
     if not a.scene:
         p.error("a prepared scene is needed")
     if a.vs:
-        argv = [a.scene, "--steps", str(a.steps), "--gaussians", *map(str, a.gaussians), "--scales", *map(str, a.scales)]
+        argv = [a.scene, "--steps", str(a.steps), "--fit", a.fit, "--gaussians", *map(str, a.gaussians), "--scales", *map(str, a.scales)]
         argv += ["--ckpt", a.ckpt] if a.ckpt else []
         rounds = []
         here = str(Path(__file__).resolve().parents[1] / "workflow")
@@ -285,7 +294,7 @@ def main() -> None:
     results = []
     for n in a.gaussians:
         for s in a.scales:
-            r = profile(a.scene, a.ckpt, n or None, s, a.steps)
+            r = profile(a.scene, a.ckpt, n or None, s, a.steps, a.fit)
             results.append(r)
             if a.json != "-":
                 _print(r)

@@ -649,20 +649,12 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def _threads_as_given() -> None:
-    """numba's pool as large as torch's: both follow OMP_NUM_THREADS, which Snakemake sets to the rule's `threads`
-    (numba would otherwise start one thread per core of the machine, however many the job was given)."""
-    import os
-
-    omp = os.environ.get("OMP_NUM_THREADS", "")
-    if omp.isdigit() and int(omp) > 0 and "NUMBA_NUM_THREADS" not in os.environ:
-        os.environ["NUMBA_NUM_THREADS"] = omp
-
-
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    _threads_as_given()
+    from .devices import threads_as_given
+
+    threads_as_given()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)  # a warning (a missing weight file, say) is one line of the job's log
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

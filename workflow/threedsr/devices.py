@@ -1,4 +1,4 @@
-"""Which device a job uses, and how many GPUs the scheduler may hand out."""
+"""Which device a job uses, how many threads, and how many GPUs the scheduler may hand out."""
 
 from __future__ import annotations
 
@@ -16,6 +16,19 @@ def resolve_device(name: str):
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: cuda was asked for, but torch sees no CUDA device")
     return torch.device(name)
+
+
+def job_threads() -> int:
+    """The threads a job was given: OMP_NUM_THREADS, which Snakemake sets to a rule's `threads` (torch and BLAS read it
+    too), else the cores this process may run on."""
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return int(omp) if omp.isdigit() and int(omp) > 0 else len(os.sched_getaffinity(0))
+
+
+def threads_as_given() -> None:
+    """numba's pool as large as torch's (call before numba is imported): both follow the job's threads, where numba would
+    otherwise start one thread per core of the machine, however many the job was given."""
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(job_threads()))
 
 
 def visible_gpus() -> int:

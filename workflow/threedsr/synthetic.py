@@ -9,6 +9,7 @@ sparse/0), so it goes through the same pose and downsampling stages as a real ca
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from . import colmap
 from .cameras import Intrinsics, look_at
+from .devices import job_threads
 from .errors import ConfigError
 from .io import atomic_dir, write_json, write_png
 from .photos import load_photo
@@ -204,11 +206,13 @@ def generate_scene(
     make, default_views = SCENES[name]
     rng = np.random.default_rng(seed)
     quads, cams = make(rng, width, height, num_views or default_views)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(job_threads()) as pool:
         entries = []
-        for k, (K, w2c) in enumerate(tqdm(cams, desc=f"render {name}", unit="view")):
+        # views render on the job's threads (numpy releases the GIL in its array loops); each view alone, as before
+        images = pool.map(lambda cam: render(quads, cam[0], cam[1], supersample), cams)
+        for k, ((K, w2c), image) in enumerate(tqdm(zip(cams, images), total=len(cams), desc=f"render {name}", unit="view")):
             image_name = f"view_{k:03d}.png"
-            write_png(tmp / "images" / image_name, np.round(render(quads, K, w2c, supersample) * 255).astype(np.uint8))
+            write_png(tmp / "images" / image_name, np.round(image * 255).astype(np.uint8))
             entries.append((image_name, K, w2c))
         xyz, rgb = sample_points(quads, cams, num_points, rng)
         colmap.write_text_model(tmp / "sparse" / "0", entries, xyz, rgb)
