@@ -233,13 +233,15 @@ def plot(out: str, files: list[str]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = ["--", "-", ":", "-."]
+    styles = ["--", "-", ":", "-."]  # one per file (version); one colour per image size
+    colours = {}
     for f, style in zip(files, styles):
         runs = json.loads(Path(f).read_text())
         label = Path(f).stem
         for size in sorted({(r["width"], r["height"]) for r in runs}):
             pts = sorted((r["gaussians"], r["step_s"] * 1e3) for r in runs if (r["width"], r["height"]) == size)
-            ax.plot(*zip(*pts), style, marker="o", label=f"{label}, {size[0]}x{size[1]}")
+            colour = colours.setdefault(size, f"C{len(colours)}")
+            ax.plot(*zip(*pts), style, color=colour, marker="o", label=f"{label}, {size[0]}x{size[1]}")
     ax.set(xscale="log", yscale="log", xlabel="Gaussians", ylabel="one training step (ms)", title="3DGS step on 2 CPU cores")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
