@@ -26,7 +26,7 @@ NORMALIZE_EPS = 1e-12  # F.normalize's
 CHUNK = 64  # Gaussians per parallel task (its scratch arrays are allocated once per task)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rotmat(w, x, y, z):
     return (
         1.0 - 2.0 * (y * y + z * z),
@@ -103,7 +103,7 @@ def _sh_basis_vjp(degree, x, y, z, v):
     return gx, gy, gz
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _camera(viewmats, Ks, c, width, height):
     """World-to-camera rotation (row-major 9), translation, intrinsics and the Jacobian's clamp limits of camera c."""
     W = viewmats[c]
@@ -200,7 +200,7 @@ def project_forward(
                         colors[c, g, ch] = max(acc + 0.5, 0.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _mul3(A, B, out, transpose_a=False, transpose_b=False):
     """out = op(A) @ op(B) for 3x3 (or 2x3 / 3x2 with the right shapes) arrays, op = transpose when asked."""
     n_i = A.shape[1] if transpose_a else A.shape[0]

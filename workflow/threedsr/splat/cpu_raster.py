@@ -26,7 +26,7 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 T_MIN = 1e-4
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _tile_rect(mean, radius, tile, tw, th):
     """Tiles [x0, x1) x [y0, y1) touched by the bounding box mean +- radius."""
     x0 = max(0, int(np.floor((mean[0] - radius[0]) / tile)))
@@ -71,7 +71,7 @@ def bin_gaussians(means2d, radii, depths, width, height, tile):
     return offsets, ids
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _gather_tile(means2d, conics, colors, opacities, ids, i, start, end):
     """The tile's Gaussians packed contiguously, in depth order: columns x, y, conic a, b, c, opacity,
     and the sigma beyond which alpha < 1/255 for sure (log(255 * opacity) plus a margin), which
@@ -127,7 +127,7 @@ def _tile_rows(geo, y0, n_rows):
     return rows
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _row_span(geo, j, spans, fy, x0, x1):
     """Columns [lo, hi) of the row at pixel-centre height fy (within [x0, x1)) where Gaussian j may pass the test."""
     if spans == 0:
@@ -226,7 +226,7 @@ def constants(dtype) -> np.ndarray:
     return np.array(CONSTANTS, dtype=dtype)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _exp_neg(s, k):
     """exp(-s) for 0 <= s < 6 (see EXP_TERMS), in the dtype of the constants k."""
     u = s * k[SIXTEENTH]
