@@ -9,10 +9,11 @@ saved final transmittance; gradients are summed in a fixed order, so training is
 
 Where the time goes (benchmarks/step_profile.py, docs/speed.md): each Gaussian is tested only on the pixels of
 its cutoff ellipse (the tile rows it reaches and, per row, the span of columns), not on every pixel of its tile.
-The forward pass composites pixel by pixel as the definition reads (float64 arithmetic, libm's exp), bit-identical
-to a scan of every pixel of the tile. The backward pass treats a tile row's pixels as the lanes of vector loops,
-one Gaussian at a time, in the images' dtype with an exp written out (`_exp_neg`) so the loops vectorise; its sums
-over a row's pixels are vector reductions (fastmath `reassoc`), in an order fixed by the code, not the threads.
+Both passes treat a tile row's pixels as the lanes of vector loops, one Gaussian at a time (front to back in the
+forward pass, back to front in the backward), in the images' dtype (float32 in training, as gsplat's kernels;
+float64 where the inputs are, as in the tests), with exp written out (`_exp_neg`) so the loops vectorise; the
+backward pass's sums over a row's pixels are vector reductions (fastmath `reassoc`), in an order fixed by the code,
+not the threads.
 """
 
 from __future__ import annotations
@@ -95,9 +96,8 @@ def _gather_tile(means2d, conics, colors, opacities, ids, i, start, end):
 # Each Gaussian's cutoff ellipse (sigma <= the tile's cutoff column) is turned into the rows of the tile it reaches and,
 # per row, the span of pixels inside it, so a pixel visits only the Gaussians that can touch it instead of every
 # Gaussian of its tile. The spans are widened by these margins (in sigma and in pixels): they only decide which pixels
-# are tested; the test itself is the definition's, so the forward pass gives what a per-pixel scan of the whole tile
-# gives, bit for bit. A conic that is not clearly positive definite (or not finite) gets no spans: its rows are
-# scanned whole.
+# are tested; the test itself is the definition's, so the result is what a scan of every pixel of the tile gives.
+# A conic that is not clearly positive definite (or not finite) gets no spans: its rows are scanned whole.
 SPAN_MARGIN_SIGMA = 1e-2
 SPAN_MARGIN_PX = 1e-3
 SPAN_MIN_DET = 1e-12  # det(conic) / (a c) below this: too close to degenerate for spans
@@ -146,71 +146,6 @@ def _row_span(geo, j, spans, fy, x0, x1):
     return int(lo), int(hi)
 
 
-@njit(parallel=True, cache=True)
-def composite_forward(means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, out_color, t_final, n_done):
-    """n_done[pixel] = how many of its tile's Gaussians (in order) it went through, up to the last one composited."""
-    n_img, n_ch = colors.shape[0], colors.shape[2]
-    tw = (width + tile - 1) // tile
-    th = (height + tile - 1) // tile
-    per_img = tw * th
-    for t in prange(n_img * per_img):
-        i, tx, ty = t // per_img, (t % per_img) % tw, (t % per_img) // tw
-        start, end = offsets[t], offsets[t + 1]
-        geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
-        x0, x1 = tx * tile, min(width, tx * tile + tile)
-        y0, y1 = ty * tile, min(height, ty * tile + tile)
-        rows = _tile_rows(geo, y0, y1 - y0)
-        n_x = x1 - x0
-        T = np.empty(n_x, dtype=np.float64)
-        acc = np.empty((n_x, n_ch), dtype=colors.dtype)
-        last = np.empty(n_x, dtype=np.int64)
-        live = np.empty(n_x, dtype=np.bool_)
-        for py in range(y0, y1):
-            r = py - y0
-            fy = py + 0.5
-            T[:] = 1.0
-            acc[:] = 0.0
-            last[:] = 0
-            live[:] = True
-            n_live = n_x
-            for j in range(end - start):
-                if n_live == 0:
-                    break
-                if r < rows[j, 0] or r >= rows[j, 1]:
-                    continue
-                lo, hi = _row_span(geo, j, rows[j, 2], fy, x0, x1)
-                gx, gy, ca, cb, cc, op, cut = geo[j, 0], geo[j, 1], geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5], geo[j, 6]
-                dy = gy - fy
-                cdd = cc * dy * dy
-                for px in range(lo, hi):
-                    q = px - x0
-                    if not live[q]:
-                        continue
-                    dx = gx - (px + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cdd) + cb * dx * dy
-                    if sigma > cut:
-                        continue
-                    alpha = min(ALPHA_MAX, op * np.exp(-sigma))
-                    if sigma < 0.0 or alpha < ALPHA_THRESHOLD:
-                        continue
-                    Tq = T[q]
-                    next_T = Tq * (1.0 - alpha)
-                    if next_T <= T_MIN:
-                        live[q] = False
-                        n_live -= 1
-                        continue
-                    w = alpha * Tq
-                    for k in range(n_ch):
-                        acc[q, k] += col[j, k] * w
-                    T[q] = next_T
-                    last[q] = j + 1
-            for q in range(n_x):
-                for k in range(n_ch):
-                    out_color[i, py, x0 + q, k] = acc[q, k] + T[q] * background[i, k]
-                t_final[i, py, x0 + q] = T[q]
-                n_done[i, py, x0 + q] = last[q]
-
-
 # exp(-s) on the sigmas that can pass the alpha test (0 <= s <= log(255) + margins < 6), without a call to libm, so
 # the loops over a tile row's pixels vectorise: exp(-s) = exp(-s / 16) ** 16, the first by its Taylor series to
 # degree 12 (relative error below 1e-15 on [0, 0.4]; 16 times that after the squarings).
@@ -247,6 +182,76 @@ def _centres(x0, y0, tile, k):
         fxs[q] = x0 + q + 0.5
         fys[q] = y0 + q + 0.5
     return fxs, fys
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
+def composite_forward(means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, k, out_color, t_final, n_done):
+    """n_done[pixel] = how many of its tile's Gaussians (in order) it went through, up to the last one composited.
+    Each tile row's pixels are the lanes of the inner loops (one Gaussian at a time, front to back)."""
+    n_img, n_ch = colors.shape[0], colors.shape[2]
+    tw = (width + tile - 1) // tile
+    th = (height + tile - 1) // tile
+    per_img = tw * th
+    for t in prange(n_img * per_img):
+        i, tx, ty = t // per_img, (t % per_img) % tw, (t % per_img) // tw
+        start, end = offsets[t], offsets[t + 1]
+        geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
+        x0, x1 = tx * tile, min(width, tx * tile + tile)
+        y0, y1 = ty * tile, min(height, ty * tile + tile)
+        rows = _tile_rows(geo, y0, y1 - y0)
+        n_x = x1 - x0
+        half, one, zero, amax, athr, tmin = k[HALF], k[ONE], k[ZERO], k[AMAX], k[ATHR], k[TMIN]
+        fxs, fys = _centres(x0, y0, tile, k)
+        T = np.empty(tile, dtype=k.dtype)
+        live = np.empty(tile, dtype=k.dtype)  # 1 until the pixel's transmittance would fall to T_MIN
+        w = np.empty(tile, dtype=k.dtype)
+        acc = np.empty((n_ch, tile), dtype=k.dtype)
+        last = np.empty(tile, dtype=np.int64)
+        for py in range(y0, y1):
+            r = py - y0
+            fy = fys[r]
+            T[:] = one
+            acc[:] = zero
+            last[:] = 0
+            for q in range(tile):
+                live[q] = one if q < n_x else zero
+            n_live = n_x
+            for j in range(end - start):
+                if n_live == 0:
+                    break
+                if r < rows[j, 0] or r >= rows[j, 1]:
+                    continue
+                lo, hi = _row_span(geo, j, rows[j, 2], fy, x0, x1)
+                if lo >= hi:
+                    continue
+                gx, gy, ca, cb, cc, op, cut = geo[j, 0], geo[j, 1], geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5], geo[j, 6]
+                dy = gy - fy
+                q_lo, q_hi = lo - x0, hi - x0
+                stops = 0
+                cdd = cc * dy * dy
+                for q in range(tile):
+                    dx = gx - fxs[q]
+                    sigma = half * (ca * dx * dx + cdd) + cb * dx * dy
+                    alpha = min(amax, op * _exp_neg(min(max(sigma, zero), cut), k))
+                    ok = (q >= q_lo) & (q < q_hi) & (live[q] > zero) & (sigma <= cut) & (sigma >= zero) & (alpha >= athr)
+                    next_T = T[q] * (one - alpha)
+                    stop = ok & (next_T <= tmin)
+                    blend = ok & (next_T > tmin)
+                    w[q] = alpha * T[q] if blend else zero
+                    T[q] = next_T if blend else T[q]
+                    last[q] = j + 1 if blend else last[q]
+                    live[q] = zero if stop else live[q]
+                    stops += 1 if stop else 0
+                n_live -= stops
+                for c in range(n_ch):
+                    col_c = col[j, c]
+                    for q in range(tile):
+                        acc[c, q] += col_c * w[q]
+            for q in range(n_x):
+                for c in range(n_ch):
+                    out_color[i, py, x0 + q, c] = acc[c, q] + T[q] * background[i, c]
+                t_final[i, py, x0 + q] = T[q]
+                n_done[i, py, x0 + q] = last[q]
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
@@ -398,7 +403,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
         out = np.empty((n_img, height, width, n_ch), dtype=col.dtype)
         t_final = np.empty((n_img, height, width), dtype=col.dtype)
         n_done = np.empty((n_img, height, width), dtype=np.int64)
-        composite_forward(m, c, col, op, bg, offsets, ids, width, height, tile_size, out, t_final, n_done)
+        composite_forward(m, c, col, op, bg, offsets, ids, width, height, tile_size, constants(col.dtype), out, t_final, n_done)
         ctx.arrays = (m, c, col, op, bg, offsets, ids, t_final, n_done)
         ctx.dims = (width, height, tile_size)
         ctx.dtypes = tuple(x.dtype for x in (means2d, conics, colors, opacities, backgrounds))
