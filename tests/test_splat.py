@@ -61,20 +61,25 @@ def _reference(means2d, conics, colors, opacities, depths, radii, background):
     return out, alphas
 
 
-@pytest.mark.parametrize("mode", ["classic", "antialiased"])
-def test_matches_brute_force_reference(mode):
-    means, quats, scales, opacities, colors, viewmats, Ks = _scene()
-    bg = torch.tensor([[0.1, 0.2, 0.3], [0.0, 0.5, 1.0]], dtype=torch.float64)
-    img, alpha, info = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, W, H, backgrounds=bg, rasterize_mode=mode)
-    ref_img, ref_alpha = _reference(
+def _reference_of(info, colors, background):
+    """_reference for what `rasterization` projected (its info) of per-Gaussian colours, seen by both cameras."""
+    return _reference(
         info["means2d"].detach().numpy(),
         info["conics"].detach().numpy(),
         colors[None].expand(2, -1, -1).numpy(),
         info["opacities"].detach().numpy(),
         info["depths"].detach().numpy(),
         info["radii"].numpy(),
-        bg.numpy(),
+        background,
     )
+
+
+@pytest.mark.parametrize("mode", ["classic", "antialiased"])
+def test_matches_brute_force_reference(mode):
+    means, quats, scales, opacities, colors, viewmats, Ks = _scene()
+    bg = torch.tensor([[0.1, 0.2, 0.3], [0.0, 0.5, 1.0]], dtype=torch.float64)
+    img, alpha, info = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, W, H, backgrounds=bg, rasterize_mode=mode)
+    ref_img, ref_alpha = _reference_of(info, colors, bg.numpy())
     assert (info["radii"] > 0).any(dim=-1).sum() > 50
     np.testing.assert_allclose(img.numpy(), ref_img, atol=1e-12)
     np.testing.assert_allclose(alpha.numpy(), ref_alpha, atol=1e-12)
@@ -87,15 +92,7 @@ def test_early_termination_matches_reference():
     scales = scales * 4
     opacities = torch.full_like(opacities, 0.95)
     img, alpha, info = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, W, H)
-    ref_img, ref_alpha = _reference(
-        info["means2d"].detach().numpy(),
-        info["conics"].detach().numpy(),
-        colors[None].expand(2, -1, -1).numpy(),
-        info["opacities"].detach().numpy(),
-        info["depths"].detach().numpy(),
-        info["radii"].numpy(),
-        np.zeros((2, 3)),
-    )
+    ref_img, ref_alpha = _reference_of(info, colors, np.zeros((2, 3)))
     assert ref_alpha.max() > 1 - 2e-4
     np.testing.assert_allclose(img.numpy(), ref_img, atol=1e-12)
 
@@ -115,15 +112,7 @@ def test_pixel_spans_miss_no_pixel(shape):
         scales[::2] = scales[::2] * torch.tensor([3.0, 1e-6, 1e-6], dtype=scales.dtype)
         eps2d = 0.0
     img, alpha, info = rasterization(means, quats, scales, opacities, colors, viewmats, Ks, W, H, eps2d=eps2d)
-    ref_img, ref_alpha = _reference(
-        info["means2d"].detach().numpy(),
-        info["conics"].detach().numpy(),
-        colors[None].expand(2, -1, -1).numpy(),
-        info["opacities"].detach().numpy(),
-        info["depths"].detach().numpy(),
-        info["radii"].numpy(),
-        np.zeros((2, 3)),
-    )
+    ref_img, ref_alpha = _reference_of(info, colors, np.zeros((2, 3)))
     assert (info["radii"] > 0).any(dim=-1).sum() > 40 and ref_alpha.max() > 0.5
     np.testing.assert_allclose(img.numpy(), ref_img, atol=1e-12)
     np.testing.assert_allclose(alpha.numpy(), ref_alpha, atol=1e-12)

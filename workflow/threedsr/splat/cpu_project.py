@@ -105,12 +105,18 @@ def _sh_basis_vjp(degree, x, y, z, v):
 
 @njit(cache=True)
 def _camera(viewmats, Ks, c, width, height):
-    """World-to-camera rotation (row-major 9), translation, intrinsics and the Jacobian's clamp limits of camera c."""
+    """Camera c's world-to-camera matrix, intrinsics, the Jacobian's clamp limits and its centre -R^T t (where the SH
+    colours' view directions start)."""
     W = viewmats[c]
     fx, fy, cx, cy = float(Ks[c, 0, 0]), float(Ks[c, 1, 1]), float(Ks[c, 0, 2]), float(Ks[c, 1, 2])
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
     lims = ((width - cx) / fx + 0.3 * tan_fovx, cx / fx + 0.3 * tan_fovx, (height - cy) / fy + 0.3 * tan_fovy, cy / fy + 0.3 * tan_fovy)
-    return W, (fx, fy, cx, cy), lims
+    centre = (
+        -(W[0, 0] * W[0, 3] + W[1, 0] * W[1, 3] + W[2, 0] * W[2, 3]),
+        -(W[0, 1] * W[0, 3] + W[1, 1] * W[1, 3] + W[2, 1] * W[2, 3]),
+        -(W[0, 2] * W[0, 3] + W[1, 2] * W[1, 3] + W[2, 2] * W[2, 3]),
+    )
+    return W, (fx, fy, cx, cy), lims, centre
 
 
 @njit(parallel=True, cache=True)
@@ -137,7 +143,7 @@ def project_forward(
             S22 = m[6] * m[6] + m[7] * m[7] + m[8] * m[8]
             px, py, pz = float(means[g, 0]), float(means[g, 1]), float(means[g, 2])
             for c in range(n_cam):
-                Wm, (fx, fy, cx, cy), (lxp, lxn, lyp, lyn) = _camera(viewmats, Ks, c, width, height)
+                Wm, (fx, fy, cx, cy), (lxp, lxn, lyp, lyn), (ox, oy, oz) = _camera(viewmats, Ks, c, width, height)
                 tx = Wm[0, 0] * px + Wm[0, 1] * py + Wm[0, 2] * pz + Wm[0, 3]
                 ty = Wm[1, 0] * px + Wm[1, 1] * py + Wm[1, 2] * pz + Wm[1, 3]
                 tz = Wm[2, 0] * px + Wm[2, 1] * py + Wm[2, 2] * pz + Wm[2, 3]
@@ -186,10 +192,6 @@ def project_forward(
                 radii[c, g, 0] = int(rx) if valid else 0
                 radii[c, g, 1] = int(ry) if valid else 0
                 if sh_degree >= 0:
-                    # direction from the camera centre -R^T t
-                    ox = -(Wm[0, 0] * Wm[0, 3] + Wm[1, 0] * Wm[1, 3] + Wm[2, 0] * Wm[2, 3])
-                    oy = -(Wm[0, 1] * Wm[0, 3] + Wm[1, 1] * Wm[1, 3] + Wm[2, 1] * Wm[2, 3])
-                    oz = -(Wm[0, 2] * Wm[0, 3] + Wm[1, 2] * Wm[1, 3] + Wm[2, 2] * Wm[2, 3])
                     dx, dy, dz = px - ox, py - oy, pz - oz
                     dn = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), NORMALIZE_EPS)
                     _sh_basis(sh_degree, dx * dn, dy * dn, dz * dn, basis)
@@ -245,7 +247,7 @@ def project_backward(
             for c in range(n_cam):
                 if radii[c, g, 0] <= 0 and radii[c, g, 1] <= 0:
                     continue
-                Wm, (fx, fy, cx, cy), (lxp, lxn, lyp, lyn) = _camera(viewmats, Ks, c, width, height)
+                Wm, (fx, fy, cx, cy), (lxp, lxn, lyp, lyn), (ox, oy, oz) = _camera(viewmats, Ks, c, width, height)
                 tx = Wm[0, 0] * px + Wm[0, 1] * py + Wm[0, 2] * pz + Wm[0, 3]
                 ty = Wm[1, 0] * px + Wm[1, 1] * py + Wm[1, 2] * pz + Wm[1, 3]
                 tz = Wm[2, 0] * px + Wm[2, 1] * py + Wm[2, 2] * pz + Wm[2, 3]
@@ -329,9 +331,6 @@ def project_backward(
                 _mul3(A, T33, T33b, transpose_a=True)
                 vS += T33b
                 if sh_degree >= 0:
-                    ox = -(Wm[0, 0] * Wm[0, 3] + Wm[1, 0] * Wm[1, 3] + Wm[2, 0] * Wm[2, 3])
-                    oy = -(Wm[0, 1] * Wm[0, 3] + Wm[1, 1] * Wm[1, 3] + Wm[2, 1] * Wm[2, 3])
-                    oz = -(Wm[0, 2] * Wm[0, 3] + Wm[1, 2] * Wm[1, 3] + Wm[2, 2] * Wm[2, 3])
                     dx, dy, dz = px - ox, py - oy, pz - oz
                     norm = max(math.sqrt(dx * dx + dy * dy + dz * dz), NORMALIZE_EPS)
                     nx, ny, nz = dx / norm, dy / norm, dz / norm

@@ -403,8 +403,9 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
         out = np.empty((n_img, height, width, n_ch), dtype=col.dtype)
         t_final = np.empty((n_img, height, width), dtype=col.dtype)
         n_done = np.empty((n_img, height, width), dtype=np.int64)
-        composite_forward(m, c, col, op, bg, offsets, ids, width, height, tile_size, constants(col.dtype), out, t_final, n_done)
-        ctx.arrays = (m, c, col, op, bg, offsets, ids, t_final, n_done)
+        k = constants(col.dtype)
+        composite_forward(m, c, col, op, bg, offsets, ids, width, height, tile_size, k, out, t_final, n_done)
+        ctx.arrays = (m, c, col, op, bg, offsets, ids, t_final, n_done, k)
         ctx.dims = (width, height, tile_size)
         ctx.dtypes = tuple(x.dtype for x in (means2d, conics, colors, opacities, backgrounds))
         alphas = torch.from_numpy(1.0 - t_final)[..., None]
@@ -412,7 +413,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_render, v_alphas):
-        m, c, col, op, bg, offsets, ids, t_final, n_done = ctx.arrays
+        m, c, col, op, bg, offsets, ids, t_final, n_done, k = ctx.arrays
         width, height, tile = ctx.dims
         n_img, n, n_ch = col.shape
         n_tiles = len(offsets) - 1
@@ -430,7 +431,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
             width,
             height,
             tile,
-            constants(col.dtype),
+            k,
             t_final,
             n_done,
             _np(v_render.to(ctx.dtypes[2])),

@@ -10,6 +10,8 @@ terms are computed with the value, is one adjoint filtering of three maps (as in
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from numba import njit, prange
@@ -19,8 +21,9 @@ WIN, SIGMA = 11, 1.5
 C1, C2 = 0.01**2, 0.03**2
 
 
+@functools.cache
 def _window() -> np.ndarray:
-    """pytorch_msssim's 1-D window (`_fspecial_gauss_1d`, computed in float32), as float64."""
+    """pytorch_msssim's 1-D window (`_fspecial_gauss_1d`, computed in float32), as float64 (computed once; read only)."""
     coords = torch.arange(WIN, dtype=torch.float) - WIN // 2
     g = torch.exp(-(coords**2) / (2 * SIGMA**2))
     return (g / g.sum()).double().numpy()
@@ -34,17 +37,6 @@ def _filter_rows(src, g, out):
             acc = 0.0
             for k in range(g.shape[0]):
                 acc += g[k] * src[i, j + k]
-            out[i, j] = acc
-
-
-@njit(cache=True)
-def _filter_cols(src, g, out):
-    """out[i, j] = sum_k g[k] src[i + k, j] (valid along the columns)."""
-    for i in range(out.shape[0]):
-        for j in range(out.shape[1]):
-            acc = 0.0
-            for k in range(g.shape[0]):
-                acc += g[k] * src[i + k, j]
             out[i, j] = acc
 
 
@@ -82,7 +74,7 @@ def ssim_forward(x, y, g, sums, d_mu, d_xx, d_xy):
         m = np.empty((5, Ho, Wo))
         for q in range(5):
             _filter_rows(src[q], g, rows)
-            _filter_cols(rows, g, m[q])
+            _filter_rows(rows.T, g, m[q].T)  # the same filter along the columns
         total = 0.0
         for i in range(Ho):
             for j in range(Wo):
