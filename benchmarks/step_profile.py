@@ -213,7 +213,8 @@ def profile(scene_dir: str, ckpt: str | None, n: int | None, scale: float, steps
 def _print(r: dict, label: str = "") -> None:
     print(
         f"{label}{r['width']}x{r['height']}, {r['gaussians']} Gaussians, torch threads {r['threads']}: "
-        f"step {r['step_s'] * 1e3:.1f} ms (rasterizer {r['rasterizer_s'] * 1e3:.1f} ms)"
+        f"step {r['step_s'] * 1e3:.1f} ms (rasterizer {r['rasterizer_s'] * 1e3:.1f} ms); first two steps {r['warmup_s']:.1f} s (numba compiles "
+        "here when its cache is empty)"
     )
     for k, v in r["parts"].items():
         print(f"    {k:<40s} {v * 1e3:8.2f} ms  {100 * v / r['step_s']:5.1f} %")
