@@ -39,6 +39,12 @@ GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"
 THREEDSR = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m threedsr"
 CPU_ENV = "../../envs/cpu.yaml"
 
+# Threads: a 3DGS job (fits, renders, videos, SuperGaussian's frames) keeps a second core only 60-70 % busy at these
+# image sizes (the Python and small torch ops between its kernels run on one), so on a small machine two one-thread
+# jobs side by side finish sooner than two two-thread jobs in turn; their results do not depend on the count.
+# train_prior and super_resolve keep 2: their convolutions' rounding follows the thread count (the prior cache's key
+# holds it). Where cores would idle, give a job more: `snakemake --cores all --set-threads fit_3dsr=8`.
+
 
 def params_json(*keys):
     """The params.yaml keys a command reads (whole blocks or dotted keys), nested as in params.yaml, as the one JSON

@@ -15,13 +15,13 @@ rule pretrain_lr:
         "results/logs/pretrain_lr/{dataset}/{scene}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=180,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input:q} --out {params.out:q} --targets lr "
+        "{THREEDSR} fit --scene {input:q} --out {params.out:q} --targets lr "
         "--params {params.config:q} > {log:q} 2>&1"
 
 
@@ -39,13 +39,13 @@ rule fit_bicubic:
         "results/logs/fit_bicubic/{dataset}/{scene}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=360,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets bicubic "
+        "{THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets bicubic "
         "--init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
 
 
@@ -65,12 +65,12 @@ rule render_test:
         "results/logs/render_test/{dataset}/{scene}/{method}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} render --ckpt {input.ckpt:q} --scene {input.scene:q} --out {output.renders:q} "
+        "{THREEDSR} render --ckpt {input.ckpt:q} --scene {input.scene:q} --out {output.renders:q} "
         "--scores {output.scores:q} --dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} "
         "--method {wildcards.method:q} --features {output.features:q} --params {params.config:q} > {log:q} 2>&1"

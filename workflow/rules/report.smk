@@ -53,11 +53,11 @@ rule videos:
         "results/logs/videos/{dataset}/{scene}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} videos --scene {input.scene:q} --out-dir {params.out_dir:q} "
+        "{THREEDSR} videos --scene {input.scene:q} --out-dir {params.out_dir:q} "
         "--ckpts {params.ckpts:q} --html {output.html:q} --title {params.title:q} --params {params.config:q} > {log:q} 2>&1"

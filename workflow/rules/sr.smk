@@ -126,13 +126,13 @@ rule fit_isr:
         "results/logs/fit_isr/{dataset}/{scene}/{isr}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=360,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets sr --sr-dir {input.sr:q} "
+        "{THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets sr --sr-dir {input.sr:q} "
         "--init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
 
 
@@ -186,13 +186,13 @@ rule fit_3dsr:
         "results/logs/fit_3dsr/{dataset}/{scene}/{tdsr}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=12000,
         runtime=1440,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} run-3dsr --scene {input.scene:q} --init {input.init:q} --out {params.out:q} "
+        "{THREEDSR} run-3dsr --scene {input.scene:q} --init {input.init:q} --out {params.out:q} "
         "--model {params.model:q} {params.model_path:q} --params {params.config:q} > {log:q} 2>&1"
 
 
@@ -224,11 +224,11 @@ rule consistency:
         "results/logs/consistency/{dataset}/{scene}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} consistency --scene {input.scene:q} --depth-ckpt {input.depth:q} --out {output:q} "
+        "{THREEDSR} consistency --scene {input.scene:q} --depth-ckpt {input.depth:q} --out {output:q} "
         "--images {params.images:q} --params {params.config:q} > {log:q} 2>&1"

@@ -18,7 +18,7 @@ rule supergaussian_frames:
         "results/logs/supergaussian_frames/{dataset}/{scene}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
@@ -43,11 +43,11 @@ rule fit_supergaussian:
         "results/logs/fit_supergaussian/{dataset}/{scene}.log",
     conda:
         CPU_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=360,
         gpu=1,
     shell:
-        "NUMBA_NUM_THREADS={threads:q} {THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets frames "
+        "{THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets frames "
         "--frames-dir {input.frames:q} --init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
