@@ -41,9 +41,13 @@ CPU_ENV = "../../envs/cpu.yaml"
 
 # Threads: a 3DGS job (fits, renders, videos, SuperGaussian's frames) keeps a second core only 60-70 % busy at these
 # image sizes (the Python and small torch ops between its kernels run on one), so on a small machine two one-thread
-# jobs side by side finish sooner than two two-thread jobs in turn; their results do not depend on the count.
+# jobs side by side finish sooner than two two-thread jobs in turn; their 3DGS results do not depend on the count.
 # train_prior and super_resolve keep 2: their convolutions' rounding follows the thread count (the prior cache's key
-# holds it). Where cores would idle, give a job more: `snakemake --cores all --set-threads fit_3dsr=8`.
+# holds it; 3DSR's fit runs the same model, so its scores move in the fourth decimal with the count). Where cores
+# would idle, give a job more: `snakemake --cores all --set-threads fit_3dsr=8`.
+# Priorities: of the jobs ready at once, those that start the longest chains go first (the prior, which every SR job
+# waits for; SuperGaussian's frames and fit, the longest chain after the LR model), so the last minutes are not one
+# job on one core.
 
 
 def params_json(*keys):

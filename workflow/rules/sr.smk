@@ -45,6 +45,7 @@ rule train_prior:
         "results/logs/train_prior.log",
     conda:
         CPU_ENV
+    priority: 2
     threads: 2
     resources:
         mem_mb=6000,

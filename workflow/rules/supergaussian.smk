@@ -18,6 +18,7 @@ rule supergaussian_frames:
         "results/logs/supergaussian_frames/{dataset}/{scene}.log",
     conda:
         CPU_ENV
+    priority: 1
     threads: 1
     resources:
         mem_mb=8000,
@@ -43,6 +44,7 @@ rule fit_supergaussian:
         "results/logs/fit_supergaussian/{dataset}/{scene}.log",
     conda:
         CPU_ENV
+    priority: 1
     threads: 1
     resources:
         mem_mb=8000,
