@@ -45,9 +45,9 @@ CPU_ENV = "../../envs/cpu.yaml"
 # train_prior and super_resolve keep 2: their convolutions' rounding follows the thread count (the prior cache's key
 # holds it; 3DSR's fit runs the same model, so its scores move in the fourth decimal with the count). Where cores
 # would idle, give a job more: `snakemake --cores all --set-threads fit_3dsr=8`.
-# Priorities: of the jobs ready at once, those that start the longest chains go first (the prior, which every SR job
-# waits for; SuperGaussian's frames and fit, the longest chain after the LR model), so the last minutes are not one
-# job on one core.
+# Priorities: of the jobs ready at once, the two-thread ones go first (the prior and the SR images, which every SR
+# method waits for), while both cores are free; then those that start the longest chain (SuperGaussian's frames and
+# fit), so the last minutes are not one job on one core.
 
 
 def params_json(*keys):
