@@ -42,12 +42,12 @@ CPU_ENV = "../../envs/cpu.yaml"
 # Threads: a 3DGS job (fits, renders, videos, SuperGaussian's frames) keeps a second core only 60-70 % busy at these
 # image sizes (the Python and small torch ops between its kernels run on one), so on a small machine two one-thread
 # jobs side by side finish sooner than two two-thread jobs in turn; their 3DGS results do not depend on the count.
-# train_prior and super_resolve keep 2: their convolutions' rounding follows the thread count (the prior cache's key
-# holds it; 3DSR's fit runs the same model, so its scores move in the fourth decimal with the count). Where cores
-# would idle, give a job more: `snakemake --cores all --set-threads fit_3dsr=8`.
-# Priorities: of the jobs ready at once, the two-thread ones go first (the prior and the SR images, which every SR
-# method waits for), while both cores are free; then those that start the longest chain (SuperGaussian's frames and
-# fit), so the last minutes are not one job on one core.
+# train_prior keeps 2: its weights' rounding follows the thread count (the prior cache's key holds it). The prior's
+# own outputs round with the count too (super_resolve's images, fit_3dsr's decodes: scores move in the fourth decimal).
+# Where cores would idle, give a job more: `snakemake --cores all --set-threads fit_3dsr=8`.
+# Priorities: train_prior, the one two-thread job, goes first, while both cores are free (a two-thread job that became
+# ready later would wait until no one-thread job is left to start); then the jobs that start the longest chain
+# (SuperGaussian's frames and fit), so the last minutes are not one job on one core.
 
 
 def params_json(*keys):

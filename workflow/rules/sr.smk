@@ -102,8 +102,7 @@ rule super_resolve:
         "results/logs/super_resolve/{dataset}/{scene}/{model}.log",
     conda:
         CPU_ENV
-    priority: 2
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=360,
