@@ -185,9 +185,13 @@ def _centres(x0, y0, tile, k):
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
-def composite_forward(means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, k, out_color, t_final, n_done):
+def composite_forward(
+    means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, k, out_color, t_final, n_done, spans
+):
     """n_done[pixel] = how many of its tile's Gaussians (in order) it went through, up to the last one composited.
-    Each tile row's pixels are the lanes of the inner loops (one Gaussian at a time, front to back)."""
+    Each tile row's pixels are the lanes of the inner loops (one Gaussian at a time, front to back).
+    spans[intersection, 0 or 1, tile row] = the tile-local columns [lo, hi) its row span covers, for every pair the
+    pass reached (the backward pass reads them for the same pairs instead of computing them again)."""
     n_img, n_ch = colors.shape[0], colors.shape[2]
     tw = (width + tile - 1) // tile
     th = (height + tile - 1) // tile
@@ -222,6 +226,7 @@ def composite_forward(means2d, conics, colors, opacities, background, offsets, i
                 if r < rows[j, 0] or r >= rows[j, 1]:
                     continue
                 lo, hi = _row_span(geo, j, rows[j, 2], fy, x0, x1)
+                spans[start + j, 0, r], spans[start + j, 1, r] = lo - x0, hi - x0
                 if lo >= hi:
                     continue
                 gx, gy, ca, cb, cc, op, cut = geo[j, 0], geo[j, 1], geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5], geo[j, 6]
@@ -269,6 +274,7 @@ def composite_backward(
     k,
     t_final,
     n_done,
+    spans,
     v_color,
     v_alpha,
     v_isect_geo,
@@ -325,12 +331,11 @@ def composite_backward(
             for j in range(j_end - 1, -1, -1):
                 if r < rows[j, 0] or r >= rows[j, 1]:
                     continue
-                lo, hi = _row_span(geo, j, rows[j, 2], fy, x0, x1)
-                if lo >= hi:
+                q_lo, q_hi = spans[start + j, 0, r], spans[start + j, 1, r]  # the forward pass's, for this pair
+                if q_lo >= q_hi:
                     continue
                 gx, gy, c0, c1, c2, op, cut = geo[j, 0], geo[j, 1], geo[j, 2], geo[j, 3], geo[j, 4], geo[j, 5], geo[j, 6]
                 dy = gy - fy
-                q_lo, q_hi = lo - x0, hi - x0
                 cdd = c2 * dy * dy
                 for q in range(tile):
                     dx = gx - fxs[q]
@@ -403,9 +408,11 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
         out = np.empty((n_img, height, width, n_ch), dtype=col.dtype)
         t_final = np.empty((n_img, height, width), dtype=col.dtype)
         n_done = np.empty((n_img, height, width), dtype=np.int64)
+        # tile-local columns; only the pairs the forward pass reached are set
+        spans = np.empty((len(ids), 2, tile_size), dtype=np.int8 if tile_size <= 127 else np.int16)
         k = constants(col.dtype)
-        composite_forward(m, c, col, op, bg, offsets, ids, width, height, tile_size, k, out, t_final, n_done)
-        ctx.arrays = (m, c, col, op, bg, offsets, ids, t_final, n_done, k)
+        composite_forward(m, c, col, op, bg, offsets, ids, width, height, tile_size, k, out, t_final, n_done, spans)
+        ctx.arrays = (m, c, col, op, bg, offsets, ids, t_final, n_done, spans, k)
         ctx.dims = (width, height, tile_size)
         ctx.dtypes = tuple(x.dtype for x in (means2d, conics, colors, opacities, backgrounds))
         alphas = torch.from_numpy(1.0 - t_final)[..., None]
@@ -413,7 +420,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_render, v_alphas):
-        m, c, col, op, bg, offsets, ids, t_final, n_done, k = ctx.arrays
+        m, c, col, op, bg, offsets, ids, t_final, n_done, spans, k = ctx.arrays
         width, height, tile = ctx.dims
         n_img, n, n_ch = col.shape
         n_tiles = len(offsets) - 1
@@ -434,6 +441,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
             k,
             t_final,
             n_done,
+            spans,
             _np(v_render.to(ctx.dtypes[2])),
             _np(v_alphas[..., 0].to(ctx.dtypes[2])),
             v_isect_geo,
