@@ -8,7 +8,8 @@ transmittance to 1e-4 or below. The backward pass walks each pixel's list back t
 saved final transmittance; gradients are summed in a fixed order, so training is deterministic.
 
 Where the time goes (benchmarks/step_profile.py, docs/speed.md): each Gaussian is tested only on the pixels of
-its cutoff ellipse (the tile rows it reaches and, per row, the span of columns), not on every pixel of its tile.
+its cutoff ellipse (the tile rows it reaches and, per row, the span of columns, which the forward pass keeps for the
+backward), not on every pixel of its tile.
 Both passes treat a tile row's pixels as the lanes of vector loops, one Gaussian at a time (front to back in the
 forward pass, back to front in the backward), in the images' dtype (float32 in training, as gsplat's kernels;
 float64 where the inputs are, as in the tests), with exp written out (`_exp_neg`) so the loops vectorise; the
