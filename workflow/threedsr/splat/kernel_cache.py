@@ -10,8 +10,9 @@ this package in one folder per module instead:
 
 numba's index stays what decides reuse (the kernel's signature, the CPU's name and features, numba's version); the
 source stamp it compares is the digest of every module in the kernel's folder, not of its own file alone, because a
-kernel inlines constants and helpers from its neighbours (`cpu_project` reads `sh`'s). NUMBA_CACHE_DIR, when set,
-wins: numba's own locator comes first.
+kernel inlines constants and helpers from its neighbours (`cpu_project` reads `sh`'s). Two checkouts of different
+code on one machine take turns (each compiles when the other one ran last), as one checkout does across edits.
+NUMBA_CACHE_DIR, when set, wins: numba's own locator comes first.
 """
 
 from __future__ import annotations
