@@ -198,3 +198,21 @@ def test_gpu_jobs_are_capped_at_the_gpus_present(workflow_dir):
         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )
     assert no_gpu.returncode == 0 and "Provided resources: gpu" not in no_gpu.stdout + no_gpu.stderr
+
+
+def test_device_cuda_without_a_gpu_fails_before_any_job(workflow_dir, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU visible, on any machine
+    out = _snakemake_refuses(workflow_dir, "device: cuda\n")
+    assert "device: cuda, but no CUDA device is visible on this machine" in out and "Traceback" not in out
+    assert not (workflow_dir / "results").exists()
+
+
+def test_a_job_asked_for_cuda_without_one_says_so_in_one_line():
+    import torch
+
+    from threedsr.devices import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="device: cuda, but torch sees no CUDA device"):
+        resolve_device("cuda")

@@ -17,6 +17,17 @@ try:
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
+
+onstart:
+    # device: cuda where the jobs run on this machine and it has no GPU: refused before any job. Here, not above: the
+    # executor is known only once the run starts (on a cluster the nodes have the GPUs, not the host that submits).
+    if workflow.local_exec:
+        try:
+            threedsr.config.check_device(config, visible_gpus())
+        except ConfigError as e:
+            raise WorkflowError(f"invalid configuration: {e}")
+
+
 # A scene not found under its dataset's root is downloaded: say so, and why, before any job runs
 for archive, reasons in threedsr.config.downloads(config).items():
     for reason in reasons:

@@ -66,6 +66,16 @@ def validate(config: dict) -> None:
     check(config)
 
 
+def check_device(config: dict, visible_gpus: int) -> None:
+    """`device: cuda` where no GPU is visible, refused before any job. Called where the jobs run on this machine: on a
+    cluster the nodes have the GPUs, not the host that submits."""
+    if config["device"] == "cuda" and visible_gpus == 0:
+        raise ConfigError(
+            "device: cuda, but no CUDA device is visible on this machine (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES "
+            "hides them): use device: auto (CUDA where present) or cpu"
+        )
+
+
 def threedsr_budget(config: dict) -> int:
     """3DSR's 3DGS steps at HR: threedsr.steps rounds of threedsr.iters_per_step."""
     return config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]

@@ -14,7 +14,9 @@ def resolve_device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for, but torch sees no CUDA device")
+        from .errors import ConfigError
+
+        raise ConfigError("device: cuda, but torch sees no CUDA device here: use device: auto (CUDA where present) or cpu")
     return torch.device(name)
 
 
