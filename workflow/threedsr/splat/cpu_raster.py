@@ -29,6 +29,20 @@ T_MIN = 1e-4
 
 
 @njit(cache=True)
+def _tile_grid(width, height, tile):
+    """Tiles per image row, per image column and per image."""
+    tw, th = (width + tile - 1) // tile, (height + tile - 1) // tile
+    return tw, th, tw * th
+
+
+@njit(cache=True)
+def _tile_pixels(t, tw, per_img, tile, width, height):
+    """Tile t's image and pixels [x0, x1) x [y0, y1) (tiles numbered image by image, row by row)."""
+    i, tx, ty = t // per_img, (t % per_img) % tw, (t % per_img) // tw
+    return i, tx * tile, min(width, tx * tile + tile), ty * tile, min(height, ty * tile + tile)
+
+
+@njit(cache=True)
 def _tile_rect(mean, radius, tile, tw, th):
     """Tiles [x0, x1) x [y0, y1) touched by the bounding box mean +- radius."""
     x0 = max(0, int(np.floor((mean[0] - radius[0]) / tile)))
@@ -42,9 +56,7 @@ def _tile_rect(mean, radius, tile, tw, th):
 def bin_gaussians(means2d, radii, depths, width, height, tile):
     """CSR lists of Gaussian ids per (image, tile), sorted by depth: (offsets, ids)."""
     n_img, n = radii.shape[0], radii.shape[1]
-    tw = (width + tile - 1) // tile
-    th = (height + tile - 1) // tile
-    per_img = tw * th
+    tw, th, per_img = _tile_grid(width, height, tile)
     counts = np.zeros(n_img * per_img + 1, dtype=np.int64)
     order = np.empty((n_img, n), dtype=np.int64)
     for i in range(n_img):
@@ -194,15 +206,11 @@ def composite_forward(
     spans[intersection, 0 or 1, tile row] = the tile-local columns [lo, hi) its row span covers, for every pair the
     pass reached (the backward pass reads them for the same pairs instead of computing them again)."""
     n_img, n_ch = colors.shape[0], colors.shape[2]
-    tw = (width + tile - 1) // tile
-    th = (height + tile - 1) // tile
-    per_img = tw * th
+    tw, th, per_img = _tile_grid(width, height, tile)
     for t in prange(n_img * per_img):
-        i, tx, ty = t // per_img, (t % per_img) % tw, (t % per_img) // tw
+        i, x0, x1, y0, y1 = _tile_pixels(t, tw, per_img, tile, width, height)
         start, end = offsets[t], offsets[t + 1]
         geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
-        x0, x1 = tx * tile, min(width, tx * tile + tile)
-        y0, y1 = ty * tile, min(height, ty * tile + tile)
         rows = _tile_rows(geo, y0, y1 - y0)
         n_x = x1 - x0
         half, one, zero, amax, athr, tmin = k[HALF], k[ONE], k[ZERO], k[AMAX], k[ATHR], k[TMIN]
@@ -287,17 +295,13 @@ def composite_backward(
     fixed order, so results do not depend on the thread scheduling. Each pixel walks its list back
     to front; an intersection's gradient is summed over a tile row's pixels (the lanes) row by row."""
     n_img, n_ch = colors.shape[0], colors.shape[2]
-    tw = (width + tile - 1) // tile
-    th = (height + tile - 1) // tile
-    per_img = tw * th
+    tw, th, per_img = _tile_grid(width, height, tile)
     for t in prange(n_img * per_img):
-        i, tx, ty = t // per_img, (t % per_img) % tw, (t % per_img) // tw
+        i, x0, x1, y0, y1 = _tile_pixels(t, tw, per_img, tile, width, height)
         start, end = offsets[t], offsets[t + 1]
         geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
         v_geo = v_isect_geo[start:end]  # x, y, conic a, b, c, opacity
         v_col = v_isect_col[start:end]
-        x0, x1 = tx * tile, min(width, tx * tile + tile)
-        y0, y1 = ty * tile, min(height, ty * tile + tile)
         rows = _tile_rows(geo, y0, y1 - y0)
         n_x = x1 - x0
         half, one, zero, amax, athr = k[HALF], k[ONE], k[ZERO], k[AMAX], k[ATHR]
