@@ -52,19 +52,26 @@ def _tile_rect(mean, radius, tile, tw, th):
     return x0, x1, y0, y1
 
 
-@njit(cache=True)
 def bin_gaussians(means2d, radii, depths, width, height, tile):
-    """CSR lists of Gaussian ids per (image, tile), sorted by depth: (offsets, ids)."""
+    """CSR lists of Gaussian ids per (image, tile), sorted by depth: (offsets, ids). Ties keep the Gaussians' order
+    (a stable sort: numpy's is 2-3x numba's mergesort and gives the same permutation)."""
+    order = np.argsort(depths, axis=1, kind="stable")
+    return _bin_sorted(means2d, radii, order, width, height, tile)
+
+
+@njit(cache=True)
+def _bin_sorted(means2d, radii, order, width, height, tile):
+    """bin_gaussians once each image's Gaussians are in depth order: count the tiles each touches, then fill."""
     n_img, n = radii.shape[0], radii.shape[1]
     tw, th, per_img = _tile_grid(width, height, tile)
     counts = np.zeros(n_img * per_img + 1, dtype=np.int64)
-    order = np.empty((n_img, n), dtype=np.int64)
+    rects = np.zeros((n_img, n, 4), dtype=np.int64)  # each Gaussian's tiles [x0, x1) x [y0, y1), empty when culled
     for i in range(n_img):
-        order[i] = np.argsort(depths[i], kind="mergesort")
         for g in range(n):
             if radii[i, g, 0] <= 0 and radii[i, g, 1] <= 0:
                 continue
             x0, x1, y0, y1 = _tile_rect(means2d[i, g], radii[i, g], tile, tw, th)
+            rects[i, g, 0], rects[i, g, 1], rects[i, g, 2], rects[i, g, 3] = x0, x1, y0, y1
             for ty in range(y0, y1):
                 for tx in range(x0, x1):
                     counts[i * per_img + ty * tw + tx + 1] += 1
@@ -74,9 +81,7 @@ def bin_gaussians(means2d, radii, depths, width, height, tile):
     for i in range(n_img):
         for k in range(n):
             g = order[i, k]
-            if radii[i, g, 0] <= 0 and radii[i, g, 1] <= 0:
-                continue
-            x0, x1, y0, y1 = _tile_rect(means2d[i, g], radii[i, g], tile, tw, th)
+            x0, x1, y0, y1 = rects[i, g, 0], rects[i, g, 1], rects[i, g, 2], rects[i, g, 3]
             for ty in range(y0, y1):
                 for tx in range(x0, x1):
                     t = i * per_img + ty * tw + tx
@@ -86,14 +91,12 @@ def bin_gaussians(means2d, radii, depths, width, height, tile):
 
 
 @njit(cache=True)
-def _gather_tile(means2d, conics, colors, opacities, ids, i, start, end):
-    """The tile's Gaussians packed contiguously, in depth order: columns x, y, conic a, b, c, opacity,
-    and the sigma beyond which alpha < 1/255 for sure (log(255 * opacity) plus a margin), which
-    lets most far pixels skip the exp() without changing any decision of the exact test."""
-    n_t = end - start
-    geo = np.empty((n_t, 7), dtype=means2d.dtype)
-    col = np.empty((n_t, colors.shape[2]), dtype=colors.dtype)
-    for j in range(n_t):
+def _gather_tile(means2d, conics, colors, opacities, ids, i, start, end, geo, col):
+    """The tile's Gaussians packed contiguously into geo and col (its rows of the per-intersection arrays), in depth
+    order: columns x, y, conic a, b, c, opacity, and the sigma beyond which alpha < 1/255 for sure (log(255 *
+    opacity) plus a margin), which lets most far pixels skip the exp() without changing any decision of the exact
+    test; col: the colours."""
+    for j in range(end - start):
         g = ids[start + j]
         geo[j, 0] = means2d[i, g, 0]
         geo[j, 1] = means2d[i, g, 1]
@@ -103,7 +106,6 @@ def _gather_tile(means2d, conics, colors, opacities, ids, i, start, end):
         geo[j, 5] = opacities[i, g]
         geo[j, 6] = np.log(max(opacities[i, g], 1e-30) / ALPHA_THRESHOLD) + 1e-3
         col[j] = colors[i, g]
-    return geo, col
 
 
 # Each Gaussian's cutoff ellipse (sigma <= the tile's cutoff column) is turned into the rows of the tile it reaches and,
@@ -117,12 +119,10 @@ SPAN_MIN_DET = 1e-12  # det(conic) / (a c) below this: too close to degenerate f
 
 
 @njit(cache=True)
-def _tile_rows(geo, y0, n_rows):
-    """Per Gaussian of a tile: the tile-local rows [r0, r1) its cutoff ellipse may reach (columns 0, 1) and whether its
-    rows get spans (column 2: 1) or are scanned whole (0)."""
-    n_t = geo.shape[0]
-    rows = np.empty((n_t, 3), dtype=np.int64)
-    for j in range(n_t):
+def _tile_rows(geo, y0, n_rows, rows):
+    """Per Gaussian of a tile, into rows: the tile-local rows [r0, r1) its cutoff ellipse may reach (columns 0, 1)
+    and whether its rows get spans (column 2: 1) or are scanned whole (0)."""
+    for j in range(geo.shape[0]):
         a, b, c = float(geo[j, 2]), float(geo[j, 3]), float(geo[j, 4])
         s = float(geo[j, 6]) + SPAN_MARGIN_SIGMA
         det = a * c - b * b
@@ -137,7 +137,6 @@ def _tile_rows(geo, y0, n_rows):
         rows[j, 0] = int(max(0.0, min(float(n_rows), np.ceil(gy - h - SPAN_MARGIN_PX))))
         rows[j, 1] = int(max(0.0, min(float(n_rows), np.floor(gy + h + SPAN_MARGIN_PX) + 1.0)))
         rows[j, 2] = 1
-    return rows
 
 
 @njit(cache=True)
@@ -199,19 +198,39 @@ def _centres(x0, y0, tile, k):
 
 @njit(parallel=True, cache=True, fastmath={"contract"})
 def composite_forward(
-    means2d, conics, colors, opacities, background, offsets, ids, width, height, tile, k, out_color, t_final, n_done, spans
+    means2d,
+    conics,
+    colors,
+    opacities,
+    background,
+    offsets,
+    ids,
+    width,
+    height,
+    tile,
+    k,
+    out_color,
+    t_final,
+    n_done,
+    isect_geo,
+    isect_col,
+    isect_rows,
+    spans,
 ):
     """n_done[pixel] = how many of its tile's Gaussians (in order) it went through, up to the last one composited.
     Each tile row's pixels are the lanes of the inner loops (one Gaussian at a time, front to back).
+    What the backward pass needs again is kept instead of computed twice: per intersection its Gaussian's packed
+    geometry and colour (isect_geo, isect_col: _gather_tile), the tile rows it reaches (isect_rows: _tile_rows), and
     spans[intersection, 0 or 1, tile row] = the tile-local columns [lo, hi) its row span covers, for every pair the
-    pass reached (the backward pass reads them for the same pairs instead of computing them again)."""
+    pass reached."""
     n_img, n_ch = colors.shape[0], colors.shape[2]
     tw, th, per_img = _tile_grid(width, height, tile)
     for t in prange(n_img * per_img):
         i, x0, x1, y0, y1 = _tile_pixels(t, tw, per_img, tile, width, height)
         start, end = offsets[t], offsets[t + 1]
-        geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
-        rows = _tile_rows(geo, y0, y1 - y0)
+        geo, col, rows = isect_geo[start:end], isect_col[start:end], isect_rows[start:end]
+        _gather_tile(means2d, conics, colors, opacities, ids, i, start, end, geo, col)
+        _tile_rows(geo, y0, y1 - y0, rows)
         n_x = x1 - x0
         half, one, zero, amax, athr, tmin = k[HALF], k[ONE], k[ZERO], k[AMAX], k[ATHR], k[TMIN]
         fxs, fys = _centres(x0, y0, tile, k)
@@ -270,19 +289,17 @@ def composite_forward(
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def composite_backward(
-    means2d,
-    conics,
-    colors,
-    opacities,
     background,
     offsets,
-    ids,
     width,
     height,
     tile,
     k,
     t_final,
     n_done,
+    isect_geo,
+    isect_col,
+    isect_rows,
     spans,
     v_color,
     v_alpha,
@@ -294,15 +311,14 @@ def composite_backward(
     write the same element) and per tile for the background; `scatter_gradients` sums them in a
     fixed order, so results do not depend on the thread scheduling. Each pixel walks its list back
     to front; an intersection's gradient is summed over a tile row's pixels (the lanes) row by row."""
-    n_img, n_ch = colors.shape[0], colors.shape[2]
+    n_img, n_ch = t_final.shape[0], isect_col.shape[1]
     tw, th, per_img = _tile_grid(width, height, tile)
     for t in prange(n_img * per_img):
         i, x0, x1, y0, y1 = _tile_pixels(t, tw, per_img, tile, width, height)
         start, end = offsets[t], offsets[t + 1]
-        geo, col = _gather_tile(means2d, conics, colors, opacities, ids, i, start, end)
+        geo, col, rows = isect_geo[start:end], isect_col[start:end], isect_rows[start:end]  # the forward pass's
         v_geo = v_isect_geo[start:end]  # x, y, conic a, b, c, opacity
         v_col = v_isect_col[start:end]
-        rows = _tile_rows(geo, y0, y1 - y0)
         n_x = x1 - x0
         half, one, zero, amax, athr = k[HALF], k[ONE], k[ZERO], k[AMAX], k[ATHR]
         fxs, fys = _centres(x0, y0, tile, k)
@@ -413,11 +429,17 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
         out = np.empty((n_img, height, width, n_ch), dtype=col.dtype)
         t_final = np.empty((n_img, height, width), dtype=col.dtype)
         n_done = np.empty((n_img, height, width), dtype=np.int64)
+        n_isect = len(ids)
+        isect_geo = np.empty((n_isect, 7), dtype=m.dtype)
+        isect_col = np.empty((n_isect, n_ch), dtype=col.dtype)
+        isect_rows = np.empty((n_isect, 3), dtype=np.int64)
         # tile-local columns; only the pairs the forward pass reached are set
-        spans = np.empty((len(ids), 2, tile_size), dtype=np.int8 if tile_size <= 127 else np.int16)
+        spans = np.empty((n_isect, 2, tile_size), dtype=np.int8 if tile_size <= 127 else np.int16)
         k = constants(col.dtype)
-        composite_forward(m, c, col, op, bg, offsets, ids, width, height, tile_size, k, out, t_final, n_done, spans)
-        ctx.arrays = (m, c, col, op, bg, offsets, ids, t_final, n_done, spans, k)
+        composite_forward(
+            m, c, col, op, bg, offsets, ids, width, height, tile_size, k, out, t_final, n_done, isect_geo, isect_col, isect_rows, spans
+        )
+        ctx.arrays = (col, bg, offsets, ids, t_final, n_done, isect_geo, isect_col, isect_rows, spans, k)
         ctx.dims = (width, height, tile_size)
         ctx.dtypes = tuple(x.dtype for x in (means2d, conics, colors, opacities, backgrounds))
         alphas = torch.from_numpy(1.0 - t_final)[..., None]
@@ -425,7 +447,7 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_render, v_alphas):
-        m, c, col, op, bg, offsets, ids, t_final, n_done, spans, k = ctx.arrays
+        col, bg, offsets, ids, t_final, n_done, isect_geo, isect_col, isect_rows, spans, k = ctx.arrays
         width, height, tile = ctx.dims
         n_img, n, n_ch = col.shape
         n_tiles = len(offsets) - 1
@@ -433,19 +455,17 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
         v_isect_col = np.zeros((len(ids), n_ch), dtype=col.dtype)
         v_tile_bg = np.zeros((n_tiles, n_ch), dtype=col.dtype)
         composite_backward(
-            m,
-            c,
-            col,
-            op,
             bg,
             offsets,
-            ids,
             width,
             height,
             tile,
             k,
             t_final,
             n_done,
+            isect_geo,
+            isect_col,
+            isect_rows,
             spans,
             _np(v_render.to(ctx.dtypes[2])),
             _np(v_alphas[..., 0].to(ctx.dtypes[2])),
