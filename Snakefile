@@ -20,21 +20,6 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 
 
-def every_output(wildcards):
-    """Every job's outputs from the poses on (not the downloads). Snakemake does not rebuild a missing
-    intermediate file when what depends on it exists: a killed job's deleted checkpoint would otherwise
-    stay missing under old tables. Asked for here, it reruns, and so does everything downstream of it."""
-    out = []
-    for d, s in SCENES:
-        out += [f"results/poses/{d}/{s}", f"results/scenes/{d}/{s}", f"results/metrics/{d}/{s}/consistency.csv"]
-        out += [f"results/gs/{d}/{s}/{m}/{f}" for m in GS_METHODS for f in ("ckpt.pt", "point_cloud.ply")]
-        out += [f"results/renders/{d}/{s}/{m}" for m in METHODS] + [f"results/metrics/{d}/{s}/{m}{x}" for m in METHODS for x in (".csv", ".inception.npz")]
-        out += [f"results/sr/{d}/{s}/{sr_model(m)}" for m in METHODS if threedsr.config.split_method(m)[0] in ("isr", "sr2d")]
-        if "supergaussian" in METHODS:
-            out.append(f"results/supergaussian/{d}/{s}/frames")
-    return out
-
-
 rule all:
     input:
         "results/reports/data/summary.csv",

@@ -20,6 +20,13 @@ def _snakemake(cwd, *args):
     return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=cwd, capture_output=True, text=True)
 
 
+def test_snakemake_lint_finds_nothing(workflow_dir):
+    """`snakemake --lint` (the snakemake-workflows best practice's checks: a log per rule, no variable from outside a
+    rule in its shell command, helpers in common.smk apart from the rules) has nothing to say."""
+    r = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=workflow_dir, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 # tiny 3DGS schedules so that the whole chain runs in seconds
 FAST = {
     "gs": {

@@ -9,6 +9,8 @@ import threedsr.dvc_stages
 from threedsr.datasets import OFFICIAL_SCENES, local_scene
 from threedsr.devices import visible_gpus
 from threedsr.errors import ConfigError
+from threedsr.settings import SAMPLER_KEYS
+from threedsr.sr import registry
 
 try:
     threedsr.config.validate(config)  # the schema, then the cross-key checks: one message naming the key, no schema dump
@@ -43,11 +45,13 @@ METHODS = config["methods"]
 # methods with a 3DGS model to render (sr2d is 2D super-resolution alone)
 GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"]
 
-# Every rule runs this checkout's package: in the active virtualenv, or in the rule's conda
-# environment (--software-deployment-method conda), which holds the dependencies only.
-# Every value that reaches a shell command is quoted (`{...:q}`, shlex.quote): params.yaml is shared
-# like code and real paths have spaces; a value must never run as shell code.
-THREEDSR = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'workflow'))}${{PYTHONPATH:+:$PYTHONPATH}} python -m threedsr"
+# Every job runs this checkout's package (`python -m threedsr`) in the active virtualenv, or in its conda environment
+# (--software-deployment-method conda), which holds the dependencies only: the checkout goes first on PYTHONPATH, set
+# in the prefix of every shell command (with Snakemake's own prefix for bash, `set -euo pipefail;`). Snakemake formats
+# the prefix as it formats commands: its braces are doubled. Every value that reaches a shell command is quoted
+# (`{...:q}`, shlex.quote): params.yaml is shared like code and real paths have spaces; a value must never run as code.
+_CHECKOUT = shlex.quote(str(Path(workflow.basedir) / "workflow")).replace("{", "{{").replace("}", "}}")
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={_CHECKOUT}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 CPU_ENV = "../../envs/cpu.yaml"
 
 # Threads: a 3DGS job (fits, renders, videos, SuperGaussian's frames) keeps a second core only 60-70 % busy at these
@@ -105,3 +109,58 @@ def scene_archive(wildcards):
 
 def prepared_scenes():
     return [f"results/scenes/{d}/{s}" for d, s in SCENES]
+
+
+# -- methods and SR models: which model a method uses, what its jobs read (workflow/rules/sr.smk) --------------------
+
+
+def sr_model(method):
+    """The SR model a method uses (after the hyphen, else sr.model)."""
+    return threedsr.config.method_sr_model(config, method)
+
+
+def model_weights(model):
+    """The weights a model's jobs depend on (sr/registry.py): what train_prior or a conversion writes, or the user's file."""
+    return registry.spec(model).weights(config["sr"]) or []
+
+
+def model_path_args(input):
+    return ["--model-path", input.weights] if input.weights else []
+
+
+def sr_views(model):
+    """All views when an isr method fits 3DGS to this model's output, else only the test views (sr2d)."""
+    return "all" if any(threedsr.config.split_method(m)[0] == "isr" and sr_model(m) == model for m in METHODS) else "test"
+
+
+def sampler_keys(model):
+    """The sampler's keys (threedsr.steps, ...) for a diffusion model: a sampler sweep never reruns Real-ESRGAN."""
+    return [f"threedsr.{k}" for k in SAMPLER_KEYS] if registry.spec(model).diffusion else []
+
+
+def consistency_sets(wildcards):
+    """Image sets of the training views whose consistency is compared: label -> folder."""
+    sets = {"ground truth": "hr", "bicubic": "bicubic"}
+    for m in METHODS:
+        base = threedsr.config.split_method(m)[0]
+        if base == "isr":
+            sets[f"{m}: SR images"] = f"results/sr/{wildcards.dataset}/{wildcards.scene}/{sr_model(m)}"
+        elif base == "3dsr":
+            sets[f"{m}: H, decoded x0"] = f"results/gs/{wildcards.dataset}/{wildcards.scene}/{m}/views/H"
+            sets[f"{m}: R, renders"] = f"results/gs/{wildcards.dataset}/{wildcards.scene}/{m}/views/R"
+    return sets
+
+
+def every_output(wildcards):
+    """Every job's outputs from the poses on (not the downloads). Snakemake does not rebuild a missing
+    intermediate file when what depends on it exists: a killed job's deleted checkpoint would otherwise
+    stay missing under old tables. Asked for here, it reruns, and so does everything downstream of it."""
+    out = []
+    for d, s in SCENES:
+        out += [f"results/poses/{d}/{s}", f"results/scenes/{d}/{s}", f"results/metrics/{d}/{s}/consistency.csv"]
+        out += [f"results/gs/{d}/{s}/{m}/{f}" for m in GS_METHODS for f in ("ckpt.pt", "point_cloud.ply")]
+        out += [f"results/renders/{d}/{s}/{m}" for m in METHODS] + [f"results/metrics/{d}/{s}/{m}{x}" for m in METHODS for x in (".csv", ".inception.npz")]
+        out += [f"results/sr/{d}/{s}/{sr_model(m)}" for m in METHODS if threedsr.config.split_method(m)[0] in ("isr", "sr2d")]
+        if "supergaussian" in METHODS:
+            out.append(f"results/supergaussian/{d}/{s}/frames")
+    return out

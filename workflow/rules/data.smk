@@ -15,7 +15,7 @@ rule generate_synthetic:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} generate-synthetic --scene {wildcards.scene:q} --out {output:q} --params {params.config:q} > {log:q} 2>&1"
+        "python -m threedsr generate-synthetic --scene {wildcards.scene:q} --out {output:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 rule download_archive:
@@ -30,7 +30,7 @@ rule download_archive:
         runtime=240,
         gpu=0,
     shell:
-        "{THREEDSR} download --out {output:q} > {log:q} 2>&1"
+        "python -m threedsr download --out {output:q} > {log:q} 2>&1"
 
 
 rule extract_scene:
@@ -49,7 +49,7 @@ rule extract_scene:
         runtime=60,
         gpu=0,
     shell:
-        "{THREEDSR} extract --archive {input:q} --dataset {wildcards.dataset:q} --scene {wildcards.scene:q} "
+        "python -m threedsr extract --archive {input:q} --dataset {wildcards.dataset:q} --scene {wildcards.scene:q} "
         "--out {output:q} > {log:q} 2>&1"
 
 
@@ -71,7 +71,7 @@ rule poses:
         runtime=240,
         gpu=0,
     shell:
-        "{THREEDSR} poses --scene-dir {input:q} --out {output:q} --work-dir {params.work_dir:q} --params {params.config:q} > {log:q} 2>&1"
+        "python -m threedsr poses --scene-dir {input:q} --out {output:q} --work-dir {params.work_dir:q} --params {params.config:q} > {log:q} 2>&1"
 
 
 rule prepare_scene:
@@ -91,5 +91,5 @@ rule prepare_scene:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} prepare --scene-dir {input.scene:q} --poses {input.poses:q} --out {output:q} "
+        "python -m threedsr prepare --scene-dir {input.scene:q} --poses {input.poses:q} --out {output:q} "
         "--dataset {wildcards.dataset:q} --scene {wildcards.scene:q} --params {params.config:q} > {log:q} 2>&1"

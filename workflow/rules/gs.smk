@@ -21,7 +21,7 @@ rule pretrain_lr:
         runtime=180,
         gpu=1,
     shell:
-        "{THREEDSR} fit --scene {input:q} --out {params.out:q} --targets lr "
+        "python -m threedsr fit --scene {input:q} --out {params.out:q} --targets lr "
         "--params {params.config:q} > {log:q} 2>&1"
 
 
@@ -45,7 +45,7 @@ rule fit_bicubic:
         runtime=360,
         gpu=1,
     shell:
-        "{THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets bicubic "
+        "python -m threedsr fit --scene {input.scene:q} --out {params.out:q} --targets bicubic "
         "--init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
 
 
@@ -71,6 +71,6 @@ rule render_test:
         runtime=60,
         gpu=1,
     shell:
-        "{THREEDSR} render --ckpt {input.ckpt:q} --scene {input.scene:q} --out {output.renders:q} "
+        "python -m threedsr render --ckpt {input.ckpt:q} --scene {input.scene:q} --out {output.renders:q} "
         "--scores {output.scores:q} --dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} "
         "--method {wildcards.method:q} --features {output.features:q} --params {params.config:q} > {log:q} 2>&1"

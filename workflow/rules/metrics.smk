@@ -32,7 +32,7 @@ rule aggregate_metrics:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} aggregate --out-dir results/metrics --params {params.config:q} {params.met3r:q} --features {input.features:q} "
+        "python -m threedsr aggregate --out-dir results/metrics --params {params.config:q} {params.met3r:q} --features {input.features:q} "
         "--consistency {input.consistency:q} -- {input.per_view:q} > {log:q} 2>&1"
 
 
@@ -59,4 +59,4 @@ rule crops_figure:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} crops --scene {input.scene:q} --out {output:q} --params {params.config:q} --renders {input.renders:q} > {log:q} 2>&1"
+        "python -m threedsr crops --scene {input.scene:q} --out {output:q} --params {params.config:q} --renders {input.renders:q} > {log:q} 2>&1"

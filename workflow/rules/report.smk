@@ -17,7 +17,7 @@ rule data_report:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} data-report --out-dir results/reports/data {input:q} > {log:q} 2>&1"
+        "python -m threedsr data-report --out-dir results/reports/data {input:q} > {log:q} 2>&1"
 
 
 rule videos:
@@ -59,5 +59,5 @@ rule videos:
         runtime=120,
         gpu=1,
     shell:
-        "{THREEDSR} videos --scene {input.scene:q} --out-dir {params.out_dir:q} "
+        "python -m threedsr videos --scene {input.scene:q} --out-dir {params.out_dir:q} "
         "--ckpts {params.ckpts:q} --html {output.html:q} --title {params.title:q} --params {params.config:q} > {log:q} 2>&1"

@@ -1,32 +1,7 @@
 # Super-resolution models, the per-image SR methods isr (SR each view, then 3DGS) and sr2d (SR alone),
 # and 3dsr (diffusion sampling and 3DGS fitting, interleaved).
-from threedsr.settings import SAMPLER_KEYS
 from threedsr.sr import registry
 from threedsr.sr.names import STABLESR_FILES
-
-
-def sr_model(method):
-    """The SR model a method uses (after the hyphen, else sr.model)."""
-    return threedsr.config.method_sr_model(config, method)
-
-
-def model_weights(model):
-    """The weights a model's jobs depend on (sr/registry.py): what train_prior or a conversion writes, or the user's file."""
-    return registry.spec(model).weights(config["sr"]) or []
-
-
-def model_path_args(input):
-    return ["--model-path", input.weights] if input.weights else []
-
-
-def sr_views(model):
-    """All views when an isr method fits 3DGS to this model's output, else only the test views (sr2d)."""
-    return "all" if any(threedsr.config.split_method(m)[0] == "isr" and sr_model(m) == model for m in METHODS) else "test"
-
-
-def sampler_keys(model):
-    """The sampler's keys (threedsr.steps, ...) for a diffusion model: a sampler sweep never reruns Real-ESRGAN."""
-    return [f"threedsr.{k}" for k in SAMPLER_KEYS] if registry.spec(model).diffusion else []
 
 
 wildcard_constraints:
@@ -52,7 +27,7 @@ rule train_prior:
         runtime=60,
         gpu=0,
     shell:
-        "{THREEDSR} train-prior --out {output:q} --params {params.config:q} --threads {threads:q} > {log:q} 2>&1"
+        "python -m threedsr train-prior --out {output:q} --params {params.config:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule convert_realesrgan:
@@ -67,7 +42,7 @@ rule convert_realesrgan:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} convert-realesrgan --out {output:q} > {log:q} 2>&1"
+        "python -m threedsr convert-realesrgan --out {output:q} > {log:q} 2>&1"
 
 
 rule convert_stablesr:
@@ -85,7 +60,7 @@ rule convert_stablesr:
         runtime=60,
         gpu=0,
     shell:
-        "{THREEDSR} convert-stablesr --turbo {input.turbo:q} --cfw {input.cfw:q} --out {output:q} > {log:q} 2>&1"
+        "python -m threedsr convert-stablesr --turbo {input.turbo:q} --cfw {input.cfw:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule super_resolve:
@@ -108,7 +83,7 @@ rule super_resolve:
         runtime=360,
         gpu=1,
     shell:
-        "{THREEDSR} super-resolve --scene {input.scene:q} --out {output:q} --model {wildcards.model:q} {params.model_path:q} "
+        "python -m threedsr super-resolve --scene {input.scene:q} --out {output:q} --model {wildcards.model:q} {params.model_path:q} "
         "--views {params.views:q} --params {params.config:q} > {log:q} 2>&1"
 
 
@@ -133,7 +108,7 @@ rule fit_isr:
         runtime=360,
         gpu=1,
     shell:
-        "{THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets sr --sr-dir {input.sr:q} "
+        "python -m threedsr fit --scene {input.scene:q} --out {params.out:q} --targets sr --sr-dir {input.sr:q} "
         "--init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
 
 
@@ -156,7 +131,7 @@ rule collect_sr2d:
         runtime=30,
         gpu=0,
     shell:
-        "{THREEDSR} collect-sr --scene {input.scene:q} --sr-dir {input.sr:q} --out {output.renders:q} --scores {output.scores:q} "
+        "python -m threedsr collect-sr --scene {input.scene:q} --sr-dir {input.sr:q} --out {output.renders:q} --scores {output.scores:q} "
         "--dataset {wildcards.dataset:q} --scene-name {wildcards.scene:q} --method {wildcards.sr2d:q} --features {output.features:q} "
         "--params {params.config:q} > {log:q} 2>&1"
 
@@ -193,21 +168,8 @@ rule fit_3dsr:
         runtime=1440,
         gpu=1,
     shell:
-        "{THREEDSR} run-3dsr --scene {input.scene:q} --init {input.init:q} --out {params.out:q} "
+        "python -m threedsr run-3dsr --scene {input.scene:q} --init {input.init:q} --out {params.out:q} "
         "--model {params.model:q} {params.model_path:q} --params {params.config:q} > {log:q} 2>&1"
-
-
-def consistency_sets(wildcards):
-    """Image sets of the training views whose consistency is compared: label -> folder."""
-    sets = {"ground truth": "hr", "bicubic": "bicubic"}
-    for m in METHODS:
-        base = threedsr.config.split_method(m)[0]
-        if base == "isr":
-            sets[f"{m}: SR images"] = f"results/sr/{wildcards.dataset}/{wildcards.scene}/{sr_model(m)}"
-        elif base == "3dsr":
-            sets[f"{m}: H, decoded x0"] = f"results/gs/{wildcards.dataset}/{wildcards.scene}/{m}/views/H"
-            sets[f"{m}: R, renders"] = f"results/gs/{wildcards.dataset}/{wildcards.scene}/{m}/views/R"
-    return sets
 
 
 rule consistency:
@@ -231,5 +193,5 @@ rule consistency:
         runtime=60,
         gpu=1,
     shell:
-        "{THREEDSR} consistency --scene {input.scene:q} --depth-ckpt {input.depth:q} --out {output:q} "
+        "python -m threedsr consistency --scene {input.scene:q} --depth-ckpt {input.depth:q} --out {output:q} "
         "--images {params.images:q} --params {params.config:q} > {log:q} 2>&1"

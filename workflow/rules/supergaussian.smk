@@ -25,7 +25,7 @@ rule supergaussian_frames:
         runtime=240,
         gpu=1,
     shell:
-        "{THREEDSR} supergaussian-frames --scene {input.scene:q} --ckpt {input.ckpt:q} --out {output:q} "
+        "python -m threedsr supergaussian-frames --scene {input.scene:q} --ckpt {input.ckpt:q} --out {output:q} "
         "--model {params.upsampler:q} {params.model_path:q} --params {params.config:q} > {log:q} 2>&1"
 
 
@@ -51,5 +51,5 @@ rule fit_supergaussian:
         runtime=360,
         gpu=1,
     shell:
-        "{THREEDSR} fit --scene {input.scene:q} --out {params.out:q} --targets frames "
+        "python -m threedsr fit --scene {input.scene:q} --out {params.out:q} --targets frames "
         "--frames-dir {input.frames:q} --init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
