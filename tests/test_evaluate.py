@@ -129,10 +129,18 @@ def test_tables_have_the_papers_shape(tmp_path):
             c, n = _fake_scene_scores(tmp_path, "llff", scene, m, p, seed=i)
             csvs.append(c)
             npzs.append(n)
+    renders = [tmp_path / "renders" / "llff" / "fern" / m for m in ("3dsr", "bicubic")]
+    for folder in renders:
+        folder.mkdir(parents=True)
+        for i in range(3):
+            (folder / f"fern_{i}.png").write_bytes(f"{folder.name} {i}".encode())
+    digests = [met3r.renders_digest(f, [f"fern_{i}" for i in range(3)]) for f in renders]
     pd.DataFrame(
-        {"dataset": "llff", "scene": ["fern", "fern"], "method": ["3dsr", "bicubic"], "view_a": "a", "view_b": "b", "met3r": [0.2, 0.3]}
-    ).to_csv(tmp_path / "met3r.csv", index=False)
-    summary = evaluate.aggregate(list(reversed(csvs)), tmp_path / "out", methods=methods, features=npzs, met3r=tmp_path / "met3r.csv")
+        {"dataset": "llff", "scene": "fern", "method": ["3dsr", "bicubic"], "view_a": "a", "view_b": "b", "renders_sha256": digests}
+    ).assign(met3r=[0.2, 0.3]).to_csv(tmp_path / "met3r.csv", index=False)
+    summary = evaluate.aggregate(
+        list(reversed(csvs)), tmp_path / "out", methods=methods, features=npzs, met3r=tmp_path / "met3r.csv", renders=renders
+    )
     assert list(summary.columns) == SUMMARY_COLUMNS
     assert list(summary[summary.scene == "mean"].method) == methods and list(summary[summary.scene == "fern"].method) == methods
     assert summary.set_index(["scene", "method"]).loc[("fern", "sr2d"), "kind"] == "2D"
@@ -177,6 +185,27 @@ def test_met3r_export_and_scores_with_a_stand_in(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "met3r", None)  # not installed: the command says how to install it
     with pytest.raises(met3r.ThreeDSRError, match="pip install git\\+https://github.com/mohammadasim98/met3r"):
         met3r.load_met3r(64, "cpu")
+
+
+def test_met3r_scores_of_changed_renders_are_not_shown(tmp_path, caplog):
+    """MEt3R's scores carry the digest of the renders they scored: after a refit changes the renders, the tables show
+    no MEt3R for that method (and say why) instead of a stale score beside new PSNRs."""
+    folder = tmp_path / "renders" / "d" / "s" / "3dsr"
+    folder.mkdir(parents=True)
+    for v in ("a", "b"):
+        (folder / f"{v}.png").write_bytes(v.encode())
+    digest = met3r.renders_digest(folder, ["b", "a"])  # the views' order does not matter
+    scores = pd.DataFrame(
+        {"dataset": "d", "scene": "s", "method": "3dsr", "view_a": ["a"], "view_b": ["b"], "renders_sha256": [digest], "met3r": [0.1]}
+    )
+    now = {("d", "s", "3dsr"): (folder, ["a", "b"])}
+    assert len(met3r.fresh_scores(scores, now)) == 1
+    assert met3r.fresh_scores(scores, {}).empty  # a method the tables no longer have
+    (folder / "a.png").write_bytes(b"refit")
+    assert met3r.fresh_scores(scores, now).empty and "d/s/3dsr was scored on other renders" in caplog.text
+    (folder / "a.png").unlink()  # renders gone: nothing to vouch for the scores
+    assert met3r.fresh_scores(scores, now).empty
+    assert met3r.fresh_scores(scores.drop(columns="renders_sha256"), now).empty  # a scores.csv from before the digest
 
 
 def test_the_tables_say_when_the_hr_budgets_differ(tmp_path):

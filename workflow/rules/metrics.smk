@@ -8,6 +8,7 @@ rule aggregate_metrics:
         per_view=[f"results/metrics/{d}/{s}/{m}.csv" for d, s in SCENES for m in METHODS],
         features=[f"results/metrics/{d}/{s}/{m}.inception.npz" for d, s in SCENES for m in METHODS],
         consistency=[f"results/metrics/{d}/{s}/consistency.csv" for d, s in SCENES],
+        renders=[f"results/renders/{d}/{s}/{m}" for d, s in SCENES for m in METHODS],  # MEt3R's scores count if they scored these
         # optional: once `threedsr met3r` has written it, the input set changes and the tables are made again
         met3r=lambda w: [MET3R_SCORES] if os.path.exists(MET3R_SCORES) else [],
     output:
@@ -33,7 +34,7 @@ rule aggregate_metrics:
         gpu=0,
     shell:
         "python -m threedsr aggregate --out-dir results/metrics --params {params.config:q} {params.met3r:q} --features {input.features:q} "
-        "--consistency {input.consistency:q} -- {input.per_view:q} > {log:q} 2>&1"
+        "--consistency {input.consistency:q} --renders {input.renders:q} -- {input.per_view:q} > {log:q} 2>&1"
 
 
 rule crops_figure:

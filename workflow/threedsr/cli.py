@@ -520,6 +520,9 @@ def _aggregate_arguments(c):
     path_arguments(c, "--out-dir")
     c.add_argument("--features", nargs="*", default=[], help="the scoring jobs' Inception features (.npz): FID, pooled FID and KID")
     c.add_argument("--met3r", type=Path, help="MEt3R scores of `threedsr met3r` (scores.csv), if it was run")
+    c.add_argument(
+        "--renders", nargs="*", default=[], help="the test renders' folders (<dataset>/<scene>/<method>): MEt3R counts if it scored them"
+    )
     c.add_argument("--consistency", nargs="*", default=[], help="the consistency rule's tables")
     params_argument(c)
     c.add_argument("per_view", nargs="+")
@@ -538,6 +541,7 @@ def _aggregate(a):
         [Path(p) for p in a.features],
         a.met3r,
         hr_budgets(a.params),
+        [Path(p) for p in a.renders],
     )
     print(table.to_string(index=False))
 

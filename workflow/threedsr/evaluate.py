@@ -160,12 +160,14 @@ def aggregate(
     features: list[Path] = (),
     met3r: Path | None = None,
     budgets: dict[str, int] | None = None,
+    renders: list[Path] = (),
 ) -> pd.DataFrame:
     """per_view.csv; summary.csv (per scene and method, and a `mean` row per dataset and method: the mean over
     its scenes, plus the pooled FID and KID over all its test views); summary.json (the mean rows, DVC's
     metrics); <dataset>.md / .html (the paper's table: one mean row per method, then a table per scene);
     with the consistency rule's tables also consistency.csv (mean per scene and image set). `budgets` (each method's 3DGS
-    steps at HR) puts a note under the tables when they differ."""
+    steps at HR) puts a note under the tables when they differ. `renders` (the folders results/renders/<dataset>/<scene>/
+    <method> the scores come from) lets MEt3R scores count only where they were computed on those renders."""
     per_view = pd.concat([pd.read_csv(p) for p in per_view_csvs], ignore_index=True)
     if "niqe" not in per_view:  # tables scored before NIQE existed
         per_view["niqe"] = np.nan
@@ -185,7 +187,12 @@ def aggregate(
     ]
     per_scene["met3r"] = np.nan
     if met3r is not None and Path(met3r).exists():
-        m3 = read_met3r(Path(met3r)).groupby(["dataset", "scene", "method"])["met3r"].mean()
+        from .met3r import fresh_scores
+
+        views = per_view.groupby(["dataset", "scene", "method"])["view"].agg(list)
+        folders = {(f.parent.parent.name, f.parent.name, f.name): Path(f) for f in map(Path, renders)}
+        now = {key: (folder, views[key]) for key, folder in folders.items() if key in views.index}
+        m3 = fresh_scores(read_met3r(Path(met3r)), now).groupby(["dataset", "scene", "method"])["met3r"].mean()
         per_scene["met3r"] = [m3.get((r.dataset, r.scene, r.method), np.nan) for r in per_scene.itertuples()]
     means = per_scene.groupby(["dataset", "method"], as_index=False)[scores].mean().assign(scene="mean")
     # MEt3R and FID of a dataset only from every one of its scenes (a mean of the scenes that have one would mislead)

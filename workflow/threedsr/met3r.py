@@ -14,13 +14,16 @@ prepares everything else:
   default), written to <out>/<dataset>/<scene>/<method>/<view>.png, with the test views' cameras for
   those square images in <out>/<dataset>/<scene>/cameras.json, and the list in <out>/pairs.csv;
 - scores (when `import met3r` works, else it stops after the export and says so): one MEt3R value per
-  pair in <out>/scores.csv (dataset, scene, method, view_a, view_b, met3r). `threedsr aggregate` (the
+  pair in <out>/scores.csv (dataset, scene, method, view_a, view_b, renders_sha256, met3r). `threedsr aggregate` (the
   aggregate_metrics rule) fills the MEt3R column from that file: the mean over a scene's pairs, then over
-  the scenes.
+  the scenes. `renders_sha256` is the digest of the renders a method's pairs were cut from (`renders_digest`): a method
+  whose renders have changed since (a refit, a new setting) gets no MEt3R in the tables, and a warning, until
+  `threedsr met3r` is run again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -34,7 +37,7 @@ from .scene import PreparedScene
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ["dataset", "scene", "method", "view_a", "view_b", "met3r"]
+SCORE_COLUMNS = ["dataset", "scene", "method", "view_a", "view_b", "renders_sha256", "met3r"]
 INSTALL_HINT = (
     "MEt3R is not installed: pip install git+https://github.com/mohammadasim98/met3r (it also needs FeatUp, pytorch3d and a "
     "CUDA GPU; see its README), then rerun this command"
@@ -67,6 +70,40 @@ def square(rgb: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int, int]
     return np.asarray(crop.resize((size, size), Image.BICUBIC)), (x0, y0, s)
 
 
+def renders_digest(folder: Path, views) -> str:
+    """sha256 over the named views' renders in `folder` (`<view>.png`; names sorted, each name and file's bytes): which
+    renders a method's MEt3R scores belong to."""
+    h = hashlib.sha256()
+    for name in sorted(views):
+        h.update(name.encode() + b"\0")
+        h.update((Path(folder) / f"{name}.png").read_bytes())
+    return h.hexdigest()
+
+
+def fresh_scores(scores: pd.DataFrame, renders: dict[tuple[str, str, str], tuple[Path, list[str]]]) -> pd.DataFrame:
+    """The MEt3R rows of the methods whose renders are those they were scored on; the others dropped, each with a
+    warning. renders: (dataset, scene, method) -> (its render folder, its test views), as the tables have them now."""
+    if "renders_sha256" not in scores:
+        log.warning(
+            "MEt3R scores without the digest of the renders they scored (written before it was kept): not shown; rerun `threedsr met3r`"
+        )
+        return scores.iloc[:0]
+    keep = pd.Series(False, index=scores.index)
+    for (d, s, m), rows in scores.groupby(["dataset", "scene", "method"]).groups.items():
+        if (d, s, m) not in renders:
+            continue
+        folder, views = renders[(d, s, m)]
+        try:
+            now = renders_digest(folder, views)
+        except OSError:
+            now = None
+        if set(scores.loc[rows, "renders_sha256"]) == {now}:
+            keep[rows] = True
+        else:
+            log.warning("MEt3R of %s/%s/%s was scored on other renders than %s has now: not shown; rerun `threedsr met3r`", d, s, m, folder)
+    return scores[keep]
+
+
 def export(renders: Path, scenes: Path, out: Path, size: int = 256) -> pd.DataFrame:
     """Write the pairs' square images, cameras.json per scene and pairs.csv under `out`; return the pairs."""
     renders, scenes, out = Path(renders), Path(scenes), Path(out)
@@ -88,6 +125,7 @@ def export(renders: Path, scenes: Path, out: Path, size: int = 256) -> pd.DataFr
                 write_png(out / dataset / name / method / f"{v.name}.png", img)
                 k = v.hr.cropped(x0, y0, s, s).resized(size, size)
                 cams[v.name] = {"world_to_camera": np.asarray(v.world_to_camera).tolist(), "intrinsics": k.to_dict()}
+            digest = renders_digest(renders / dataset / name / method, [v.name for v in scene.test_views])
             for a, b in pairs:
                 rows.append(
                     {
@@ -99,6 +137,7 @@ def export(renders: Path, scenes: Path, out: Path, size: int = 256) -> pd.DataFr
                         "image_a": f"{dataset}/{name}/{method}/{a}.png",
                         "image_b": f"{dataset}/{name}/{method}/{b}.png",
                         "baseline": float(np.linalg.norm(centre(_view(scene, a)) - centre(_view(scene, b)))),
+                        "renders_sha256": digest,
                     }
                 )
         write_json(
@@ -110,7 +149,9 @@ def export(renders: Path, scenes: Path, out: Path, size: int = 256) -> pd.DataFr
                 "views": cams,
             },
         )
-    table = pd.DataFrame(rows, columns=["dataset", "scene", "method", "view_a", "view_b", "image_a", "image_b", "baseline"])
+    table = pd.DataFrame(
+        rows, columns=["dataset", "scene", "method", "view_a", "view_b", "image_a", "image_b", "baseline", "renders_sha256"]
+    )
     if table.empty:
         raise DataError(f"no scene under {scenes} has two test views with renders under {renders}: nothing to compare")
     with atomic_path(out / "pairs.csv") as tmp:
