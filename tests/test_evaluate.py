@@ -187,6 +187,36 @@ def test_met3r_export_and_scores_with_a_stand_in(tmp_path, monkeypatch):
         met3r.load_met3r(64, "cpu")
 
 
+def test_a_metric_is_one_function_and_one_registry_entry(tmp_path, hub, monkeypatch):
+    """A per-view score added to metric_registry.METRICS alone is scored per view, meaned in summary.csv and
+    summary.json, and shown in every table with its header, decimals and bold."""
+    from threedsr import metric_registry
+
+    mae = metric_registry.Metric("mae", "MAE ↓", False, 4, "view", score=lambda _, v: float((v.render - v.gt).abs().mean()))
+    monkeypatch.setattr(metric_registry, "METRICS", metric_registry.METRICS + (mae,))
+    scene = _scene(tmp_path / "scene")
+    csvs = []
+    with pytest.warns(UserWarning):  # offline: LPIPS and NIQE n/a
+        for method, noise in (("bicubic", 4), ("3dsr", 12)):
+            renders = _renders(scene, tmp_path / method, noise)
+            evaluate.evaluate_renders(renders, scene, tmp_path / f"{method}.csv", "d", "s", method, fetch=False)
+            csvs.append(tmp_path / f"{method}.csv")
+    per_view = pd.read_csv(csvs[0])
+    assert list(per_view.columns)[-1] == "mae" and per_view.mae.between(0.005, 0.05).all()
+    summary = evaluate.aggregate(csvs, tmp_path / "out", methods=["bicubic", "3dsr"]).set_index(["scene", "method"])
+    assert (
+        summary.columns[-2:].tolist() == ["mae", "kind"] and summary.loc[("mean", "bicubic"), "mae"] < summary.loc[("mean", "3dsr"), "mae"]
+    )
+    assert pd.read_json(tmp_path / "out" / "summary.json").loc["bicubic", "d"]["mae"] == round(summary.loc[("mean", "bicubic"), "mae"], 4)
+    md = (tmp_path / "out" / "d.md").read_text()
+    scene_table = md.split("## s")[1]
+    assert "| MAE ↓ |" in scene_table and "<th>MAE ↓</th>" in (tmp_path / "out" / "d.html").read_text()
+    rows = {
+        ln.split(" | ")[0][2:]: ln.strip(" |").split(" | ") for ln in scene_table.splitlines() if ln.startswith("| ") and "---" not in ln
+    }
+    assert rows["bicubic"][-1] == f"**{summary.loc[('s', 'bicubic'), 'mae']:.4f}**" and not rows["3dsr"][-1].startswith("**")
+
+
 def test_met3r_scores_of_changed_renders_are_not_shown(tmp_path, caplog):
     """MEt3R's scores carry the digest of the renders they scored: after a refit changes the renders, the tables show
     no MEt3R for that method (and say why) instead of a stale score beside new PSNRs."""

@@ -16,7 +16,8 @@ from .errors import DataError
 from .fid import DIMS, fid, inception_features, kid
 from .imaging import to_float, to_uint8
 from .io import atomic_path, read_image, write_json, write_png
-from .metrics import image_metrics, load_fid_inception, load_lpips, load_niqe
+from .metric_registry import KEYS, METRICS, ViewImages, load_models, of_scope, per_view_columns, score_view, summary_columns
+from .metrics import load_fid_inception
 from .scene import PreparedScene
 from .splat.render import RenderSettings, render_views
 from .splat.trainer import load_params
@@ -49,23 +50,23 @@ def evaluate_renders(
     niqe_model: str | None = None,
     fetch: bool = True,
 ) -> pd.DataFrame:
-    """Per test view: PSNR, SSIM, LPIPS against the HR ground truth and NIQE of the render, to `out_csv`; with
-    `features_out`, the Inception pool3 features of the renders and of the ground truth (an .npz that
-    `aggregate` turns into FID and KID; without the Inception weights it records that they were missing)."""
+    """Per test view: every per-view metric of metric_registry.METRICS (PSNR, SSIM, LPIPS against the HR ground truth,
+    NIQE of the render), to `out_csv`; with `features_out`, the Inception pool3 features of the renders and of the
+    ground truth (an .npz that `aggregate` turns into FID and KID; without the Inception weights it records that they
+    were missing)."""
+    from .settings import Metrics
+
     scene = PreparedScene(scene_dir)
-    lpips = load_lpips(lpips_backbone, fetch)
-    niqe = load_niqe(niqe_model, fetch)
+    models = load_models(Metrics(lpips_backbone=lpips_backbone, fid_inception=fid_inception, niqe_model=niqe_model, fetch=fetch))
     inception = load_fid_inception(fid_inception, fetch) if features_out is not None else None
     rows, renders, gts = [], [], []
     for v in scene.test_views:
         rgb, gt_rgb = read_image(Path(render_dir) / f"{v.name}.png"), scene.image(v, "hr")
-        img, gt = to_float(rgb), to_float(gt_rgb)
-        scores = image_metrics(img, gt, lpips)
-        scores["niqe"] = niqe(np.asarray(rgb)) if niqe is not None else float("nan")
+        scores = score_view(models, ViewImages(to_float(rgb).clamp(0, 1), to_float(gt_rgb).clamp(0, 1), np.asarray(rgb)))
         rows.append({"dataset": dataset, "scene": scene_name, "method": method, "view": v.name, **scores})
         renders.append(np.asarray(rgb))
         gts.append(np.asarray(gt_rgb))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=per_view_columns())
     if features_out is not None:
         feats = (
             {"render": inception_features(inception, renders), "gt": inception_features(inception, gts)} if inception is not None else {}
@@ -118,21 +119,6 @@ def is_2d(method: str) -> bool:
     return split_method(method)[0] == "sr2d"
 
 
-# the paper's columns, in its order: (column, header, higher is better, decimals)
-COLUMNS = (
-    ("psnr", "PSNR ↑", True, 2),
-    ("ssim", "SSIM ↑", True, 3),
-    ("lpips", "LPIPS ↓", False, 3),
-    ("niqe", "NIQE ↓", False, 2),
-    ("met3r", "MEt3R ↓", False, 3),
-    ("fid", "FID ↓ †", False, 1),
-)
-# per dataset only: FID and KID over every test view of the dataset
-POOLED = (("fid_pooled", "pooled FID ↓", False, 1), ("kid", "KID ×10³ ↓", False, 2))
-SUMMARY_COLUMNS = ["dataset", "scene", "method", "psnr", "ssim", "lpips", "niqe", "met3r", "fid", "fid_pooled", "kid", "kid_se", "kind"]
-PER_VIEW_COLUMNS = ["dataset", "scene", "method", "view", "psnr", "ssim", "lpips", "niqe"]
-
-
 def method_order(present, methods: list[str] | None) -> list[str]:
     """params' `methods` order (the paper's rows), then any other method in the order first seen."""
     seen = list(dict.fromkeys(present))
@@ -169,13 +155,11 @@ def aggregate(
     steps at HR) puts a note under the tables when they differ. `renders` (the folders results/renders/<dataset>/<scene>/
     <method> the scores come from) lets MEt3R scores count only where they were computed on those renders."""
     per_view = pd.concat([pd.read_csv(p) for p in per_view_csvs], ignore_index=True)
-    if "niqe" not in per_view:  # tables scored before NIQE existed
-        per_view["niqe"] = np.nan
-    per_view = per_view[PER_VIEW_COLUMNS]
+    per_view = per_view.reindex(columns=per_view_columns())  # a metric added since a table was scored: n/a there
     order = method_order(per_view["method"], methods)
-    scores = ["psnr", "ssim", "lpips", "niqe"]
-    per_scene = per_view.groupby(["dataset", "scene", "method"], as_index=False)[scores].mean()
-    n_views = per_view.groupby(["dataset", "scene", "method"]).size()
+    scores = [m.column for m in of_scope("view")]
+    per_scene = per_view.groupby(KEYS, as_index=False)[scores].mean()
+    n_views = per_view.groupby(KEYS).size()
     # FID per scene (the official protocol) from the scoring jobs' features; pooled FID and KID per dataset
     feats = {}
     for p in features:
@@ -196,7 +180,7 @@ def aggregate(
         per_scene["met3r"] = [m3.get((r.dataset, r.scene, r.method), np.nan) for r in per_scene.itertuples()]
     means = per_scene.groupby(["dataset", "method"], as_index=False)[scores].mean().assign(scene="mean")
     # MEt3R and FID of a dataset only from every one of its scenes (a mean of the scenes that have one would mislead)
-    for col in ("met3r", "fid"):
+    for col in [m.column for m in of_scope("scene")]:
         means[col] = per_scene.groupby(["dataset", "method"])[col].agg(lambda v: v.mean() if v.notna().all() else np.nan).to_numpy()
     pooled = []
     for r in means.itertuples():
@@ -211,7 +195,7 @@ def aggregate(
     rank = {m: i for i, m in enumerate(order)}
     per_scene = per_scene.sort_values(["dataset", "scene", "method"], key=lambda c: c.map(rank) if c.name == "method" else c)
     means = means.sort_values(["dataset", "method"], key=lambda c: c.map(rank) if c.name == "method" else c)
-    summary = pd.concat([per_scene, means], ignore_index=True).reindex(columns=SUMMARY_COLUMNS)
+    summary = pd.concat([per_scene, means], ignore_index=True).reindex(columns=summary_columns())
     summary["kind"] = ["2D" if is_2d(m) else "3D" for m in summary["method"]]
     per_view = per_view.assign(_m=per_view["method"].map(rank)).sort_values(["dataset", "scene", "_m", "view"]).drop(columns="_m")
     out_dir = Path(out_dir)
@@ -219,7 +203,10 @@ def aggregate(
         with atomic_path(out_dir / name) as tmp:
             df.to_csv(tmp, index=False)
 
-    # DVC's metrics (`dvc metrics show`, `dvc exp show`): the mean over scenes per dataset and method
+    # DVC's metrics (`dvc metrics show`, `dvc exp show`): the mean over scenes per dataset and method; 4 decimals, more for
+    # a metric shown scaled up (KID x 10^3) and its error
+    json_digits = {c: 6 for m in METRICS if m.scale != 1 for c in (m.column, m.error) if c}
+
     def num(x, digits):
         return None if x is None or math.isnan(x) else round(float(x), digits)
 
@@ -227,7 +214,7 @@ def aggregate(
         out_dir / "summary.json",
         {
             dataset: {
-                r.method: {k: num(getattr(r, k), 6 if k.startswith("kid") else 4) for k in SUMMARY_COLUMNS[3:-1]} for r in df.itertuples()
+                r.method: {k: num(getattr(r, k), json_digits.get(k, 4)) for k in summary_columns()[len(KEYS) : -1]} for r in df.itertuples()
             }
             for dataset, df in means.groupby("dataset", sort=True)
         },
@@ -257,16 +244,16 @@ def _cells(df: pd.DataFrame, columns) -> list[list[tuple[str, bool]]]:
     """Per row, per column: the formatted value and whether it is the column's best as shown (ties all bold; none
     when every value shown is the same)."""
     out = [[] for _ in range(len(df))]
-    for col, _, higher, digits in columns:
-        scale = 1e3 if col == "kid" else 1.0  # KID is shown x 10^3
-        shown = np.round(df[col].to_numpy(dtype=float) * scale, digits)
+    for m in columns:
+        digits = m.digits
+        shown = np.round(df[m.column].to_numpy(dtype=float) * m.scale, digits)
         finite = shown[~np.isnan(shown)]
-        best = (finite.max() if higher else finite.min()) if len(finite) > 1 and np.ptp(finite) > 0 else None
+        best = (finite.max() if m.higher_is_better else finite.min()) if len(finite) > 1 and np.ptp(finite) > 0 else None
         for i, v in enumerate(shown):
             if math.isnan(v):
                 text = "n/a"
-            elif col == "kid":
-                text = f"{v:.{digits}f} ± {scale * df['kid_se'].iloc[i]:.{digits}f}"
+            elif m.error:
+                text = f"{v:.{digits}f} ± {m.scale * df[m.error].iloc[i]:.{digits}f}"
             else:
                 text = f"{v:.{digits}f}"
             out[i].append((text, best is not None and v == best))
@@ -305,7 +292,7 @@ def tables_markdown(
     """The paper's table for one dataset (mean over scenes, one row per method), then one table per scene."""
 
     def table(df, columns):
-        head = "| method | " + " | ".join(h for _, h, _, _ in columns) + " |"
+        head = "| method | " + " | ".join(m.header for m in columns) + " |"
         rows = [head, "|---|" + "---|" * len(columns)]
         for name, cells in zip(df["method"], _cells(df, columns)):
             rows.append(f"| {_name(name)} | " + " | ".join(f"**{t}**" if b else t for t, b in cells) + " |")
@@ -319,11 +306,14 @@ def tables_markdown(
         "",
     ]
     lines += (
-        table(means, COLUMNS + POOLED) + [""] + [f"{n}  " if i == 0 else n for i, n in enumerate(_notes(summary, views, budgets))] + [""]
+        table(means, of_scope("view", "scene", "dataset"))
+        + [""]
+        + [f"{n}  " if i == 0 else n for i, n in enumerate(_notes(summary, views, budgets))]
+        + [""]
     )
     for scene in [s for s in summary["scene"].unique() if s != "mean"]:
         df = summary[summary["scene"] == scene]
-        lines += [f"## {scene}", ""] + table(df, COLUMNS) + [""]
+        lines += [f"## {scene}", ""] + table(df, of_scope("view", "scene")) + [""]
     if consistency is not None and len(consistency):
         lines += [
             "## Multi-view consistency of the training views' images",
@@ -346,7 +336,7 @@ def tables_html(
     """One self-contained page per dataset with the same tables (what the Snakemake report shows)."""
 
     def table(df, columns):
-        head = "<tr><th>method</th>" + "".join(f"<th>{escape(h)}</th>" for _, h, _, _ in columns) + "</tr>"
+        head = "<tr><th>method</th>" + "".join(f"<th>{escape(m.header)}</th>" for m in columns) + "</tr>"
         body = [
             f"<tr><td>{escape(_name(name))}</td>"
             + "".join(f"<td><b>{escape(t)}</b></td>" if b else f"<td>{escape(t)}</td>" for t, b in cells)
@@ -359,10 +349,10 @@ def tables_html(
     parts = [
         f"<h2>{escape(dataset)}: test views at HR</h2>",
         f"<p>Mean over the {summary['scene'].nunique() - 1} scene(s); each scene: the mean over its test views.</p>",
-        table(means, COLUMNS + POOLED),
+        table(means, of_scope("view", "scene", "dataset")),
     ] + [f"<p><small>{escape(n)}</small></p>" for n in _notes(summary, views, budgets)]
     for scene in [s for s in summary["scene"].unique() if s != "mean"]:
-        parts += [f"<h3>{escape(scene)}</h3>", table(summary[summary["scene"] == scene], COLUMNS)]
+        parts += [f"<h3>{escape(scene)}</h3>", table(summary[summary["scene"] == scene], of_scope("view", "scene"))]
     if consistency is not None and len(consistency):
         parts += [
             "<h2>Multi-view consistency of the training views' images</h2>",

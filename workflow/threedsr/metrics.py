@@ -127,8 +127,15 @@ def load_fid_inception(weights: str | Path | None = None, fetch: bool = True):
     return None if path is None else load_inception(path)
 
 
-def image_metrics(img: torch.Tensor, gt: torch.Tensor, lpips: LPIPS | None) -> dict[str, float]:
-    img, gt = img.clamp(0, 1), gt.clamp(0, 1)
+def lpips_distance(lpips: LPIPS, img: torch.Tensor, gt: torch.Tensor) -> float:
+    """LPIPS between two HxWx3 images in [0, 1]."""
     with torch.no_grad():
-        lp = float(lpips(_nchw(img), _nchw(gt))[0]) if lpips is not None else float("nan")
+        return float(lpips(_nchw(img), _nchw(gt))[0])
+
+
+def image_metrics(img: torch.Tensor, gt: torch.Tensor, lpips: LPIPS | None) -> dict[str, float]:
+    """PSNR, SSIM and LPIPS (NaN without its model) of one image, for the SR benchmark and 3DSR's per-step scores; the
+    tables' per-view scores are metric_registry.METRICS'."""
+    img, gt = img.clamp(0, 1), gt.clamp(0, 1)
+    lp = lpips_distance(lpips, img, gt) if lpips is not None else float("nan")
     return {"psnr": psnr(img, gt), "ssim": ssim(img, gt), "lpips": lp}
