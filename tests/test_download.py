@@ -19,6 +19,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves PAYLOAD at /data.zip with Range support, and a Drive-style confirmation page at /drive."""
 
     requests_seen: list = []
+    payload: bytes = PAYLOAD  # what /data.zip serves
+    goog_hash: str | None = None  # an x-goog-hash header to send with it, as Google Cloud Storage does
 
     def log_message(self, *args):
         pass
@@ -44,7 +46,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(206)
         else:
             self.send_response(200)
-        body = PAYLOAD[start:]
+        body = _Handler.payload[start:]
+        if _Handler.goog_hash:
+            self.send_header("x-goog-hash", _Handler.goog_hash)
         self.send_header("Content-Type", "application/zip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -53,7 +57,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    _Handler.requests_seen = []
+    _Handler.requests_seen, _Handler.payload, _Handler.goog_hash = [], PAYLOAD, None
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
@@ -81,6 +85,49 @@ def test_checksum_mismatch_is_an_error_and_leaves_no_archive(server, tmp_path):
 def test_first_download_without_checksum_logs_it(server, tmp_path, caplog):
     download(Archive("data.zip", f"{server}/data.zip"), tmp_path / "data.zip")
     assert hashlib.sha256(PAYLOAD).hexdigest() in caplog.text
+
+
+def _goog_hash(data: bytes) -> str:
+    import base64
+
+    return f"crc32c=AAAAAA==,md5={base64.b64encode(hashlib.md5(data).digest()).decode()}"
+
+
+def test_the_md5_the_server_publishes_is_checked(server, tmp_path, caplog):
+    """Google Cloud Storage (MipNeRF360's archives) sends each object's MD5 in x-goog-hash: a download, resumed or not,
+    must match it; one that does not is deleted."""
+    caplog.set_level("INFO", logger="threedsr.download")
+    _Handler.goog_hash = _goog_hash(PAYLOAD)
+    Path(str(tmp_path / "data.zip") + ".part").write_bytes(PAYLOAD[:1000])
+    download(Archive("data.zip", f"{server}/data.zip"), tmp_path / "data.zip")
+    assert (tmp_path / "data.zip").read_bytes() == PAYLOAD and "MD5 matches" in caplog.text
+    _Handler.goog_hash = _goog_hash(b"another object")
+    with pytest.raises(DataError, match="MD5 differs from the one .* publishes"):
+        download(Archive("data.zip", f"{server}/data.zip"), tmp_path / "again.zip")
+    assert not (tmp_path / "again.zip").exists() and not Path(str(tmp_path / "again.zip") + ".part").exists()
+
+
+def test_an_official_archive_is_checked_for_its_scenes(server, tmp_path):
+    """No official archive has a published sha256: what is downloaded as nerf_llff_data.zip must be a zip holding every
+    LLFF scene with its poses and images, or it is not taken (an error names what is missing; the file is kept)."""
+    from threedsr.datasets import OFFICIAL_SCENES
+
+    scenes = sorted(OFFICIAL_SCENES["llff"])
+    members = {f"nerf_llff_data/{s}/{f}": b"x" for s in scenes for f in ("poses_bounds.npy", "images/IMG_0001.JPG")}
+    _Handler.payload = _zip(tmp_path / "good.zip", members).read_bytes()
+    download(Archive("nerf_llff_data.zip", f"{server}/data.zip", "llff"), tmp_path / "nerf_llff_data.zip")
+    assert (tmp_path / "nerf_llff_data.zip").exists()
+    del members["nerf_llff_data/trex/poses_bounds.npy"]
+    _Handler.payload = _zip(tmp_path / "bad.zip", members).read_bytes()
+    with pytest.raises(
+        DataError, match="not the published nerf_llff_data.zip: no poses_bounds.npy and images/ for nerf_llff_data/trex. Kept"
+    ):
+        download(Archive("nerf_llff_data.zip", f"{server}/data.zip", "llff"), tmp_path / "other" / "nerf_llff_data.zip")
+    assert not (tmp_path / "other" / "nerf_llff_data.zip").exists()  # not taken for the archive, and not lost either:
+    assert (tmp_path / "other" / "nerf_llff_data.zip.part").read_bytes() == _Handler.payload
+    _Handler.payload = PAYLOAD  # not a zip at all (an HTML error page, a file cut short)
+    with pytest.raises(DataError, match="not a readable zip archive"):
+        download(Archive("nerf_llff_data.zip", f"{server}/data.zip", "llff"), tmp_path / "third" / "nerf_llff_data.zip")
 
 
 def test_google_drive_confirmation_page_is_followed(server, tmp_path):

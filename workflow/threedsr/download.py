@@ -1,11 +1,20 @@
-"""Resumable downloads with size/sha256 checks, and archive extraction that cannot escape its target."""
+"""Resumable downloads, checked, and archive extraction that cannot escape its target.
+
+A download is checked against what can be known of it: its size and sha256 where recorded in datasets.py (none of the
+official archives has a published sha256), the MD5 its server publishes in the `x-goog-hash` header (Google Cloud
+Storage, where MipNeRF360's archives are), and for an official archive its structure: a readable zip directory (a
+truncated file has none) holding every scene it should, each with poses and images. Extraction then checks each
+file's CRC-32 as it reads it.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html.parser
 import logging
 import os
+import re
 import shutil
 import stat
 import zipfile
@@ -13,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from .datasets import ARCHIVES, Archive
+from .datasets import ARCHIVES, OFFICIAL_SCENES, Archive
 from .errors import DataError, OfflineError, lookup
 from .io import atomic_dir
 
@@ -22,12 +31,38 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def published_md5(headers) -> str | None:
+    """The whole object's MD5 (hex) from a Google Cloud Storage `x-goog-hash: crc32c=…,md5=…` header, if there is one."""
+    m = re.search(r"md5=([A-Za-z0-9+/]+={0,2})", headers.get("x-goog-hash", ""))
+    return base64.b64decode(m.group(1)).hex() if m else None
+
+
+def check_structure(path: Path, filename: str) -> None:
+    """An official archive holds every scene datasets.py lists for it, each with poses_bounds.npy and an images folder."""
+    prefixes = sorted({prefix for scenes in OFFICIAL_SCENES.values() for f, prefix in scenes.values() if f == filename})
+    if not prefixes:
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{path}: not a readable zip archive ({e}): not {filename}, or cut short") from None
+    missing = []
+    for prefix in prefixes:
+        inside = [n[len(prefix) :] for n in names if n.startswith(prefix)]
+        has_images = any(re.match(r"images[^/]*/[^/]+$", n) for n in inside)
+        if "poses_bounds.npy" not in inside or not has_images:
+            missing.append(prefix.rstrip("/"))
+    if missing:
+        raise DataError(f"{path}: not the published {filename}: no poses_bounds.npy and images/ for {', '.join(missing)}")
 
 
 class _FormParser(html.parser.HTMLParser):
@@ -68,11 +103,13 @@ def download(archive: Archive, dest: Path, timeout: float = 60.0) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     session = requests.Session()
+    md5 = None
     try:
         url = _gdrive_confirmed_url(session, archive.url, timeout) if archive.gdrive else archive.url
         have = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         with session.get(url, headers=headers, stream=True, timeout=timeout) as r:
+            md5 = published_md5(r.headers)  # the whole object's MD5, also in answer to a range (resumed) request
             if r.status_code == 416:  # range not satisfiable: the partial file is already complete
                 pass
             else:
@@ -99,12 +136,24 @@ def download(archive: Archive, dest: Path, timeout: float = 60.0) -> Path:
     size = part.stat().st_size
     if archive.size is not None and size != archive.size:
         raise DataError(f"{part}: {size} bytes, expected {archive.size}; the download is incomplete, run again to resume")
-    digest = sha256_of(part)
+    digest = file_digest(part)
     if archive.sha256 is None:
         log.warning("%s: no checksum recorded; sha256 %s (%d bytes). Pin it in threedsr/datasets.py.", archive.filename, digest, size)
     elif digest != archive.sha256:
         part.unlink()
         raise DataError(f"{dest}: sha256 {digest} does not match the recorded {archive.sha256}; deleted, run again")
+    if md5 is not None:
+        if file_digest(part, "md5") != md5:
+            part.unlink()
+            raise DataError(f"{dest}: its MD5 differs from the one {archive.url} publishes (x-goog-hash); deleted, run again")
+        log.info("%s: MD5 matches the server's (x-goog-hash)", archive.filename)
+    try:
+        check_structure(part, archive.filename)
+    except DataError as e:  # kept, not deleted: a cut-short file resumes, and a re-laid-out archive is not lost
+        raise DataError(
+            f"{e}. Kept as {part}: run again to resume a download cut short; if it is complete, extract its scenes into the "
+            f"folder params.yaml's datasets.{archive.dataset or '<dataset>'}.root names (one sub-folder per scene)"
+        ) from None
     os.replace(part, dest)
     return dest
 
