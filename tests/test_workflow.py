@@ -27,6 +27,28 @@ def test_snakemake_lint_finds_nothing(workflow_dir):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def _rules(workflow_dir, config: dict) -> dict:
+    """Each rule of the workflow parsed with `config` as params.yaml: name -> (conda file, gpu resource)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        settings = ConfigSettings(config=config, replace_workflow_config=True)
+        wf = api.workflow(ResourceSettings(cores=1), settings, snakefile=workflow_dir / "Snakefile", workdir=workflow_dir)
+        rules = wf._workflow.rules  # no public API lists a workflow's rules
+        return {r.name: (r.conda_env, getattr(r.resources.get("gpu"), "value", None)) for r in rules if r.name != "all"}
+
+
+@pytest.mark.parametrize("device, gpu_env", [("cuda", "cuda.yaml"), ("auto", "cpu.yaml"), ("cpu", "cpu.yaml")])
+def test_gpu_jobs_get_the_cuda_environment_when_the_run_asks_for_cuda(workflow_dir, device, gpu_env):
+    """Under --software-deployment-method conda a job that uses the GPU (`resources: gpu=1`) gets envs/cuda.yaml when
+    params.yaml says device: cuda, and every other job, or every job without it, envs/cpu.yaml."""
+    rules = _rules(workflow_dir, {**yaml.safe_load((workflow_dir / "params.yaml").read_text()), "device": device})
+    gpu = {name for name, (_, n) in rules.items() if n == 1}
+    assert {"pretrain_lr", "fit_3dsr", "render_test", "super_resolve"} <= gpu
+    assert all(env.endswith(gpu_env if name in gpu else "cpu.yaml") for name, (env, _) in rules.items()), rules
+
+
 # tiny 3DGS schedules so that the whole chain runs in seconds
 FAST = {
     "gs": {

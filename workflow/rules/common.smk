@@ -39,6 +39,8 @@ for archive, reasons in threedsr.config.downloads(config).items():
 # rules request at the GPUs present. Without GPUs there is no cap: CPU jobs are bounded by threads.
 if "gpu" not in workflow.global_resources and (n_gpus := visible_gpus()) > 0:
     workflow.register_resource("gpu", n_gpus)
+if config["device"] == "auto" and "conda" in str(workflow.deployment_settings.deployment_method).lower():
+    logger.warning("device: auto with conda environments: the GPU jobs get envs/cpu.yaml (CPU torch); set device: cuda for envs/cuda.yaml")
 
 SCENES = threedsr.config.scenes(config)
 METHODS = config["methods"]
@@ -53,6 +55,11 @@ GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"
 _CHECKOUT = shlex.quote(str(Path(workflow.basedir) / "workflow")).replace("{", "{{").replace("}", "}}")
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={_CHECKOUT}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 CPU_ENV = "../../envs/cpu.yaml"
+# The jobs that use a GPU when there is one (`resources: gpu=1`) get the CUDA build of torch (envs/cuda.yaml) under
+# --software-deployment-method conda when params.yaml says `device: cuda`. With `device: auto` they get envs/cpu.yaml:
+# where the jobs will run, and so whether there will be a GPU, is not known while this file is parsed (a cluster's
+# login node has none), and a job must find the environment the submitting Snakemake created.
+GPU_ENV = "../../envs/cuda.yaml" if config["device"] == "cuda" else CPU_ENV
 
 # Threads: a 3DGS job (fits, renders, videos, SuperGaussian's frames) keeps a second core only 60-70 % busy at these
 # image sizes (the Python and small torch ops between its kernels run on one), so on a small machine two one-thread

@@ -14,7 +14,7 @@ rule pretrain_lr:
     log:
         "results/logs/pretrain_lr/{dataset}/{scene}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=8000,
@@ -38,7 +38,7 @@ rule fit_bicubic:
     log:
         "results/logs/fit_bicubic/{dataset}/{scene}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=8000,
@@ -64,7 +64,7 @@ rule render_test:
     log:
         "results/logs/render_test/{dataset}/{scene}/{method}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=4000,

@@ -52,7 +52,7 @@ rule videos:
     log:
         "results/logs/videos/{dataset}/{scene}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=4000,

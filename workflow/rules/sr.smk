@@ -76,7 +76,7 @@ rule super_resolve:
     log:
         "results/logs/super_resolve/{dataset}/{scene}/{model}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=8000,
@@ -101,7 +101,7 @@ rule fit_isr:
     log:
         "results/logs/fit_isr/{dataset}/{scene}/{isr}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=8000,
@@ -161,7 +161,7 @@ rule fit_3dsr:
     log:
         "results/logs/fit_3dsr/{dataset}/{scene}/{tdsr}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=12000,
@@ -186,7 +186,7 @@ rule consistency:
     log:
         "results/logs/consistency/{dataset}/{scene}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     threads: 1
     resources:
         mem_mb=4000,

@@ -17,7 +17,7 @@ rule supergaussian_frames:
     log:
         "results/logs/supergaussian_frames/{dataset}/{scene}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     priority: 1
     threads: 1
     resources:
@@ -43,7 +43,7 @@ rule fit_supergaussian:
     log:
         "results/logs/fit_supergaussian/{dataset}/{scene}.log",
     conda:
-        CPU_ENV
+        GPU_ENV
     priority: 1
     threads: 1
     resources:
