@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from threedsr.config import hr_iterations  # noqa: E402
+from threedsr.method_registry import hr_iterations  # noqa: E402
 from threedsr.sr.tiling import _starts  # noqa: E402
 
 # --- assumptions (one A100-class GPU, fp16 where the pipeline uses it) ------------------------------

@@ -216,3 +216,24 @@ def test_a_job_asked_for_cuda_without_one_says_so_in_one_line():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="device: cuda, but torch sees no CUDA device"):
         resolve_device("cuda")
+
+
+def test_each_methods_budget_reads_only_the_keys_its_jobs_declare():
+    """The tables' budget note is computed from HR_BUDGET_KEYS alone (the aggregate job's params): every method's
+    budget in the method registry must be computable from those keys, or a change to another would leave it stale."""
+    from threedsr import method_registry
+
+    full = config.load(REPO / "params.yaml")
+    declared = {}
+    for key in config.HR_BUDGET_KEYS:  # nested as params_json nests them
+        *path, last = key.split(".")
+        src, dst = full, declared
+        for k in path:
+            src, dst = src[k], dst.setdefault(k, {})
+        dst[last] = src[last]
+    for m in method_registry.METHODS:
+        if m.hr_budget:
+            assert m.hr_budget(declared) == m.hr_budget(full) > 0, m.name
+    assert config.hr_budgets({**declared, "methods": method_registry.method_names()}).keys() == {
+        n for n in method_registry.method_names() if method_registry.of(n).hr_budget
+    }

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from threedsr import method_registry
 from threedsr.sr import registry
 from threedsr.sr.base import DiffusionSR, SRModel
 
@@ -16,7 +17,7 @@ SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "params.schema.yaml").r
 def test_the_schema_accepts_exactly_the_registered_models_and_methods():
     assert SCHEMA["sr"]["properties"]["model"]["enum"] == list(registry.IMAGE_MODELS)
     assert sorted(SCHEMA["supergaussian"]["properties"]["upsampler"]["enum"]) == sorted(registry.UPSAMPLERS)
-    assert sorted(SCHEMA["methods"]["items"]["enum"]) == sorted(registry.method_names())
+    assert sorted(SCHEMA["methods"]["items"]["enum"]) == sorted(method_registry.method_names())
     # every model has its block in sr, and every block of sr belongs to a model
     blocks = {k for k, v in SCHEMA["sr"]["properties"].items() if v.get("type") == "object"}
     assert blocks == {s.block for s in registry.SPECS}

@@ -5,6 +5,7 @@ import shlex
 from pathlib import Path
 
 import threedsr.config
+from threedsr import method_registry
 import threedsr.dvc_stages
 from threedsr.datasets import OFFICIAL_SCENES, local_scene
 from threedsr.devices import visible_gpus
@@ -45,7 +46,7 @@ if config["device"] == "auto" and "conda" in str(workflow.deployment_settings.de
 SCENES = threedsr.config.scenes(config)
 METHODS = config["methods"]
 # methods with a 3DGS model to render (sr2d is 2D super-resolution alone)
-GS_METHODS = [m for m in METHODS if threedsr.config.split_method(m)[0] != "sr2d"]
+GS_METHODS = [m for m in METHODS if method_registry.of(m).dims == 3]
 
 # Every job runs this checkout's package (`python -m threedsr`) in the active virtualenv, or in its conda environment
 # (--software-deployment-method conda), which holds the dependencies only: the checkout goes first on PYTHONPATH, set
@@ -137,7 +138,7 @@ def model_path_args(input):
 
 def sr_views(model):
     """All views when an isr method fits 3DGS to this model's output, else only the test views (sr2d)."""
-    return "all" if any(threedsr.config.split_method(m)[0] == "isr" and sr_model(m) == model for m in METHODS) else "test"
+    return "all" if any(method_registry.of(m).sr_images and method_registry.of(m).dims == 3 and sr_model(m) == model for m in METHODS) else "test"
 
 
 def sampler_keys(model):
@@ -149,7 +150,7 @@ def consistency_sets(wildcards):
     """Image sets of the training views whose consistency is compared: label -> folder."""
     sets = {"ground truth": "hr", "bicubic": "bicubic"}
     for m in METHODS:
-        base = threedsr.config.split_method(m)[0]
+        base = method_registry.split(m)[0]
         if base == "isr":
             sets[f"{m}: SR images"] = f"results/sr/{wildcards.dataset}/{wildcards.scene}/{sr_model(m)}"
         elif base == "3dsr":
@@ -167,7 +168,7 @@ def every_output(wildcards):
         out += [f"results/poses/{d}/{s}", f"results/scenes/{d}/{s}", f"results/metrics/{d}/{s}/consistency.csv"]
         out += [f"results/gs/{d}/{s}/{m}/{f}" for m in GS_METHODS for f in ("ckpt.pt", "point_cloud.ply")]
         out += [f"results/renders/{d}/{s}/{m}" for m in METHODS] + [f"results/metrics/{d}/{s}/{m}{x}" for m in METHODS for x in (".csv", ".inception.npz")]
-        out += [f"results/sr/{d}/{s}/{sr_model(m)}" for m in METHODS if threedsr.config.split_method(m)[0] in ("isr", "sr2d")]
+        out += [f"results/sr/{d}/{s}/{sr_model(m)}" for m in METHODS if method_registry.of(m).sr_images]
         if "supergaussian" in METHODS:
             out.append(f"results/supergaussian/{d}/{s}/frames")
     return out

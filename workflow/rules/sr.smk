@@ -177,7 +177,7 @@ rule consistency:
         scene="results/scenes/{dataset}/{scene}",
         depth="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
         sr=lambda w: [f for f in consistency_sets(w).values() if f.startswith("results/sr/")],
-        views=lambda w: [f"results/gs/{w.dataset}/{w.scene}/{m}/views" for m in METHODS if threedsr.config.split_method(m)[0] == "3dsr"],
+        views=lambda w: [f"results/gs/{w.dataset}/{w.scene}/{m}/views" for m in METHODS if method_registry.split(m)[0] == "3dsr"],
     output:
         "results/metrics/{dataset}/{scene}/consistency.csv",
     params:

@@ -288,8 +288,8 @@ def _fit_arguments(c):
 
 @command("fit", "fit 3DGS to a scene's LR views, their bicubic upsampling, their SR images or SuperGaussian's frames", _fit_arguments)
 def _fit(a):
-    from .config import hr_iterations
     from .fit import fit, hr_lr_loss, train_config
+    from .method_registry import hr_iterations
     from .scene import PreparedScene
     from .training_views import bicubic_views, frame_views, lr_views, sr_views
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from . import method_registry as methods
 from .datasets import OFFICIAL_SCENES, local_scene
 from .errors import ConfigError
 from .sr import registry
@@ -76,17 +77,6 @@ def check_device(config: dict, visible_gpus: int) -> None:
         )
 
 
-def threedsr_budget(config: dict) -> int:
-    """3DSR's 3DGS steps at HR: threedsr.steps rounds of threedsr.iters_per_step."""
-    return config["threedsr"]["steps"] * config["threedsr"]["iters_per_step"]
-
-
-def hr_iterations(config: dict, block: str) -> int:
-    """The 3DGS steps at HR of `isr` or `supergaussian`: their own `iterations`, or by default (null) 3DSR's budget,
-    so that the methods compare at equal 3DGS budgets."""
-    return config[block]["iterations"] or threedsr_budget(config)
-
-
 HR_BUDGET_KEYS = (
     "methods",
     "bicubic.iterations",
@@ -99,39 +89,18 @@ HR_BUDGET_KEYS = (
 
 def hr_budgets(config: dict) -> dict[str, int]:
     """Each method's 3DGS steps at HR (the methods that fit a 3DGS at HR; lr3dgs and sr2d have none). Needs HR_BUDGET_KEYS."""
-    out = {}
-    for m in config["methods"]:
-        base = split_method(m)[0]
-        if base == "bicubic":
-            out[m] = config["bicubic"]["iterations"]
-        elif base in ("isr", "supergaussian"):
-            out[m] = hr_iterations(config, base)
-        elif base == "3dsr":
-            out[m] = threedsr_budget(config)
-    return out
+    return {m: spec.hr_budget(config) for m in config["methods"] if (spec := methods.of(m)).hr_budget}
 
 
-def split_method(method: str) -> tuple[str, str | None]:
-    """A method name's base and the SR model it names: 'sr2d-realesrgan' -> ('sr2d', 'realesrgan'), 'isr' -> ('isr', None)."""
-    base, _, model = method.partition("-")
-    return base, model or None
-
-
-def method_sr_model(config: dict, method: str) -> str:
-    """The SR model an isr/sr2d/3dsr method runs: the one after the hyphen (sr2d-realesrgan), else sr.model."""
-    return split_method(method)[1] or config["sr"]["model"]
+def method_sr_model(config: dict, method: str) -> str | None:
+    """The SR model a method runs: an isr/sr2d/3dsr method's after the hyphen (sr2d-realesrgan), else sr.model;
+    SuperGaussian's upsampler; None for a method without one."""
+    return methods.of(method).sr_model(config, method)
 
 
 def sr_models_used(config: dict) -> set[str]:
-    """The SR models the configured methods run (a method's own model, else sr.model; SuperGaussian's upsampler)."""
-    used = set()
-    for m in config["methods"]:
-        base = split_method(m)[0]
-        if base in ("isr", "sr2d", "3dsr"):
-            used.add(method_sr_model(config, m))
-        elif base == "supergaussian":
-            used.add(config["supergaussian"]["upsampler"])
-    return used
+    """The SR models the configured methods run."""
+    return {model for m in config["methods"] if (model := method_sr_model(config, m))}
 
 
 def check(config: dict) -> None:
@@ -143,7 +112,7 @@ def check(config: dict) -> None:
     lr, hr = config["resolution"]["lr_factor"], config["resolution"]["hr_factor"]
     if lr <= hr or lr % hr:
         raise ConfigError(f"resolution.lr_factor ({lr}) must be a multiple of resolution.hr_factor ({hr}) and larger than it")
-    sr_methods = [m for m in config["methods"] if split_method(m)[0] in ("isr", "sr2d", "3dsr", "supergaussian")]
+    sr_methods = [m for m in config["methods"] if method_sr_model(config, m)]
     if sr_methods and lr // hr != 4:
         raise ConfigError(
             f"methods: {', '.join(sr_methods)} use x4 SR models, but resolution.lr_factor / resolution.hr_factor = {lr}/{hr} = {lr // hr}"
@@ -163,10 +132,11 @@ def check(config: dict) -> None:
         if (path := config["metrics"][key]) and not Path(path).is_file():
             raise ConfigError(f"metrics.{key} ({path}) is not a file")
     for m in config["methods"]:
-        base, model = split_method(m)
-        if base == "3dsr" and method_sr_model(config, m) not in registry.DIFFUSION_MODELS:
-            where = f"the model after the hyphen ({model})" if model else f"sr.model ({config['sr']['model']})"
-            raise ConfigError(f"methods: {m} needs a diffusion SR model ({', '.join(registry.DIFFUSION_MODELS)}), but {where} is not one")
+        spec, model = methods.of(m), methods.split(m)[1]
+        if spec.sr_models and spec.upsampler_key is None and (used := method_sr_model(config, m)) not in spec.sr_models:
+            where = f"the model after the hyphen ({model})" if model else f"sr.model ({used})"
+            kind = "a diffusion SR model" if set(spec.sr_models) <= set(registry.DIFFUSION_MODELS) else "an SR model"
+            raise ConfigError(f"methods: {m} needs {kind} ({', '.join(spec.sr_models)}), but {where} is not one")
     for dataset, spec in config["datasets"].items():
         if dataset == "synthetic":
             continue

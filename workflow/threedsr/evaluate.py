@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
-from .config import split_method
+from . import method_registry
 from .errors import DataError
 from .fid import DIMS, fid, inception_features, kid
 from .imaging import to_float, to_uint8
@@ -115,8 +115,8 @@ def read_features(path: Path) -> dict:
 
 
 def is_2d(method: str) -> bool:
-    """sr2d methods score 2D SR of the test views themselves, without a 3D model."""
-    return split_method(method)[0] == "sr2d"
+    """A 2D method (sr2d) scores 2D SR of the test views themselves, without a 3D model."""
+    return method_registry.of(method).dims == 2
 
 
 def method_order(present, methods: list[str] | None) -> list[str]:

@@ -97,16 +97,6 @@ IMAGE_MODELS = tuple(s.name for s in SPECS if not s.video)  # sr.model, and isr-
 DIFFUSION_MODELS = tuple(s.name for s in SPECS if s.diffusion)  # 3dsr and 3dsr-<model>
 VIDEO_MODELS = tuple(s.name for s in SPECS if s.video)  # supergaussian.upsampler only
 UPSAMPLERS = IMAGE_MODELS + VIDEO_MODELS  # supergaussian.upsampler
-SR_METHODS = ("isr", "sr2d", "3dsr")  # methods that take an SR model (after a hyphen, or sr.model)
-OTHER_METHODS = ("lr3dgs", "bicubic", "supergaussian")
-
-
-def method_names() -> list[str]:
-    """Every name `methods` accepts: the plain methods and each SR method with each model it can run."""
-    out = list(OTHER_METHODS) + list(SR_METHODS)
-    for base in SR_METHODS:
-        out += [f"{base}-{m}" for m in (DIFFUSION_MODELS if base == "3dsr" else IMAGE_MODELS)]
-    return out
 
 
 def spec(name: str) -> SRModelSpec:
