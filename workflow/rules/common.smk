@@ -10,7 +10,7 @@ import threedsr.dvc_stages
 from threedsr.datasets import OFFICIAL_SCENES, local_scene
 from threedsr.devices import visible_gpus
 from threedsr.errors import ConfigError
-from threedsr.settings import SAMPLER_KEYS
+from threedsr.sr.sampler_config import SAMPLER_KEYS
 from threedsr.sr import registry
 
 try:

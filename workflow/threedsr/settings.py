@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from .sr.sampler_config import SamplerConfig
+
 
 def _build(cls, data: Any):
     """`cls` from a params dict (nested blocks and lists of them included); unknown keys are an error."""
@@ -180,16 +182,15 @@ class SR(Block):
 
 # -- the methods -----------------------------------------------------------------------------------
 
-SAMPLER_KEYS = ("steps", "update", "eta", "init", "seed")  # the threedsr keys every diffusion sampler reads
-
 
 @dataclass(frozen=True)
 class ThreeDSR(Block):
-    steps: int = 4  # sampling steps (paper: 4: timesteps 999, 666, 333, 0)
-    update: str = "ddim"  # ddim (paper eq. 3, with eta) or ddpm_posterior (official code)
-    eta: float = 0.0
-    init: str = "noised_lr"  # start latent: the LR image noised to the first timestep, or pure noise
-    seed: int = 0
+    # the sampler's keys (sr/sampler_config.py holds their defaults and meaning, for every diffusion SR model)
+    steps: int = SamplerConfig.steps  # sampling steps (paper: 4: timesteps 999, 666, 333, 0)
+    update: str = SamplerConfig.update  # ddim (paper eq. 3, with eta) or ddpm_posterior (official code)
+    eta: float = SamplerConfig.eta
+    init: str = SamplerConfig.init  # start latent: the LR image noised to the first timestep, or pure noise
+    seed: int = SamplerConfig.seed
     lambda_lr: float = 1.0  # L = L_hr + lambda_lr * L_lr (paper: 1); also isr's loss
     iters_per_step: int = 150  # 3DGS steps per sampling step (paper: 5000 on a GPU)
     delta_dssim: float = 0.2  # each loss term (1 - delta) L1 + delta D-SSIM (paper: 0.2)

@@ -8,41 +8,13 @@ the same update serves one view or a batch, any backend, and an x0 that comes fr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..settings import SAMPLER_KEYS, ThreeDSR
-from .names import INITS, PREDICTION_TYPES, UPDATES
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """How to sample: `steps` respaced timesteps, the update rule, DDIM's η, the start latent, the base seed
-    (params.yaml's threedsr.{steps, update, eta, init, seed}; defaults are its)."""
-
-    steps: int = ThreeDSR.steps
-    update: str = ThreeDSR.update
-    eta: float = ThreeDSR.eta
-    init: str = ThreeDSR.init
-    seed: int = ThreeDSR.seed
-
-    @classmethod
-    def from_params(cls, threedsr: dict) -> "SamplerConfig":
-        """From params.yaml's threedsr block (or the sampler keys of it): every diffusion sampler is set this one way."""
-        return cls(**{k: threedsr[k] for k in SAMPLER_KEYS})
-
-    def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.update not in UPDATES:
-            raise ValueError(f"update must be one of {UPDATES}, got {self.update!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+from .names import PREDICTION_TYPES
+from .sampler_config import SamplerConfig
 
 
 def respaced_timesteps(num_train_timesteps: int, steps: int) -> list[int]:

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from ..imaging import resize, to_float, upsample
 from ..io import atomic_dir
-from ..settings import ThreeDSR, Tiny
+from ..settings import Tiny
+from .sampler_config import SamplerConfig
 from .sampling import respaced_timesteps
 from .tiny import TinySR, build_scheduler, build_unet, pixel_encode
 
@@ -39,7 +40,7 @@ class TinyTrainConfig:
     block_out_channels: tuple[int, ...] = Tiny.block_out_channels
     layers_per_block: int = Tiny.layers_per_block
     seed: int = Tiny.seed
-    sampler_steps: int = ThreeDSR.steps  # ... the sampling steps whose timesteps training favours (threedsr.steps) ...
+    sampler_steps: int = SamplerConfig.steps  # ... the sampling steps whose timesteps training favours (threedsr.steps) ...
     warmup: int = 100  # ... and the training's own
     scale: int = 4
     zoom: tuple[float, float] = (0.3, 1.0)  # photos are seen at these fractions of their size
