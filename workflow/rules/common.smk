@@ -5,13 +5,13 @@ import shlex
 from pathlib import Path
 
 import threedsr.config
-from threedsr import method_registry
 import threedsr.dvc_stages
+from threedsr import method_registry
 from threedsr.datasets import OFFICIAL_SCENES, local_scene
 from threedsr.devices import visible_gpus
 from threedsr.errors import ConfigError
-from threedsr.sr.sampler_config import SAMPLER_KEYS
 from threedsr.sr import registry
+from threedsr.sr.sampler_config import SAMPLER_KEYS
 
 try:
     threedsr.config.validate(config)  # the schema, then the cross-key checks: one message naming the key, no schema dump
@@ -123,7 +123,7 @@ def prepared_scenes():
 
 
 def sr_model(method):
-    """The SR model a method uses (after the hyphen, else sr.model)."""
+    """The SR model a method runs (method_registry: after the hyphen, else sr.model; SuperGaussian's upsampler)."""
     return threedsr.config.method_sr_model(config, method)
 
 

@@ -16,7 +16,7 @@ from .errors import DataError
 from .fid import DIMS, fid, inception_features, kid
 from .imaging import to_float, to_uint8
 from .io import atomic_path, read_image, write_json, write_png
-from .metric_registry import KEYS, METRICS, ViewImages, load_models, of_scope, per_view_columns, score_view, summary_columns
+from .metric_registry import KEYS, ViewImages, load_models, of_scope, per_view_columns, score_view, summary_columns
 from .metrics import load_fid_inception
 from .scene import PreparedScene
 from .splat.render import RenderSettings, render_views
@@ -205,7 +205,7 @@ def aggregate(
 
     # DVC's metrics (`dvc metrics show`, `dvc exp show`): the mean over scenes per dataset and method; 4 decimals, more for
     # a metric shown scaled up (KID x 10^3) and its error
-    json_digits = {c: 6 for m in METRICS if m.scale != 1 for c in (m.column, m.error) if c}
+    json_digits = {c: 6 for m in of_scope("view", "scene", "dataset") if m.scale != 1 for c in (m.column, m.error) if c}
 
     def num(x, digits):
         return None if x is None or math.isnan(x) else round(float(x), digits)
