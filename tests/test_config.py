@@ -237,3 +237,21 @@ def test_each_methods_budget_reads_only_the_keys_its_jobs_declare():
     assert config.hr_budgets({**declared, "methods": method_registry.method_names()}).keys() == {
         n for n in method_registry.method_names() if method_registry.of(n).hr_budget
     }
+
+
+@pytest.mark.parametrize("iterations", [None, 250])
+@pytest.mark.parametrize("block", ["isr", "supergaussian"])
+def test_an_hr_fit_declares_the_keys_its_budget_reads(block, iterations):
+    """fit_isr / fit_supergaussian declare hr_iteration_keys: with iterations null they read 3DSR's budget, so a
+    threedsr.steps change must rerun them, and with iterations set it must not."""
+    from threedsr import method_registry
+
+    full = config.load(REPO / "params.yaml")
+    full[block]["iterations"] = iterations
+    keys = method_registry.hr_iteration_keys(full, block)
+    declared = {}
+    for key in keys:
+        head, last = key.split(".")
+        declared.setdefault(head, {})[last] = full[head][last]
+    assert method_registry.hr_iterations(declared, block) == method_registry.hr_iterations(full, block)
+    assert ("threedsr.steps" in keys) == (iterations is None)

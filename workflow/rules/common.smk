@@ -87,8 +87,8 @@ def params_json(*keys):
 
 
 def hr_budget_keys(block):
-    """What decides isr's or supergaussian's 3DGS steps at HR: its own iterations, and 3DSR's budget while that is null."""
-    return [f"{block}.iterations"] + (["threedsr.steps", "threedsr.iters_per_step"] if config[block]["iterations"] is None else [])
+    """What decides isr's or supergaussian's 3DGS steps at HR (method_registry.hr_iterations reads them)."""
+    return method_registry.hr_iteration_keys(config, block)
 
 
 # dataset and scene names are plain path components (the schema says the same): never '.', '..', a

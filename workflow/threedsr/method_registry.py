@@ -28,6 +28,11 @@ def hr_iterations(config: dict, block: str) -> int:
     return config[block]["iterations"] or threedsr_budget(config)
 
 
+def hr_iteration_keys(config: dict, block: str) -> list[str]:
+    """The params keys hr_iterations(config, block) reads (a job declares them: it reruns when one changes)."""
+    return [f"{block}.iterations"] + (["threedsr.steps", "threedsr.iters_per_step"] if config[block]["iterations"] is None else [])
+
+
 @dataclass(frozen=True)
 class Method:
     name: str  # its name in params.yaml's `methods`; with `sr_models`, also `<name>-<SR model>` for each model it can run
