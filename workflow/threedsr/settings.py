@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .sr.sampler_config import SamplerConfig
+from .sr.tiny_config import TinyTrainConfig
 
 
 def _build(cls, data: Any):
@@ -124,13 +125,14 @@ class Bicubic(Block):
 
 @dataclass(frozen=True)
 class Tiny(Block):
-    iterations: int = 400  # training steps of the offline prior (~3.5 min on 2 CPU cores)
-    batch_size: int = 16
-    patch: int = 24  # LR pixels (HR patches 96)
-    lr: float = 0.0003  # Adam; 2e-3 diverges with this UNet
-    block_out_channels: tuple[int, ...] = (64, 128, 128)
-    layers_per_block: int = 1
-    seed: int = 0
+    # the offline prior's training (sr/tiny_config.py holds these defaults, with what they mean)
+    iterations: int = TinyTrainConfig.iterations  # training steps of the offline prior (~3.5 min on 2 CPU cores)
+    batch_size: int = TinyTrainConfig.batch_size
+    patch: int = TinyTrainConfig.patch  # LR pixels (HR patches 96)
+    lr: float = TinyTrainConfig.lr  # Adam; 2e-3 diverges with this UNet
+    block_out_channels: tuple[int, ...] = TinyTrainConfig.block_out_channels
+    layers_per_block: int = TinyTrainConfig.layers_per_block
+    seed: int = TinyTrainConfig.seed
 
 
 @dataclass(frozen=True)

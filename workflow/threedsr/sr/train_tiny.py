@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +23,11 @@ from tqdm import tqdm
 
 from ..imaging import resize, to_float, upsample
 from ..io import atomic_dir
-from ..settings import Tiny
-from .sampler_config import SamplerConfig
 from .sampling import respaced_timesteps
 from .tiny import TinySR, build_scheduler, build_unet, pixel_encode
+from .tiny_config import TinyTrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TinyTrainConfig:
-    iterations: int = Tiny.iterations  # params.yaml's sr.tiny keys, with its defaults ...
-    batch_size: int = Tiny.batch_size
-    patch: int = Tiny.patch  # LR pixels; HR patches are patch*scale
-    lr: float = Tiny.lr
-    block_out_channels: tuple[int, ...] = Tiny.block_out_channels
-    layers_per_block: int = Tiny.layers_per_block
-    seed: int = Tiny.seed
-    sampler_steps: int = SamplerConfig.steps  # ... the sampling steps whose timesteps training favours (threedsr.steps) ...
-    warmup: int = 100  # ... and the training's own
-    scale: int = 4
-    zoom: tuple[float, float] = (0.3, 1.0)  # photos are seen at these fractions of their size
-    threads: int = 0  # 0: torch's default
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_params(cls, tiny: dict, sampler_steps: int, threads: int = 0) -> "TinyTrainConfig":
-        """From params.yaml's sr.tiny block and threedsr.steps."""
-        t = Tiny.from_dict(tiny)
-        return cls(**{k: getattr(t, k) for k in tiny}, sampler_steps=sampler_steps, threads=threads)
 
 
 class PatchSampler:

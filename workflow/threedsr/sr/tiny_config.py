@@ -1,0 +1,31 @@
+"""How the offline prior `tiny` is trained (no torch here: settings.py takes params.yaml's sr.tiny defaults from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .sampler_config import SamplerConfig
+
+
+@dataclass
+class TinyTrainConfig:
+    iterations: int = 400  # training steps of the offline prior (~3.5 min on 2 CPU cores)
+    batch_size: int = 16
+    patch: int = 24  # LR pixels (HR patches are patch * scale)
+    lr: float = 0.0003  # Adam; 2e-3 diverges with this UNet
+    block_out_channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 1
+    seed: int = 0
+    # (the fields above are params.yaml's sr.tiny keys, with their defaults; the ones below are not)
+    sampler_steps: int = SamplerConfig.steps  # the sampling steps whose timesteps training favours (threedsr.steps)
+    warmup: int = 100  # learning-rate warm-up steps
+    scale: int = 4
+    zoom: tuple[float, float] = (0.3, 1.0)  # photos are seen at these fractions of their size
+    threads: int = 0  # 0: torch's default
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, tiny: dict, sampler_steps: int, threads: int = 0) -> "TinyTrainConfig":
+        """From params.yaml's sr.tiny block (checked by its schema) and threedsr.steps."""
+        values = {**tiny, "block_out_channels": tuple(tiny.get("block_out_channels", cls.block_out_channels))}
+        return cls(**values, sampler_steps=sampler_steps, threads=threads)
