@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from threedsr.cameras import Intrinsics, look_at, project
+from threedsr.cameras import Intrinsics, look_at, project_points
 from threedsr.errors import ConfigError, DataError
 from threedsr.prepare import split_of, view_geometry
 
@@ -12,11 +12,11 @@ def test_look_at_is_a_right_handed_opencv_camera():
     np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
     assert np.linalg.det(R) == pytest.approx(1)
     K = Intrinsics(100, 100, 50, 40, 100, 80)
-    uv, z = project(np.array([[0, 0.5, 0.0]]), K.K, w2c)
+    uv, z = project_points(np.array([[0, 0.5, 0.0]]), K.K, w2c)
     np.testing.assert_allclose(uv[0], [50, 40], atol=1e-9)  # the target is at the principal point
     assert z[0] > 0
     # world up (-y) appears upwards in the image (smaller v)
-    uv_up, _ = project(np.array([[0, -0.5, 0.0]]), K.K, w2c)
+    uv_up, _ = project_points(np.array([[0, -0.5, 0.0]]), K.K, w2c)
     assert uv_up[0, 1] < 40
 
 

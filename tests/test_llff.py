@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from threedsr.cameras import Intrinsics, project
+from threedsr.cameras import Intrinsics, project_points
 from threedsr.errors import DataError
 from threedsr.imaging import resize_uint8
 from threedsr.io import list_images, read_image, read_json
@@ -24,7 +24,7 @@ def fern_prepared(fern_dir, tmp_path_factory):
 
 
 def _visible_fraction(xyz, K: Intrinsics, w2c):
-    uv, z = project(xyz, K.K, w2c)
+    uv, z = project_points(xyz, K.K, w2c)
     inside = (uv[:, 0] >= 0) & (uv[:, 0] < K.width) & (uv[:, 1] >= 0) & (uv[:, 1] < K.height)
     return (z > 0).mean(), inside.mean()
 
@@ -62,7 +62,7 @@ def test_fern_points_land_on_matching_colours(fern_prepared):
     for v in meta["views"][:4]:
         K = Intrinsics.from_dict(v["hr"])
         img = read_image(fern_prepared / "hr" / f"{v['name']}.png").astype(float)
-        uv, _ = project(xyz, K.K, np.array(v["world_to_camera"]))
+        uv, _ = project_points(xyz, K.K, np.array(v["world_to_camera"]))
         err = {}
         for dx in range(-2, 3):
             for dy in range(-2, 3):
@@ -220,7 +220,7 @@ def _border_colour_error(prepared, xyz, rgb, ring=0.7):
     for v in meta["views"]:
         K = Intrinsics.from_dict(v["hr"])
         img = read_image(prepared / "hr" / f"{v['name']}.png").astype(float)
-        uv, _ = project(xyz, K.K, np.array(v["world_to_camera"]))
+        uv, _ = project_points(xyz, K.K, np.array(v["world_to_camera"]))
         r = np.hypot(uv[:, 0] / K.width - 0.5, uv[:, 1] / K.height - 0.5) / np.hypot(0.5, 0.5)
         ok = (uv[:, 0] >= 0) & (uv[:, 0] < K.width) & (uv[:, 1] >= 0) & (uv[:, 1] < K.height) & (r > ring)
         errs.append(np.abs(img[uv[ok, 1].astype(int), uv[ok, 0].astype(int)] - rgb[ok]).mean())

@@ -140,7 +140,7 @@ def test_concurrent_fetches_take_turns(hub, tmp_path):
     served.write_bytes(bytes(range(256)) * 4096)
     spec = dataclasses.replace(weights.ALEXNET, url=served.as_uri(), sha256=_sha256(served))
     with ThreadPoolExecutor(4) as pool:
-        paths = list(pool.map(lambda _: weights.download(spec), range(4)))
+        paths = list(pool.map(lambda _: weights.download_weights(spec), range(4)))
     assert set(paths) == {hub / spec.file} and (hub / spec.file).read_bytes() == served.read_bytes()
 
 

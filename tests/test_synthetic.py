@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from threedsr import synthetic
-from threedsr.cameras import Intrinsics, look_at, project
+from threedsr.cameras import Intrinsics, look_at, project_points
 from threedsr.io import list_images, read_image, read_json
 from threedsr.photos import PHOTOS
 from threedsr.poses import load_scene_poses
@@ -25,11 +25,11 @@ def test_a_known_point_is_drawn_where_the_camera_projects_it():
     quad = _quad_with(tex)
     a, b = (col + 0.5) / 400 * 2 - 1, (row + 0.5) / 400 * 2 - 1
     point = quad.center + a * quad.u + b * quad.v
-    blank = synthetic.render([_quad_with(np.zeros_like(tex))], K, W2C, supersample=8)
-    img = (synthetic.render([quad], K, W2C, supersample=8) - blank)[..., 0]  # only the dot remains
+    blank = synthetic.render_quads([_quad_with(np.zeros_like(tex))], K, W2C, supersample=8)
+    img = (synthetic.render_quads([quad], K, W2C, supersample=8) - blank)[..., 0]  # only the dot remains
     ys, xs = np.mgrid[0 : K.height, 0 : K.width] + 0.5  # pixel centres
     centroid = np.array([(img * xs).sum(), (img * ys).sum()]) / img.sum()
-    uv, z = project(point[None], K.K, W2C)
+    uv, z = project_points(point[None], K.K, W2C)
     assert z[0] > 0
     np.testing.assert_allclose(centroid, uv[0], atol=0.05)
 
@@ -39,8 +39,8 @@ def test_supersampling_antialiases_edges():
     tex[:, 32:] = 1.0
     quad = synthetic.Quad((0, 0, 0), (3, 0, 0), (0, 3, 0), tex)
     w2c = look_at(eye=(0.0137, 0, -4), target=(0.0137, 0, 0), up=(0, -1, 0))
-    aliased = synthetic.render([quad], K, w2c, supersample=1)[..., 0]
-    smooth = synthetic.render([quad], K, w2c, supersample=6)[..., 0]
+    aliased = synthetic.render_quads([quad], K, w2c, supersample=1)[..., 0]
+    smooth = synthetic.render_quads([quad], K, w2c, supersample=6)[..., 0]
     levels = lambda im: np.unique(np.round(im[10], 3))
     assert len(levels(smooth)) > len(levels(aliased))
     # the edge pixel's value is its coverage: the edge sits at x = cx - fx * 0.0137 / 4 in pixels
@@ -82,12 +82,12 @@ def test_generated_scene_reads_back_through_the_pose_stage(tmp_path, scene, view
     assert poses.source == "colmap" and len(poses.views) == views
     assert len(poses.xyz) > 100
     for v in poses.views:
-        uv, z = project(poses.xyz, v.intrinsics.K, v.world_to_camera)
+        uv, z = project_points(poses.xyz, v.intrinsics.K, v.world_to_camera)
         assert (z > 0).mean() > 0.3 if scene == "orbit" else (z > 0).all()
     # sampled points carry the colour of the surface where the renderer draws them
     v = poses.views[0]
     img = read_image(tmp_path / scene / v.image).astype(float)
-    uv, z = project(poses.xyz, v.intrinsics.K, v.world_to_camera)
+    uv, z = project_points(poses.xyz, v.intrinsics.K, v.world_to_camera)
     inside = (z > 0) & (uv[:, 0] > 1) & (uv[:, 0] < 95) & (uv[:, 1] > 1) & (uv[:, 1] < 71)
     drawn = img[uv[inside, 1].astype(int), uv[inside, 0].astype(int)]
     err = np.abs(drawn - poses.rgb[inside]).mean()

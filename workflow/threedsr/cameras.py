@@ -94,7 +94,7 @@ class PosedView:
         return cls(d["name"], d["image"], Intrinsics.from_dict(d["intrinsics"]), np.array(d["world_to_camera"], dtype=np.float64), lens)
 
 
-def project(points: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def project_points(points: np.ndarray, K: np.ndarray, world_to_camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (N, 2) and depths (N,) of world points (N, 3)."""
     cam = points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
     z = cam[:, 2]

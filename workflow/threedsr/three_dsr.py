@@ -68,16 +68,16 @@ class ThreeDSRConfig:
     """params.yaml's threedsr block (its defaults; the paper's values in comments), the sampler as one object."""
 
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    iters_per_step: int = settings.ThreeDSR.iters_per_step  # paper: 5000
-    lambda_lr: float = settings.ThreeDSR.lambda_lr  # paper: 1
-    delta_dssim: float = settings.ThreeDSR.delta_dssim  # paper: 0.2
-    colorfix: str = settings.ThreeDSR.colorfix  # official code: wavelet
-    freeze_means: bool = settings.ThreeDSR.freeze_means  # True: the official code's centres, fixed after LR pretraining
+    iters_per_step: int = settings.ThreeDSRBlock.iters_per_step  # paper: 5000
+    lambda_lr: float = settings.ThreeDSRBlock.lambda_lr  # paper: 1
+    delta_dssim: float = settings.ThreeDSRBlock.delta_dssim  # paper: 0.2
+    colorfix: str = settings.ThreeDSRBlock.colorfix  # official code: wavelet
+    freeze_means: bool = settings.ThreeDSRBlock.freeze_means  # True: the official code's centres, fixed after LR pretraining
     strip_views: int = 3  # training views whose H and R are drawn at every step
 
     @classmethod
     def from_params(cls, threedsr: dict) -> "ThreeDSRConfig":
-        t = settings.ThreeDSR.from_dict(threedsr)
+        t = settings.ThreeDSRBlock.from_dict(threedsr)
         return cls(SamplerConfig.from_params(threedsr), t.iters_per_step, t.lambda_lr, t.delta_dssim, t.colorfix, t.freeze_means)
 
 

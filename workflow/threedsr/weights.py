@@ -119,13 +119,13 @@ def locate(spec: WeightFile, configured: str | os.PathLike | None = None, fetch:
         _warn_missing(spec, "fetching is off (metrics.fetch: false)")
         return None
     try:
-        return download(spec)
+        return download_weights(spec)
     except OfflineError as e:
         _warn_missing(spec, f"cannot be downloaded here ({e})")
         return None
 
 
-def download(spec: WeightFile, dest: Path | None = None, timeout: float = 30.0) -> Path:
+def download_weights(spec: WeightFile, dest: Path | None = None, timeout: float = 30.0) -> Path:
     """Download `spec.url` to `dest` (default: its place in the hub cache) through a temporary file,
     checking its sha256 (or its content); OfflineError when the URL cannot be reached (then nothing is
     written). Jobs that download at once take turns on a lock beside the file: the first downloads,

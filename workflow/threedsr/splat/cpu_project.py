@@ -378,7 +378,8 @@ def project_backward(
             v_quats[g, 3] = (vz - z * dot) / qnorm
 
 
-def _np(x: torch.Tensor) -> np.ndarray:
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    """A tensor's data as a contiguous numpy array (the kernels' inputs), without a copy where it already is one."""
     return x.detach().contiguous().numpy()
 
 
@@ -392,9 +393,9 @@ class ProjectGaussians(torch.autograd.Function):
     ):
         dtype, n, n_cam = means.dtype, means.shape[0], viewmats.shape[0]
         deg = -1 if sh_degree is None else int(sh_degree)
-        arrays = [_np(x) for x in (means, quats, scales, opacities)]
-        sh = _np(coeffs) if deg >= 0 else np.zeros((n, 1, 3), dtype=arrays[0].dtype)
-        cams = (_np(viewmats.to(torch.float64)), _np(Ks.to(torch.float64)))
+        arrays = [to_numpy(x) for x in (means, quats, scales, opacities)]
+        sh = to_numpy(coeffs) if deg >= 0 else np.zeros((n, 1, 3), dtype=arrays[0].dtype)
+        cams = (to_numpy(viewmats.to(torch.float64)), to_numpy(Ks.to(torch.float64)))
         outs = [
             np.empty(shape, dtype=dt)
             for shape, dt in (
@@ -422,7 +423,7 @@ class ProjectGaussians(torch.autograd.Function):
         n_cam, n = radii.shape[0], radii.shape[1]
 
         def grad(v, shape):
-            return np.zeros(shape, dtype=dtype) if v is None else _np(v.to(ctx.dtypes[0]))
+            return np.zeros(shape, dtype=dtype) if v is None else to_numpy(v.to(ctx.dtypes[0]))
 
         v_in = [
             grad(v_means2d, (n_cam, n, 2)),

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .cpu_project import to_numpy
+
 ALPHA_MAX = 0.999
 ALPHA_THRESHOLD = 1.0 / 255.0
 T_MIN = 1e-4
@@ -413,18 +415,14 @@ def scatter_gradients(offsets, ids, per_img, v_isect_geo, v_isect_col, v_means2d
                 v_colors[i, g, k] += v_isect_col[j, k]
 
 
-def _np(x: torch.Tensor) -> np.ndarray:
-    return x.detach().contiguous().numpy()
-
-
 class RasterizeToPixelsCPU(torch.autograd.Function):
     """(means2d, conics, colors, opacities, backgrounds) of C images -> (colors (C,H,W,D), alphas (C,H,W,1))."""
 
     @staticmethod
     def forward(ctx, means2d, conics, colors, opacities, backgrounds, radii, depths, width, height, tile_size):
         dtype = colors.dtype
-        m, c, col, op, bg = (_np(x.to(dtype)) for x in (means2d, conics, colors, opacities, backgrounds))
-        offsets, ids = bin_gaussians(m, _np(radii), _np(depths), width, height, tile_size)
+        m, c, col, op, bg = (to_numpy(x.to(dtype)) for x in (means2d, conics, colors, opacities, backgrounds))
+        offsets, ids = bin_gaussians(m, to_numpy(radii), to_numpy(depths), width, height, tile_size)
         n_img, n_ch = col.shape[0], col.shape[2]
         out = np.empty((n_img, height, width, n_ch), dtype=col.dtype)
         t_final = np.empty((n_img, height, width), dtype=col.dtype)
@@ -467,8 +465,8 @@ class RasterizeToPixelsCPU(torch.autograd.Function):
             isect_col,
             isect_rows,
             spans,
-            _np(v_render.to(ctx.dtypes[2])),
-            _np(v_alphas[..., 0].to(ctx.dtypes[2])),
+            to_numpy(v_render.to(ctx.dtypes[2])),
+            to_numpy(v_alphas[..., 0].to(ctx.dtypes[2])),
             v_isect_geo,
             v_isect_col,
             v_tile_bg,

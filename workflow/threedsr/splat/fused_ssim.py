@@ -139,7 +139,7 @@ class _FusedSSIM(torch.autograd.Function):
         return torch.from_numpy(v_x).reshape(shape).to(dtype), None
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def fused_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of (N, C, H, W) images in [0, 1] against the fixed `y`: the fused pass on the CPU, pytorch_msssim
     elsewhere (and where `y` needs a gradient or the images are smaller than the window)."""
     if x.is_cuda or y.requires_grad or min(x.shape[-2:]) < WIN:

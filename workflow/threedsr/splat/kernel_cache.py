@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 
-def cache_root() -> Path | None:
+def kernel_cache_root() -> Path | None:
     """The cache folder, or None when THREEDSR_KERNEL_CACHE=off."""
     env = os.environ.get("THREEDSR_KERNEL_CACHE")
     if env == "off":
@@ -45,7 +45,7 @@ def folder_digest(folder: str) -> str:
 def install() -> None:
     """Put the locator in numba's list (once; call before the kernels' modules are imported). Without numba's
     internal locator API (a numba version that moved it) the kernels are cached where numba puts them."""
-    root = cache_root()
+    root = kernel_cache_root()
     if root is None:
         return
     try:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..io import atomic_path, load_checkpoint
 from ..settings import GS, Densify
 from . import filter3d, gaussians
-from .fused_ssim import ssim
+from .fused_ssim import fused_ssim
 from .render import render
 from .strategy import OpacityResetStrategy
 
@@ -71,7 +71,7 @@ def photometric_loss(render: torch.Tensor, target: torch.Tensor, delta_dssim: fl
     """(1 - delta) L1 + delta (1 - SSIM) on (..., H, W, 3) images; SSIM with an 11x11, sigma 1.5 window."""
     l1 = (render - target).abs().mean()
     r, t = render.reshape(-1, *render.shape[-3:]).permute(0, 3, 1, 2), target.reshape(-1, *target.shape[-3:]).permute(0, 3, 1, 2)
-    return (1 - delta_dssim) * l1 + delta_dssim * (1 - ssim(r, t))
+    return (1 - delta_dssim) * l1 + delta_dssim * (1 - fused_ssim(r, t))
 
 
 def scene_scale(world_to_cameras: list[np.ndarray]) -> float:

