@@ -31,8 +31,9 @@ T_MIN = 1e-4
 
 
 @njit(cache=True)
-def _tile_grid(width, height, tile):
-    """Tiles per image row, per image column and per image."""
+def tile_grid(width, height, tile):
+    """Tiles per image row, per image column and per image (gsplat's info["tile_width"], ["tile_height"], and their
+    product)."""
     tw, th = (width + tile - 1) // tile, (height + tile - 1) // tile
     return tw, th, tw * th
 
@@ -65,7 +66,7 @@ def bin_gaussians(means2d, radii, depths, width, height, tile):
 def _bin_sorted(means2d, radii, order, width, height, tile):
     """bin_gaussians once each image's Gaussians are in depth order: count the tiles each touches, then fill."""
     n_img, n = radii.shape[0], radii.shape[1]
-    tw, th, per_img = _tile_grid(width, height, tile)
+    tw, th, per_img = tile_grid(width, height, tile)
     counts = np.zeros(n_img * per_img + 1, dtype=np.int64)
     rects = np.zeros((n_img, n, 4), dtype=np.int64)  # each Gaussian's tiles [x0, x1) x [y0, y1), empty when culled
     for i in range(n_img):
@@ -226,7 +227,7 @@ def composite_forward(
     spans[intersection, 0 or 1, tile row] = the tile-local columns [lo, hi) its row span covers, for every pair the
     pass reached."""
     n_img, n_ch = colors.shape[0], colors.shape[2]
-    tw, th, per_img = _tile_grid(width, height, tile)
+    tw, th, per_img = tile_grid(width, height, tile)
     for t in prange(n_img * per_img):
         i, x0, x1, y0, y1 = _tile_pixels(t, tw, per_img, tile, width, height)
         start, end = offsets[t], offsets[t + 1]
@@ -314,7 +315,7 @@ def composite_backward(
     fixed order, so results do not depend on the thread scheduling. Each pixel walks its list back
     to front; an intersection's gradient is summed over a tile row's pixels (the lanes) row by row."""
     n_img, n_ch = t_final.shape[0], isect_col.shape[1]
-    tw, th, per_img = _tile_grid(width, height, tile)
+    tw, th, per_img = tile_grid(width, height, tile)
     for t in prange(n_img * per_img):
         i, x0, x1, y0, y1 = _tile_pixels(t, tw, per_img, tile, width, height)
         start, end = offsets[t], offsets[t + 1]

@@ -8,8 +8,6 @@ bounding radius used only for culling.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -97,7 +95,3 @@ def project(
         radius = torch.where(valid[..., None] & torch.isfinite(radius), radius, torch.zeros_like(radius))
         radii = radius.to(torch.int32)
     return radii, means2d, tz, conics, opac
-
-
-def tile_grid(width: int, height: int, tile_size: int) -> tuple[int, int]:
-    return math.ceil(width / tile_size), math.ceil(height / tile_size)

@@ -13,8 +13,7 @@ from typing import Literal
 import torch
 
 from .cpu_project import ProjectGaussians
-from .cpu_raster import RasterizeToPixelsCPU
-from .projection import tile_grid
+from .cpu_raster import RasterizeToPixelsCPU, tile_grid
 
 RenderMode = Literal["RGB", "D", "ED", "RGB+D", "RGB+ED"]
 
@@ -113,7 +112,7 @@ def rasterization(
     if render_mode in ("ED", "RGB+ED"):
         render_colors = torch.cat([render_colors[..., :-1], render_colors[..., -1:] / render_alphas.clamp(min=1e-10)], dim=-1)
 
-    tile_width, tile_height = tile_grid(width, height, tile_size)
+    tile_width, tile_height, _ = tile_grid(width, height, tile_size)
     info = {
         "batch_ids": None,
         "camera_ids": None,
