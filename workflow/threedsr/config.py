@@ -133,7 +133,7 @@ def check(config: dict) -> None:
             raise ConfigError(f"metrics.{key} ({path}) is not a file")
     for m in config["methods"]:
         spec, model = methods.of(m), methods.split(m)[1]
-        if spec.sr_models and spec.upsampler_key is None and (used := method_sr_model(config, m)) not in spec.sr_models:
+        if spec.sr_models and (used := method_sr_model(config, m)) not in spec.sr_models:
             where = f"the model after the hyphen ({model})" if model else f"sr.model ({used})"
             kind = "a diffusion SR model" if set(spec.sr_models) <= set(registry.DIFFUSION_MODELS) else "an SR model"
             raise ConfigError(f"methods: {m} needs {kind} ({', '.join(spec.sr_models)}), but {where} is not one")
