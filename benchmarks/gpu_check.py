@@ -646,7 +646,7 @@ def step_sr(ck: Check, step: Step) -> None:
 def step_raster(ck: Check, step: Step) -> None:
     import torch
 
-    from threedsr.splat import rasterization
+    from threedsr.splat.rasterization import rasterization
 
     cfg = RASTER[ck.mode]
     gpu = ck.device.type == "cuda"

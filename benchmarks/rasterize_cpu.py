@@ -66,7 +66,7 @@ def main() -> None:
     if a.ckpt:
         params, settings = gaussians_from_checkpoint(a.ckpt, a.gaussians)
     else:
-        params, settings = gaussians_from_points(scene.points()[0].astype(np.float64), a.gaussians), RenderSettings(0)
+        params, settings = gaussians_from_points(scene.points()[0].astype(np.float64), a.gaussians), RenderSettings(0, "classic", 0.3)
     viewmat = torch.tensor(view.world_to_camera, dtype=torch.float32)[None]
     K = torch.tensor(view.hr.K, dtype=torch.float32)[None]
     target = torch.rand(1, view.hr.height, view.hr.width, 3)

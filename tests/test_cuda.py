@@ -15,7 +15,7 @@ import pytest
 import torch
 from test_splat import H, W, _scene
 
-from threedsr.splat import rasterization
+from threedsr.splat.rasterization import rasterization
 
 pytestmark = pytest.mark.cuda
 
@@ -116,7 +116,7 @@ def _model_and_views(seed=0, n=300, sh_degree=1):
     with torch.no_grad():
         truth["means"] += torch.randn(means.shape, generator=g) * 0.02
         truth["sh0"] += torch.randn(truth["sh0"].shape, generator=g) * 0.3
-        targets, _, _ = render(truth, viewmats, Ks, W, H, sh_degree)
+        targets, _, _ = render(truth, viewmats, Ks, W, H, sh_degree, "classic", eps2d=0.3)
     views = [TrainView(viewmats[i], Ks[i], W, H, targets[i].clamp(0, 1)) for i in range(len(viewmats))]
     return params, views
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from threedsr.splat import rasterization
 from threedsr.splat.cpu_raster import ALPHA_MAX, ALPHA_THRESHOLD, T_MIN, RasterizeToPixelsCPU
 from threedsr.splat.projection import covariance, project
+from threedsr.splat.rasterization import rasterization
 from threedsr.splat.sh import sh_to_color
 
 W, H = 40, 28

@@ -28,7 +28,9 @@ def _mean_loss(t, views):
     with torch.no_grad():
         return np.mean(
             [
-                photometric_loss(render(t.params, v.world_to_camera[None], v.K[None], v.width, v.height, 1)[0][0], v.target, 0.2).item()
+                photometric_loss(
+                    render(t.params, v.world_to_camera[None], v.K[None], v.width, v.height, 1, "classic", eps2d=0.3)[0][0], v.target, 0.2
+                ).item()
                 for v in views
             ]
         )

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from .splat.train_config import TrainConfig
 from .sr.sampler_config import SamplerConfig
 from .sr.tiny_config import TinyTrainConfig
 
@@ -94,24 +95,26 @@ class Poses(Block):
 
 @dataclass(frozen=True)
 class Densify(Block):
-    start: int = 300  # first step that densifies (3DGS: 500)
-    stop: int = 1000  # last step (3DGS: 15000)
-    every: int = 100  # densify every this many steps
-    reset_every: int = 3000  # opacity reset interval
-    grow_grad2d: float = 0.0005  # image-plane gradient above which a Gaussian grows (3DGS: 0.0002)
+    # gsplat's DefaultStrategy (splat/train_config.py holds these defaults, as refine_*)
+    start: int = TrainConfig.refine_start  # first step that densifies (3DGS: 500)
+    stop: int = TrainConfig.refine_stop  # last step (3DGS: 15000)
+    every: int = TrainConfig.refine_every  # densify every this many steps
+    reset_every: int = TrainConfig.reset_every  # opacity reset interval
+    grow_grad2d: float = TrainConfig.grow_grad2d  # image-plane gradient above which a Gaussian grows (3DGS: 0.0002)
 
 
 @dataclass(frozen=True)
 class GS(Block):
-    iterations: int = 1200  # LR pretraining steps (paper presets: 30000)
-    sh_degree: int = 3
-    sh_degree_interval: int = 1000  # raise the SH degree every this many steps
-    delta_dssim: float = 0.2  # loss (1 - delta) L1 + delta D-SSIM
-    rasterize_mode: str = "antialiased"  # classic (3DGS) or antialiased (Mip-Splatting's 2D Mip filter)
-    eps2d: float = 0.1  # screen-space dilation, px^2 (3DGS 0.3; Mip-Splatting 0.1)
-    filter_3d: bool = True  # Mip-Splatting's 3D smoothing filter
-    filter_3d_variance: float = 0.2  # its variance (Mip-Splatting 0.2)
-    seed: int = 0
+    # one 3DGS fit (splat/train_config.py holds these defaults, with what they mean)
+    iterations: int = TrainConfig.iterations  # LR pretraining steps (paper presets: 30000)
+    sh_degree: int = TrainConfig.sh_degree
+    sh_degree_interval: int = TrainConfig.sh_degree_interval  # raise the SH degree every this many steps
+    delta_dssim: float = TrainConfig.delta_dssim  # loss (1 - delta) L1 + delta D-SSIM
+    rasterize_mode: str = TrainConfig.rasterize_mode  # classic (3DGS) or antialiased (Mip-Splatting's 2D Mip filter)
+    eps2d: float = TrainConfig.eps2d  # screen-space dilation, px^2 (3DGS 0.3; Mip-Splatting 0.1)
+    filter_3d: bool = TrainConfig.filter_3d  # Mip-Splatting's 3D smoothing filter
+    filter_3d_variance: float = TrainConfig.filter_3d_variance  # its variance (Mip-Splatting 0.2)
+    seed: int = TrainConfig.seed
     densify: Densify = field(default_factory=Densify)
 
 

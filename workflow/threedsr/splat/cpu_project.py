@@ -19,7 +19,10 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .kernel_cache import install
 from .sh import C0, C1, C2, C3
+
+install()  # before the kernels below are defined: their compiled code is cached per machine (kernel_cache.py)
 
 ALPHA_THRESHOLD = 1.0 / 255.0
 NORMALIZE_EPS = 1e-12  # F.normalize's

@@ -24,6 +24,9 @@ import torch
 from numba import njit, prange
 
 from .cpu_project import to_numpy
+from .kernel_cache import install
+
+install()  # before the kernels below are defined: their compiled code is cached per machine (kernel_cache.py)
 
 ALPHA_MAX = 0.999
 ALPHA_THRESHOLD = 1.0 / 255.0

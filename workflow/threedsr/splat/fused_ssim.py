@@ -18,6 +18,10 @@ import torch
 from numba import njit, prange
 from pytorch_msssim import ssim as msssim_ssim
 
+from .kernel_cache import install
+
+install()  # before the kernels below are defined: their compiled code is cached per machine (kernel_cache.py)
+
 WIN, SIGMA = 11, 1.5
 C1, C2 = 0.01**2, 0.03**2
 

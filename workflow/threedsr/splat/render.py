@@ -7,24 +7,25 @@ from dataclasses import asdict, dataclass, is_dataclass
 
 import torch
 
-from . import rasterization
 from .gaussians import activated
+from .rasterization import rasterization
 
 
 @dataclass(frozen=True)
 class RenderSettings:
     sh_degree: int
-    rasterize_mode: str = "classic"  # gsplat's classic, or antialiased (Mip-Splatting's 2D filter)
-    eps2d: float = 0.3  # the screen-space dilation; checkpoints from before it was a setting used 0.3
+    rasterize_mode: str  # gsplat's classic, or antialiased (Mip-Splatting's 2D filter)
+    eps2d: float  # the screen-space dilation, px^2
 
     @classmethod
     def of(cls, config) -> "RenderSettings":
-        """From a TrainConfig or a checkpoint's `config` dict."""
+        """From a TrainConfig or a checkpoint's `config` dict. Checkpoints from before these were settings were
+        fitted with 3DGS' classic mode and 0.3."""
         c = asdict(config) if is_dataclass(config) else config
         return cls(int(c["sh_degree"]), c.get("rasterize_mode", "classic"), float(c.get("eps2d", 0.3)))
 
 
-def render(params, viewmats, Ks, width, height, sh_degree, rasterize_mode="classic", render_mode="RGB", backgrounds=None, eps2d=0.3):
+def render(params, viewmats, Ks, width, height, sh_degree, rasterize_mode, *, eps2d, render_mode="RGB", backgrounds=None):
     """gsplat's rasterization of the model's activated Gaussians (through the 3D filter when it has one)."""
     a = activated(params)
     options = {

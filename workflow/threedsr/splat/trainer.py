@@ -18,43 +18,13 @@ import torch
 from tqdm import tqdm
 
 from ..io import atomic_path, load_checkpoint
-from ..settings import GS, Densify
 from . import filter3d, gaussians
 from .fused_ssim import fused_ssim
 from .render import render
 from .strategy import OpacityResetStrategy
+from .train_config import TrainConfig
 
-_GS, _DENSIFY = GS(), Densify()  # params.yaml's defaults (settings.py): the trainer's defaults are the same
-
-
-@dataclass
-class TrainConfig:
-    """One 3DGS fit. Its params.yaml keys (fit.train_config maps gs.* and gs.densify.* onto these names, gsplat's)
-    default to params.yaml's values; the learning rates are 3DGS'."""
-
-    iterations: int = _GS.iterations
-    sh_degree: int = _GS.sh_degree
-    sh_degree_interval: int = _GS.sh_degree_interval
-    sh_degree_start: int = 0  # a fit from a trained model starts at its full degree
-    delta_dssim: float = _GS.delta_dssim
-    means_lr: float = 1.6e-4  # times the scene scale
-    means_lr_final: float = 1.6e-6
-    scales_lr: float = 5e-3
-    quats_lr: float = 1e-3
-    opacities_lr: float = 5e-2
-    sh0_lr: float = 2.5e-3
-    shN_lr: float = 2.5e-3 / 20
-    refine_start: int = _DENSIFY.start  # gs.densify.start
-    refine_stop: int = _DENSIFY.stop  # gs.densify.stop
-    refine_every: int = _DENSIFY.every  # gs.densify.every
-    reset_every: int = _DENSIFY.reset_every  # gs.densify.reset_every
-    grow_grad2d: float = _DENSIFY.grow_grad2d  # gs.densify.grow_grad2d
-    rasterize_mode: str = _GS.rasterize_mode  # gsplat's classic, or antialiased: Mip-Splatting's 2D Mip filter
-    eps2d: float = _GS.eps2d  # the screen-space dilation: 0.3 in 3DGS, 0.1 as Mip-Splatting's 2D filter
-    filter_3d: bool = _GS.filter_3d  # Mip-Splatting's 3D smoothing filter, from the cameras being fitted (filter3d.py)
-    filter_3d_variance: float = _GS.filter_3d_variance  # its variance at the sampling rate (Mip-Splatting: 0.2)
-    filter_3d_every: int = 100  # recomputed this often after densification stops (and after every densification)
-    seed: int = _GS.seed
+__all__ = ["TrainConfig", "TrainView", "Trainer", "load_params", "photometric_loss", "scene_scale"]
 
 
 @dataclass
