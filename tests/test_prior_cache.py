@@ -67,12 +67,12 @@ def test_off_and_unwritable_caches_cost_nothing_but_a_warning(tmp_path, monkeypa
 
 
 def test_train_prior_trains_once_then_reuses(tmp_path, monkeypatch, caplog):
+    from threedsr import settings
     from threedsr.cli import main
 
     monkeypatch.setenv("THREEDSR_PRIOR_CACHE", str(tmp_path / "cache"))
-    params = json.dumps(
-        {"sr": {"tiny": {"iterations": 2, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}}, "threedsr": {"steps": 2}}
-    )
+    tiny = settings.Tiny(iterations=2, batch_size=2, patch=8, block_out_channels=(16, 32)).to_dict()
+    params = json.dumps({"sr": {"tiny": tiny}, "threedsr": {"steps": 2}})
     assert main(["train-prior", "--out", str(tmp_path / "a"), "--params", params, "--threads", "1"]) == 0
     with caplog.at_level(logging.INFO):
         assert main(["train-prior", "--out", str(tmp_path / "b"), "--params", params, "--threads", "1"]) == 0

@@ -289,7 +289,7 @@ def test_invalid_settings(tiny_dir):
 
 def test_cli_super_resolves_a_scene_with_params_options(tiny_dir, tmp_path):
     """What the super_resolve rule runs: params.yaml's sr block reaches the model (path, noise level, prompt)."""
-    from threedsr import cli, synthetic
+    from threedsr import cli, settings, synthetic
     from threedsr.io import read_image, read_json
     from threedsr.poses import load_scene_poses
     from threedsr.prepare import prepare_scene
@@ -297,12 +297,10 @@ def test_cli_super_resolves_a_scene_with_params_options(tiny_dir, tmp_path):
 
     synthetic.generate_scene("forward", tmp_path / "raw", 128, 96, 1, 500, 0)
     prepare_scene(tmp_path / "raw", load_scene_poses(tmp_path / "raw", tmp_path / "work"), tmp_path / "scene", 8, 2, 8)
-    sr = {
+    sr = {  # the whole block, as the rule passes it
+        **settings.SR().to_dict(),
         "model": "sd-x4-upscaler",
-        "dtype": "auto",
         "batch_size": 2,
-        "tile": 128,
-        "tile_overlap": 32,
         "sd_x4_upscaler": {"path": str(tiny_dir), "noise_level": 30, "prompt": ""},
     }
     sampler = {"steps": 2, "update": "ddpm_posterior", "eta": 0.0, "init": "noised_lr", "seed": 0}

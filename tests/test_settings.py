@@ -65,3 +65,42 @@ def test_the_params_reference_is_current():
     assert (REPO / "docs" / "params.md").read_text() == text, "docs/params.md is stale: run `threedsr params-reference`"
     for key in ("gs.filter_3d", "poses.undistort", "metrics.fid_inception", "isr.iterations", "sr.stablesr_turbo.cfw_weight"):
         assert f"| `{key}` |" in text
+
+
+def test_a_command_gets_typed_blocks_and_only_the_keys_its_rule_passes():
+    """settings.Given, the one parse of `--params`: whole blocks are the block classes, a block passed in part
+    (dotted keys) has those fields only (its methods read them), and reading a key the rule did not pass is an error
+    naming it: never a default, which would let a job miss a rerun when that key changes."""
+    from threedsr.errors import ConfigError
+    from threedsr.sr.sampler_config import SamplerConfig
+
+    given = settings.Given(
+        {
+            "gs": settings.GS().to_dict(),
+            "threedsr": {"steps": 3, "update": "ddpm_posterior", "eta": 0.0, "init": "noise", "seed": 7},
+            "sr": {"tiny": settings.Tiny(iterations=5).to_dict()},
+            "datasets": {"synthetic": {"width": 64, "height": 48}},
+            "methods": ["lr3dgs", "3dsr"],
+            "device": "cpu",
+        }
+    )
+    assert given.gs == settings.GS() and given.device == "cpu" and list(given.methods) == ["lr3dgs", "3dsr"]
+    assert given.threedsr.sampler() == SamplerConfig(steps=3, update="ddpm_posterior", init="noise", seed=7)
+    assert given.sr.tiny == settings.Tiny(iterations=5) and given.datasets["synthetic"].width == 64
+    for read, key in [
+        (lambda: given.threedsr.lambda_lr, "threedsr.lambda_lr"),
+        (lambda: given.sr.batch_size, "sr.batch_size"),
+        (lambda: given.datasets["synthetic"].seed, "datasets.synthetic.seed"),
+        (lambda: given.video, "video"),
+        (lambda: given.datasets["synthetic"].to_dict(), "datasets.synthetic.num_points"),
+    ]:
+        with pytest.raises(ConfigError, match=f"--params has no '{key}'"):
+            read()
+
+
+def test_the_cli_reads_params_only_through_the_typed_blocks():
+    """No command indexes the raw JSON: `a.params.<block>.<key>` (or the registry helpers, on the keys declared)."""
+    import re
+
+    source = (REPO / "workflow" / "threedsr" / "cli.py").read_text()
+    assert not re.findall(r"\ba\.params\[|(?<![.\w])(?:p|params)\[", source)

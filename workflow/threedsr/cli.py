@@ -43,14 +43,21 @@ def path_arguments(c: argparse.ArgumentParser, *flags: str) -> None:
 
 def params_argument(c: argparse.ArgumentParser) -> None:
     c.add_argument(
-        "--params", type=json.loads, required=True, help="the params.yaml keys this command reads, as JSON (the rule's params_json)"
+        "--params", type=given_params, required=True, help="the params.yaml keys this command reads, as JSON (the rule's params_json)"
     )
 
 
-def _device(params: dict):
+def given_params(text: str):
+    """`--params`, parsed once: settings.Given, the typed blocks of the keys the rule passes."""
+    from .settings import Given
+
+    return Given(json.loads(text))
+
+
+def _device(params):
     from .devices import resolve_device
 
-    return resolve_device(params["device"])
+    return resolve_device(params.device)
 
 
 def sr_model_arguments(c: argparse.ArgumentParser, choices) -> None:
@@ -60,10 +67,9 @@ def sr_model_arguments(c: argparse.ArgumentParser, choices) -> None:
 
 def _load_sr(a, device):
     """The SR model named by --model, with params' sr block (its own sub-block over it) and --model-path."""
-    from .settings import SR
     from .sr.load import load_sr_model
 
-    sr = SR.from_dict(a.params["sr"])
+    sr = a.params.sr
     options = {**sr.options(a.model), **({"path": a.model_path} if a.model_path else {})}
     return load_sr_model(a.model, options, device, sr.dtype), sr
 
@@ -74,14 +80,12 @@ def _sampler(a):
     from .sr.registry import spec
     from .sr.sampling import SamplerConfig
 
-    return SamplerConfig.from_params(a.params["threedsr"]) if spec(a.model).diffusion else SamplerConfig()
+    return a.params.threedsr.sampler() if spec(a.model).diffusion else SamplerConfig()
 
 
-def _metrics(params: dict) -> dict:
+def _metrics(params) -> dict:
     """Where the metrics' weights are and whether to fetch them (params.yaml's metrics block)."""
-    from .settings import Metrics
-
-    m = Metrics.from_dict(params["metrics"])
+    m = params.metrics
     return {"lpips_backbone": m.lpips_backbone, "fid_inception": m.fid_inception, "niqe_model": m.niqe_model, "fetch": m.fetch}
 
 
@@ -176,8 +180,8 @@ def _generate_synthetic_arguments(c):
 def _generate_synthetic(a):
     from .synthetic import generate_scene
 
-    s = a.params["datasets"]["synthetic"]
-    meta = generate_scene(a.scene, a.out, s["width"], s["height"], s["supersample"], s["num_points"], s["seed"])
+    s = a.params.datasets["synthetic"]
+    meta = generate_scene(a.scene, a.out, s.width, s.height, s.supersample, s.num_points, s.seed)
     log.info("generated %s: %d views, %d points, textures %s", a.scene, meta["num_views"], meta["num_points"], meta["textures"])
 
 
@@ -217,7 +221,7 @@ def _poses_arguments(c):
 def _poses(a):
     from .poses import load_scene_poses
 
-    poses = load_scene_poses(a.scene_dir, Path(a.work_dir), a.params["poses"]["sfm_max_image_size"])
+    poses = load_scene_poses(a.scene_dir, Path(a.work_dir), a.params.poses.sfm_max_image_size)
     poses.save(a.out)
     log.info("%s: %d posed views from %s, %d points", a.scene_dir, len(poses.views), poses.source, len(poses.xyz))
 
@@ -234,17 +238,17 @@ def _prepare(a):
     from .poses import ScenePoses
     from .prepare import prepare_scene
 
-    r, p = a.params["resolution"], a.params["poses"]
+    r, p = a.params.resolution, a.params.poses
     meta = prepare_scene(
         a.scene_dir,
         ScenePoses.load(a.poses),
         a.out,
-        r["lr_factor"],
-        r["hr_factor"],
-        a.params["test_every"],
+        r.lr_factor,
+        r.hr_factor,
+        a.params.test_every,
         {"dataset": a.dataset, "scene": a.scene},
-        p["undistort"],
-        p["undistort_above_px"],
+        p.undistort,
+        p.undistort_above_px,
     )
     log.info(
         "%s/%s: %d train + %d test views, LR %s, HR %s",
@@ -296,21 +300,21 @@ def _fit(a):
     p, scene = a.params, PreparedScene(a.scene)
     # each target's budget and loss weight, from the block params.yaml keeps them in
     if a.targets == "lr":
-        cfg = train_config(p["gs"])
+        cfg = train_config(p.gs)
         views, loss_fn = lr_views(scene), None
     elif a.targets == "bicubic":
-        cfg = train_config(p["gs"], p["bicubic"]["iterations"])
+        cfg = train_config(p.gs, p.bicubic.iterations)
         views, loss_fn = bicubic_views(scene), None
     elif a.targets == "sr":
         if a.sr_dir is None:
             raise SystemExit("threedsr fit: --targets sr needs --sr-dir")
-        cfg = train_config(p["gs"], hr_iterations(p, "isr"))
-        views, loss_fn = sr_views(scene, a.sr_dir), hr_lr_loss(p["threedsr"]["lambda_lr"], cfg.delta_dssim)
+        cfg = train_config(p.gs, hr_iterations(p.raw, "isr"))
+        views, loss_fn = sr_views(scene, a.sr_dir), hr_lr_loss(p.threedsr.lambda_lr, cfg.delta_dssim)
     else:
         if a.frames_dir is None:
             raise SystemExit("threedsr fit: --targets frames needs --frames-dir")
-        cfg = train_config(p["gs"], hr_iterations(p, "supergaussian"))
-        lam = p["supergaussian"]["lambda_lr"]
+        cfg = train_config(p.gs, hr_iterations(p.raw, "supergaussian"))
+        lam = p.supergaussian.lambda_lr
         views, loss_fn = frame_views(scene, a.frames_dir, lam), hr_lr_loss(lam, cfg.delta_dssim)
     trainer = fit(a.scene, a.out, cfg, views, _device(p), init=a.init, loss_fn=loss_fn)
     log.info("%s: %d steps on %s targets, %d Gaussians", a.out, trainer.step, a.targets, len(trainer.params["means"]))
@@ -344,7 +348,7 @@ def _train_prior(a):
     from .sr import prior_cache
     from .sr.train_tiny import TinyTrainConfig, train
 
-    cfg = TinyTrainConfig.from_params(a.params["sr"]["tiny"], a.params["threedsr"]["steps"], a.threads)
+    cfg = TinyTrainConfig.from_params(a.params.sr.tiny.to_dict(), a.params.threedsr.steps, a.threads)
     photos = {p: load_photo(p) for p in PRIOR_PHOTOS}
     key = prior_cache.key(cfg, photos)
     if prior_cache.fetch(key, a.out):
@@ -440,18 +444,18 @@ def _run_3dsr(a):
 
     device = _device(a.params)
     model, sr = _load_sr(a, device)
-    m = _metrics(a.params)
+    m = a.params.metrics  # LPIPS of the test views after each step
     run = ThreeDSR(
         a.scene,
         model,
-        ThreeDSRConfig.from_params(a.params["threedsr"]),
-        train_config(a.params["gs"]),
+        ThreeDSRConfig.from_block(a.params.threedsr),
+        train_config(a.params.gs),
         a.init,
         a.out,
         device,
         sr.batch_size,
-        m["lpips_backbone"],
-        m["fetch"],
+        m.lpips_backbone,
+        m.fetch,
     )
     print(run.run().to_string(index=False))
 
@@ -475,7 +479,7 @@ def _supergaussian_frames(a):
 
     device = _device(a.params)
     model, sr = _load_sr(a, device)
-    make_frames(a.scene, a.ckpt, a.out, a.params["supergaussian"]["n_interp"], model, _sampler(a), sr.batch_size, device)
+    make_frames(a.scene, a.ckpt, a.out, a.params.supergaussian.n_interp, model, _sampler(a), sr.batch_size, device)
 
 
 def _consistency_arguments(c):
@@ -494,7 +498,7 @@ def _consistency(a):
     from .consistency import scene_consistency
 
     sets = dict(s.split("=", 1) for s in a.images)
-    print(scene_consistency(a.scene, a.depth_ckpt, sets, a.out, a.params["device"]).to_string(index=False))
+    print(scene_consistency(a.scene, a.depth_ckpt, sets, a.out, a.params.device).to_string(index=False))
 
 
 # -- scores, tables, figures, videos --------------------------------------------------------------
@@ -537,10 +541,10 @@ def _aggregate(a):
         [Path(p) for p in a.per_view],
         a.out_dir,
         [Path(p) for p in a.consistency],
-        a.params["methods"],
+        list(a.params.methods),
         [Path(p) for p in a.features],
         a.met3r,
-        hr_budgets(a.params),
+        hr_budgets(a.params.raw),
         [Path(p) for p in a.renders],
     )
     print(table.to_string(index=False))
@@ -581,7 +585,7 @@ def _crops_arguments(c):
 def _crops(a):
     from .evaluate import crops_figure
 
-    crops_figure(a.scene, dict(zip(a.params["methods"], (Path(p) for p in a.renders))), a.out)
+    crops_figure(a.scene, dict(zip(a.params.methods, (Path(p) for p in a.renders))), a.out)
 
 
 def _videos_arguments(c):
@@ -600,8 +604,8 @@ def _videos(a):
     from .video import scene_videos, video_page
 
     ckpts = dict(item.split("=", 1) for item in a.ckpts)
-    v = a.params["video"]
-    n = scene_videos(a.scene, {m: Path(p) for m, p in ckpts.items()}, a.out_dir, v["n_interp"], v["fps"], _device(a.params))
+    v = a.params.video
+    n = scene_videos(a.scene, {m: Path(p) for m, p in ckpts.items()}, a.out_dir, v.n_interp, v.fps, _device(a.params))
     if a.html:
         video_page(a.out_dir / "side_by_side.mp4", a.html, a.title, f"{a.title}: {', '.join(ckpts)} along one path, {n} frames")
 

@@ -28,10 +28,9 @@ log = logging.getLogger(__name__)
 DENSIFY_NAMES = {"start": "refine_start", "stop": "refine_stop", "every": "refine_every"}  # gs.densify.* -> TrainConfig (gsplat's)
 
 
-def train_config(gs: dict, iterations: int | None = None) -> TrainConfig:
+def train_config(g: settings.GS, iterations: int | None = None) -> TrainConfig:
     """TrainConfig from params.yaml's `gs` block: the one place where its keys meet the trainer's names (gsplat's:
     densify.start -> refine_start ...); `iterations` replaces gs.iterations (a fit at HR has its own budget)."""
-    g = settings.GS.from_dict(gs)
     same = {f.name for f in fields(TrainConfig)} & {f.name for f in fields(g)} - {"densify"}  # sh_degree, ..., seed
     densify = {DENSIFY_NAMES.get(k, k): v for k, v in asdict(g.densify).items()}
     return TrainConfig(**{k: getattr(g, k) for k in same} | densify | {"iterations": iterations or g.iterations})

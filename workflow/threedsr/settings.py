@@ -1,8 +1,10 @@
 """params.yaml as typed settings: one frozen dataclass per block, with params.yaml's keys, types and defaults.
 
-Every command builds the blocks it reads with `<Block>.from_dict(params["<block>"])`, the one constructor, so
-a key has the same name here as in params.yaml and there is one default per key, the one below (equal to
-params.yaml's: tests/test_settings.py checks it, and that every key of the schema is a field here and back).
+Every command gets the keys its rule passes as `Given` (the one parse of `--params`, in cli.py), whose blocks are
+built by `<Block>.from_dict`, the one constructor, so a key has the same name here as in params.yaml and there is one
+default per key: the one below, or the one of the engine's config it comes from (splat/train_config.py,
+sr/sampler_config.py, sr/tiny_config.py), equal to params.yaml's (tests/test_settings.py checks it, and that every
+key of the schema is a field here and back).
 The schema (workflow/schemas/params.schema.yaml) checks values; these classes give them types and names.
 """
 
@@ -13,8 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ConfigError
 from .splat.train_config import TrainConfig
-from .sr.sampler_config import SamplerConfig
+from .sr.sampler_config import SAMPLER_KEYS, SamplerConfig
 from .sr.tiny_config import TinyTrainConfig
 
 
@@ -202,6 +205,10 @@ class ThreeDSRBlock(Block):
     colorfix: str = "wavelet"  # D(x0) colour-fixed against the upsampled LR view: wavelet (official), adain, none
     freeze_means: bool = False  # true: Gaussian centres fixed, as in the official code (a side effect there)
 
+    def sampler(self) -> SamplerConfig:
+        """The sampler these keys set (every diffusion SR model samples with it)."""
+        return SamplerConfig(**{k: getattr(self, k) for k in SAMPLER_KEYS})
+
 
 @dataclass(frozen=True)
 class HRFit(Block):
@@ -263,3 +270,61 @@ class Params(Block):
             name: (Synthetic if name == "synthetic" else LocalDataset).from_dict(spec) for name, spec in data.pop("datasets").items()
         }
         return dataclasses.replace(_build(cls, {**data, "datasets": {}}), datasets=datasets)
+
+
+# -- what a rule passes a command ------------------------------------------------------------------
+
+
+class Given:
+    """The params.yaml keys a rule passes its command (`--params JSON`, the rule's params_json), typed once.
+
+    `given.<key>` is that key's value as settings types it: a block (GS, SR, ...) or a plain value (`device`). A block
+    the rule passes in part (dotted keys, `threedsr.lambda_lr`) has only those fields: reading another is a ConfigError
+    naming the key, never a default, so a command cannot read a key its job does not rerun on. `raw` is the JSON as
+    given, for the helpers the Snakefile shares with the commands (method_registry's HR budgets read declared keys).
+    """
+
+    def __init__(self, raw: dict):
+        self.raw = raw
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name not in self.raw:
+            raise _missing(name)
+        value = self.raw[name]
+        if name == "datasets":
+            return {d: _typed(Synthetic if d == "synthetic" else LocalDataset, v, f"datasets.{d}") for d, v in value.items()}
+        kind = typing.get_type_hints(Params)[name]
+        return _typed(kind, value, name) if dataclasses.is_dataclass(kind) else value
+
+
+def _missing(key: str) -> Exception:
+    return ConfigError(f"--params has no {key!r}: the command reads it, so its rule must pass it (params_json in workflow/rules)")
+
+
+def _typed(cls, data: dict, prefix: str):
+    """The block `cls` of `data`: the block itself when every field is given, else a view of the fields given."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    if set(data) >= names:
+        return _build(cls, data)
+    hints = typing.get_type_hints(cls)
+    nested = {k: _typed(hints[k], v, f"{prefix}.{k}") for k, v in data.items() if dataclasses.is_dataclass(hints[k])}
+    return _Part(_build(cls, {k: v for k, v in data.items() if k not in nested}), set(data), nested, prefix)
+
+
+class _Part:
+    """A block given in part: its given fields (typed as the block types them), its methods; other fields raise."""
+
+    def __init__(self, block, given: set[str], nested: dict, prefix: str):
+        self._block, self._given, self._nested, self._prefix = block, given, nested, prefix
+
+    def __getattr__(self, name: str):
+        if name in self._nested:
+            return self._nested[name]
+        if name in {f.name for f in dataclasses.fields(self._block)}:
+            if name not in self._given:
+                raise _missing(f"{self._prefix}.{name}")
+            return getattr(self._block, name)
+        if name == "to_dict":  # the whole block, which this is not
+            raise _missing(f"{self._prefix}.{min({f.name for f in dataclasses.fields(self._block)} - self._given)}")
+        attr = getattr(type(self._block), name)  # a method reads the fields through this view, not the defaults
+        return attr.__get__(self) if callable(attr) else attr

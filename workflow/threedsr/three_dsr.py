@@ -76,9 +76,9 @@ class ThreeDSRConfig:
     strip_views: int = 3  # training views whose H and R are drawn at every step
 
     @classmethod
-    def from_params(cls, threedsr: dict) -> "ThreeDSRConfig":
-        t = settings.ThreeDSRBlock.from_dict(threedsr)
-        return cls(SamplerConfig.from_params(threedsr), t.iters_per_step, t.lambda_lr, t.delta_dssim, t.colorfix, t.freeze_means)
+    def from_block(cls, t: settings.ThreeDSRBlock) -> "ThreeDSRConfig":
+        """From params.yaml's threedsr block, as the command got it (settings.Given)."""
+        return cls(t.sampler(), t.iters_per_step, t.lambda_lr, t.delta_dssim, t.colorfix, t.freeze_means)
 
 
 def round_config(gs: TrainConfig, cfg: ThreeDSRConfig, k: int) -> TrainConfig:

@@ -22,11 +22,6 @@ class SamplerConfig:
     init: str = "noised_lr"  # start latent: the LR image noised to the first timestep, or pure noise
     seed: int = 0  # base seed; each view's noise is drawn from its own seed (sampling.view_seeds)
 
-    @classmethod
-    def from_params(cls, threedsr: dict) -> "SamplerConfig":
-        """From params.yaml's threedsr block (or the sampler keys of it): every diffusion sampler is set this one way."""
-        return cls(**{k: threedsr[k] for k in SAMPLER_KEYS})
-
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
