@@ -27,20 +27,20 @@ sys.path[:0] = [str(ROOT / "workflow"), str(ROOT / "tests")]
 
 from test_three_dsr import GS, OracleSR  # noqa: E402  (the double is a test fixture)
 
-from threedsr import synthetic  # noqa: E402
-from threedsr.fit import fit, hr_lr_loss  # noqa: E402
+from threedsr.data import synthetic  # noqa: E402
+from threedsr.data.poses import load_scene_poses  # noqa: E402
+from threedsr.data.prepare import prepare_scene  # noqa: E402
+from threedsr.data.scene import PreparedScene  # noqa: E402
 from threedsr.imaging import to_float  # noqa: E402
 from threedsr.io import read_image  # noqa: E402
-from threedsr.metrics import psnr  # noqa: E402
-from threedsr.poses import load_scene_poses  # noqa: E402
-from threedsr.prepare import prepare_scene  # noqa: E402
-from threedsr.scene import PreparedScene  # noqa: E402
+from threedsr.methods.fit import fit, hr_lr_loss  # noqa: E402
+from threedsr.methods.three_dsr import ThreeDSR, ThreeDSRConfig  # noqa: E402
+from threedsr.methods.training_views import lr_views, sr_views  # noqa: E402
+from threedsr.metrics.image import psnr  # noqa: E402
 from threedsr.splat.render import RenderSettings, render_views  # noqa: E402
 from threedsr.splat.trainer import TrainConfig, load_params  # noqa: E402
 from threedsr.sr.run import super_resolve_scene  # noqa: E402
 from threedsr.sr.sampling import SamplerConfig  # noqa: E402
-from threedsr.three_dsr import ThreeDSR, ThreeDSRConfig  # noqa: E402
-from threedsr.training_views import lr_views, sr_views  # noqa: E402
 
 
 class NoFeedback(ThreeDSR):

@@ -39,7 +39,7 @@ def main():
 
     import skimage.data
 
-    from threedsr import fid, niqe
+    from threedsr.metrics import fid, niqe
 
     model = niqe.fit_model([skimage.data.chelsea(), skimage.data.rocket()])
     net = fid.FIDInceptionV3().eval()

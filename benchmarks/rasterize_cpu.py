@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from threedsr.scene import PreparedScene
+from threedsr.data.scene import PreparedScene
 from threedsr.splat import gaussians
 from threedsr.splat.render import RenderSettings, render
 from threedsr.splat.trainer import load_params

@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
+from threedsr.data.scene import PreparedScene
 from threedsr.imaging import to_float, upsample
-from threedsr.metrics import image_metrics, load_lpips
-from threedsr.scene import PreparedScene
+from threedsr.metrics.image import image_metrics, load_lpips
 from threedsr.sr.load import load_sr_model
 from threedsr.sr.sampling import SamplerConfig, view_seeds
 

@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from threedsr.data.scene import PreparedScene
 from threedsr.imaging import to_float
-from threedsr.scene import PreparedScene
+from threedsr.methods.training_views import train_view
 from threedsr.splat import gaussians
 from threedsr.splat.trainer import TrainConfig, Trainer, load_params
-from threedsr.training_views import train_view
 
 TIMES: dict[str, float] = defaultdict(float)
 
@@ -59,8 +59,8 @@ PARTS = [
     ("compositing backward", "threedsr.splat.cpu_raster", "composite_backward"),
     ("scatter", "threedsr.splat.cpu_raster", "scatter_gradients"),
     ("loss forward (L1 + SSIM, HR and LR)", "threedsr.splat.trainer", "photometric_loss"),
-    ("loss forward (L1 + SSIM, HR and LR)", "threedsr.fit", "photometric_loss"),
-    ("loss forward (L1 + SSIM, HR and LR)", "threedsr.fit", "resize"),
+    ("loss forward (L1 + SSIM, HR and LR)", "threedsr.methods.fit", "photometric_loss"),
+    ("loss forward (L1 + SSIM, HR and LR)", "threedsr.methods.fit", "resize"),
 ]
 # parts that run inside loss.backward() (their own backward is timed in their forward's custom Function)
 INSIDE_BACKWARD = ("compositing backward", "scatter", "projection + SH backward", "SSIM backward")
@@ -153,8 +153,8 @@ def _views(scene: PreparedScene, scale: float):
 
 
 def profile(scene_dir: str, ckpt: str | None, n: int | None, scale: float, steps: int, fit: str = "hr") -> dict:
-    from threedsr.fit import hr_lr_loss
-    from threedsr.training_views import lr_views
+    from threedsr.methods.fit import hr_lr_loss
+    from threedsr.methods.training_views import lr_views
 
     scene = PreparedScene(scene_dir)
     params, stored = _model(scene, ckpt, n)

@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
 
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs CUDA: marked `cuda`, run `pytest -m cuda` on a GPU machine (benchmarks/gpu_check.sh)")
+    skip = pytest.mark.skip(reason="needs CUDA: marked `cuda`, run `pytest -m cuda` on a GPU machine (tools/gpu_check.sh)")
     for item in marked:
         item.add_marker(skip)
 
@@ -66,9 +66,9 @@ def small_scene_and_lr_model(tiny_scene, tmp_path_factory):
     pretrained on its LR views."""
     import torch
 
-    from threedsr.fit import fit
+    from threedsr.methods.fit import fit
+    from threedsr.methods.training_views import lr_views
     from threedsr.splat.trainer import TrainConfig
-    from threedsr.training_views import lr_views
 
     tmp = tmp_path_factory.mktemp("small")
     cfg = TrainConfig(
@@ -90,10 +90,10 @@ def small_scene_and_lr_model(tiny_scene, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory):
     """The synthetic forward scene at LR 16x12 / HR 64x48 (the trainer's and the 3D filter's tests)."""
-    from threedsr import synthetic
-    from threedsr.poses import load_scene_poses
-    from threedsr.prepare import prepare_scene
-    from threedsr.scene import PreparedScene
+    from threedsr.data import synthetic
+    from threedsr.data.poses import load_scene_poses
+    from threedsr.data.prepare import prepare_scene
+    from threedsr.data.scene import PreparedScene
 
     tmp = tmp_path_factory.mktemp("tiny")
     synthetic.generate_scene("forward", tmp / "raw", 128, 96, 1, 800, 0)

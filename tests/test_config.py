@@ -221,7 +221,7 @@ def test_a_job_asked_for_cuda_without_one_says_so_in_one_line():
 def test_each_methods_budget_reads_only_the_keys_its_jobs_declare():
     """The tables' budget note is computed from HR_BUDGET_KEYS alone (the aggregate job's params): every method's
     budget in the method registry must be computable from those keys, or a change to another would leave it stale."""
-    from threedsr import method_registry
+    from threedsr.methods import registry as method_registry
 
     full = config.load(REPO / "params.yaml")
     declared = {}
@@ -244,7 +244,7 @@ def test_each_methods_budget_reads_only_the_keys_its_jobs_declare():
 def test_an_hr_fit_declares_the_keys_its_budget_reads(block, iterations):
     """fit_isr / fit_supergaussian declare hr_iteration_keys: with iterations null they read 3DSR's budget, so a
     threedsr.steps change must rerun them, and with iterations set it must not."""
-    from threedsr import method_registry
+    from threedsr.methods import registry as method_registry
 
     full = config.load(REPO / "params.yaml")
     full[block]["iterations"] = iterations

@@ -1,7 +1,7 @@
 """The CUDA path (`pytest -m cuda`; every test here is skipped without a GPU, see conftest.py):
 gsplat's kernels against the project's CPU rasterizer on values and gradients, the wrapper handing every
 option to gsplat, the fit loop on CUDA against the same loop on the CPU, and the SR models' fp16 path on
-CUDA against fp32 on the CPU. `benchmarks/gpu_check.sh` runs them on a GPU machine.
+CUDA against fp32 on the CPU. `tools/gpu_check.sh` runs them on a GPU machine.
 
 Tolerances are first estimates (no GPU where they were written): float32 on both sides, but gsplat is
 built with fast math and sums gradients with atomics, so gradients are compared by relative norm.
@@ -9,6 +9,8 @@ built with fast math and sums gradients with atomics, so gradients are compared 
 
 import copy
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,11 +158,12 @@ def test_densification_runs_on_cuda():
 
 @pytest.mark.parametrize("name", ["tiny", "stablesr-turbo", "realesrgan"])
 def test_sr_fp16_on_cuda_matches_fp32_on_the_cpu(name, tmp_path):
-    """Random weights in each loader's layout (threedsr.sr.random_models); fp16 is what `sr.dtype: auto` picks on CUDA."""
+    """Random weights in each loader's layout (tools/random_sr_models.py); fp16 is what `sr.dtype: auto` picks on CUDA."""
     import json
-    from pathlib import Path
 
-    from threedsr.sr import random_models
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import random_sr_models as random_models
+
     from threedsr.sr.load import load_sr_model
     from threedsr.sr.sampling import SamplerConfig
 

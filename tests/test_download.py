@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from threedsr.datasets import Archive
-from threedsr.download import download, extract_scene
+from threedsr.data.datasets import Archive
+from threedsr.data.download import download, extract_scene
 from threedsr.errors import DataError, OfflineError
 
 PAYLOAD = os.urandom(300_000)
@@ -96,7 +96,7 @@ def _goog_hash(data: bytes) -> str:
 def test_the_md5_the_server_publishes_is_checked(server, tmp_path, caplog):
     """Google Cloud Storage (MipNeRF360's archives) sends each object's MD5 in x-goog-hash: a download, resumed or not,
     must match it; one that does not is deleted."""
-    caplog.set_level("INFO", logger="threedsr.download")
+    caplog.set_level("INFO", logger="threedsr.data.download")
     _Handler.goog_hash = _goog_hash(PAYLOAD)
     Path(str(tmp_path / "data.zip") + ".part").write_bytes(PAYLOAD[:1000])
     download(Archive("data.zip", f"{server}/data.zip"), tmp_path / "data.zip")
@@ -110,7 +110,7 @@ def test_the_md5_the_server_publishes_is_checked(server, tmp_path, caplog):
 def test_an_official_archive_is_checked_for_its_scenes(server, tmp_path):
     """No official archive has a published sha256: what is downloaded as nerf_llff_data.zip must be a zip holding every
     LLFF scene with its poses and images, or it is not taken (an error names what is missing; the file is kept)."""
-    from threedsr.datasets import OFFICIAL_SCENES
+    from threedsr.data.datasets import OFFICIAL_SCENES
 
     scenes = sorted(OFFICIAL_SCENES["llff"])
     members = {f"nerf_llff_data/{s}/{f}": b"x" for s in scenes for f in ("poses_bounds.npy", "images/IMG_0001.JPG")}

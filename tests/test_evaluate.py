@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from threedsr import evaluate, met3r, niqe, weights
-from threedsr.fid import FIDInceptionV3
+from threedsr.data.scene import PreparedScene
 from threedsr.io import write_json, write_png
+from threedsr.metrics import met3r, niqe, scoring, weights
+from threedsr.metrics.fid import FIDInceptionV3
+from threedsr.reporting import tables
 
 REPO = Path(__file__).resolve().parents[1]
 # summary.csv's columns: the paper's six metrics (and pooled FID, KID) per dataset, scene and method
@@ -41,8 +43,8 @@ def _scene(root, n_test=3, n_train=1):
 
 def _renders(scene, out, noise, seed=0):
     rng = np.random.default_rng(seed)
-    for v in [v for v in evaluate.PreparedScene(scene).test_views]:
-        gt = evaluate.PreparedScene(scene).image(v, "hr").astype(np.float64)
+    for v in [v for v in PreparedScene(scene).test_views]:
+        gt = PreparedScene(scene).image(v, "hr").astype(np.float64)
         write_png(out / f"{v.name}.png", np.clip(gt + rng.normal(0, noise, gt.shape), 0, 255).round().astype(np.uint8))
     return out
 
@@ -60,16 +62,16 @@ def test_offline_the_new_columns_are_na_with_one_warning_each(tmp_path, hub):
     scene = _scene(tmp_path / "scene")
     renders = _renders(scene, tmp_path / "renders", 8)
     with pytest.warns(UserWarning) as record:
-        table = evaluate.evaluate_renders(
+        table = scoring.evaluate_renders(
             renders, scene, tmp_path / "m.csv", "d", "s", "bicubic", features_out=tmp_path / "m.npz", fetch=False
         )
     missing = sorted(spec.file for spec in (weights.ALEXNET, weights.INCEPTION, weights.NIQE_MODEL))
     assert sorted(f for f in missing for w in record if f in str(w.message)) == missing and len(record) == 3
     assert table.psnr.notna().all() and table.lpips.isna().all() and table.niqe.isna().all()
     assert list(pd.read_csv(tmp_path / "m.csv").columns) == ["dataset", "scene", "method", "view", "psnr", "ssim", "lpips", "niqe"]
-    feats = evaluate.read_features(tmp_path / "m.npz")
+    feats = scoring.read_features(tmp_path / "m.npz")
     assert not feats["available"] and list(feats["views"]) == ["v0", "v1", "v2"]
-    summary = evaluate.aggregate([tmp_path / "m.csv"], tmp_path / "out", features=[tmp_path / "m.npz"])
+    summary = tables.aggregate([tmp_path / "m.csv"], tmp_path / "out", features=[tmp_path / "m.npz"])
     assert summary[["lpips", "niqe", "fid", "fid_pooled", "kid", "met3r"]].isna().all().all()
     assert "| bicubic | " in (tmp_path / "out" / "d.md").read_text() and "n/a" in (tmp_path / "out" / "d.md").read_text()
     assert pd.read_json(tmp_path / "out" / "summary.json").loc["bicubic", "d"]["fid"] is None
@@ -78,7 +80,7 @@ def test_offline_the_new_columns_are_na_with_one_warning_each(tmp_path, hub):
 def test_with_the_files_placed_every_column_is_filled(tmp_path, hub, monkeypatch):
     import skimage.data
 
-    from threedsr import fid
+    from threedsr.metrics import fid
 
     monkeypatch.setattr(fid, "INPUT_SIZE", 75)  # the plumbing at 1/16 of the cost (tests/test_fid.py checks the network at 299)
     from test_metrics import _alexnet_state
@@ -90,10 +92,10 @@ def test_with_the_files_placed_every_column_is_filled(tmp_path, hub, monkeypatch
     scene = _scene(tmp_path / "scene")
     renders = _renders(scene, tmp_path / "bicubic", 8)
     with pytest.warns(UserWarning, match="not comparable"):  # the fitted NIQE model is not the published one
-        evaluate.evaluate_renders(renders, scene, tmp_path / "m.csv", "d", "s", "bicubic", features_out=tmp_path / "m.npz", fetch=False)
-    feats = evaluate.read_features(tmp_path / "m.npz")
+        scoring.evaluate_renders(renders, scene, tmp_path / "m.csv", "d", "s", "bicubic", features_out=tmp_path / "m.npz", fetch=False)
+    feats = scoring.read_features(tmp_path / "m.npz")
     assert feats["available"] and feats["render"].shape == feats["gt"].shape == (3, 2048)
-    summary = evaluate.aggregate([tmp_path / "m.csv"], tmp_path / "out", features=[tmp_path / "m.npz"])
+    summary = tables.aggregate([tmp_path / "m.csv"], tmp_path / "out", features=[tmp_path / "m.npz"])
     mean = summary[summary.scene == "mean"].iloc[0]
     assert mean[["psnr", "ssim", "lpips", "niqe", "fid", "fid_pooled", "kid", "kid_se"]].notna().all() and mean.fid > 0
     assert mean.fid == pytest.approx(mean.fid_pooled)  # one scene: the pooled FID is the scene's
@@ -115,7 +117,7 @@ def _fake_scene_scores(tmp_path, dataset, scene, method, psnr, n_views=3, seed=0
         }
     ).to_csv(tmp_path / f"{scene}_{method}.csv", index=False)
     render, gt = rng.normal(size=(n_views, 2048)) + psnr / 10, rng.normal(size=(n_views, 2048))
-    evaluate.write_features(
+    scoring.write_features(
         tmp_path / f"{scene}_{method}.npz", dataset, scene, method, views, render.astype(np.float32), gt.astype(np.float32)
     )
     return tmp_path / f"{scene}_{method}.csv", tmp_path / f"{scene}_{method}.npz"
@@ -138,7 +140,7 @@ def test_tables_have_the_papers_shape(tmp_path):
     pd.DataFrame(
         {"dataset": "llff", "scene": "fern", "method": ["3dsr", "bicubic"], "view_a": "a", "view_b": "b", "renders_sha256": digests}
     ).assign(met3r=[0.2, 0.3]).to_csv(tmp_path / "met3r.csv", index=False)
-    summary = evaluate.aggregate(
+    summary = tables.aggregate(
         list(reversed(csvs)), tmp_path / "out", methods=methods, features=npzs, met3r=tmp_path / "met3r.csv", renders=renders
     )
     assert list(summary.columns) == SUMMARY_COLUMNS
@@ -190,7 +192,7 @@ def test_met3r_export_and_scores_with_a_stand_in(tmp_path, monkeypatch):
 def test_a_metric_is_one_function_and_one_registry_entry(tmp_path, hub, monkeypatch):
     """A per-view score added to metric_registry.METRICS alone is scored per view, meaned in summary.csv and
     summary.json, and shown in every table with its header, decimals and bold."""
-    from threedsr import metric_registry
+    from threedsr.metrics import registry as metric_registry
 
     mae = metric_registry.Metric("mae", "MAE ↓", False, 4, "view", score=lambda _, v: float((v.render - v.gt).abs().mean()))
     monkeypatch.setattr(metric_registry, "METRICS", metric_registry.METRICS + (mae,))
@@ -199,11 +201,11 @@ def test_a_metric_is_one_function_and_one_registry_entry(tmp_path, hub, monkeypa
     with pytest.warns(UserWarning):  # offline: LPIPS and NIQE n/a
         for method, noise in (("bicubic", 4), ("3dsr", 12)):
             renders = _renders(scene, tmp_path / method, noise)
-            evaluate.evaluate_renders(renders, scene, tmp_path / f"{method}.csv", "d", "s", method, fetch=False)
+            scoring.evaluate_renders(renders, scene, tmp_path / f"{method}.csv", "d", "s", method, fetch=False)
             csvs.append(tmp_path / f"{method}.csv")
     per_view = pd.read_csv(csvs[0])
     assert list(per_view.columns)[-1] == "mae" and per_view.mae.between(0.005, 0.05).all()
-    summary = evaluate.aggregate(csvs, tmp_path / "out", methods=["bicubic", "3dsr"]).set_index(["scene", "method"])
+    summary = tables.aggregate(csvs, tmp_path / "out", methods=["bicubic", "3dsr"]).set_index(["scene", "method"])
     assert (
         summary.columns[-2:].tolist() == ["mae", "kind"] and summary.loc[("mean", "bicubic"), "mae"] < summary.loc[("mean", "3dsr"), "mae"]
     )
@@ -248,7 +250,7 @@ def test_the_tables_say_when_the_hr_budgets_differ(tmp_path):
     params = config.load(REPO / "params.yaml", REPO / "workflow" / "presets" / "paper-llff.yaml")
     budgets = config.hr_budgets({**params, "methods": ["bicubic", "isr", "3dsr"]})
     assert budgets == {"bicubic": 30000, "isr": 20000, "3dsr": 20000}  # isr gets 3dsr's 4 x 5000 unless set
-    evaluate.aggregate(csvs, tmp_path / "out", methods=["bicubic", "isr", "3dsr"], budgets=budgets)
+    tables.aggregate(csvs, tmp_path / "out", methods=["bicubic", "isr", "3dsr"], budgets=budgets)
     assert "3DGS steps at HR differ: bicubic 30000, isr 20000, 3dsr 20000" in (tmp_path / "out" / "llff.md").read_text()
-    evaluate.aggregate(csvs, tmp_path / "same", methods=["bicubic", "isr", "3dsr"], budgets={"bicubic": 600, "isr": 600, "3dsr": 600})
+    tables.aggregate(csvs, tmp_path / "same", methods=["bicubic", "isr", "3dsr"], budgets={"bicubic": 600, "isr": 600, "3dsr": 600})
     assert "steps at HR differ" not in (tmp_path / "same" / "llff.md").read_text()

@@ -1,11 +1,11 @@
-"""FID / KID (workflow/threedsr/fid.py): the distances, and the FID Inception's layout and loader."""
+"""FID / KID (workflow/threedsr/metrics/fid.py): the distances, and the FID Inception's layout and loader."""
 
 import numpy as np
 import pytest
 import torch
 
-from threedsr import fid
 from threedsr.errors import DataError
+from threedsr.metrics import fid
 
 
 def _gauss(rng, n, mean, cov):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from threedsr.cameras import Intrinsics, look_at, project_points
+from threedsr.data.cameras import Intrinsics, look_at, project_points
+from threedsr.data.prepare import split_of, view_geometry
 from threedsr.errors import ConfigError, DataError
-from threedsr.prepare import split_of, view_geometry
 
 
 def test_look_at_is_a_right_handed_opencv_camera():

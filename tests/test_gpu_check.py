@@ -1,5 +1,5 @@
-"""benchmarks/gpu_check.sh, the GPU check: its dry mode runs here every step that needs no GPU (so the script
-cannot rot between GPU sessions), and the wheel list's bookkeeping (benchmarks/gpu_wheels.py) is checked on
+"""tools/gpu_check.sh, the GPU check: its dry mode runs here every step that needs no GPU (so the script
+cannot rot between GPU sessions), and the wheel list's bookkeeping (tools/gpu_wheels.py) is checked on
 made-up wheels. The GPU steps themselves run only on a GPU machine (docs/gpu-check.md)."""
 
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tools"))
 
 import gpu_check  # noqa: E402
 import gpu_wheels  # noqa: E402
@@ -26,7 +26,7 @@ def dry_run(tmp_path_factory):
     env = {**os.environ, "PYTHON": sys.executable, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("OUT", None)
     r = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry", "--out", str(out), "--work", str(work)],
+        ["bash", str(REPO / "tools" / "gpu_check.sh"), "--dry", "--out", str(out), "--work", str(work)],
         capture_output=True,
         text=True,
         timeout=300,

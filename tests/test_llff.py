@@ -5,13 +5,13 @@ import shutil
 import numpy as np
 import pytest
 
-from threedsr.cameras import Intrinsics, project_points
+from threedsr.data.cameras import Intrinsics, project_points
+from threedsr.data.pointcloud import read_colmap_points3d, read_ply
+from threedsr.data.poses import ScenePoses, load_scene_poses
+from threedsr.data.prepare import prepare_scene
 from threedsr.errors import DataError
 from threedsr.imaging import resize_uint8
 from threedsr.io import list_images, read_image, read_json
-from threedsr.pointcloud import read_colmap_points3d, read_ply
-from threedsr.poses import ScenePoses, load_scene_poses
-from threedsr.prepare import prepare_scene
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_structure_from_motion_recovers_the_llff_poses(fern_dir, tmp_path):
         shutil.copy(src, scene / "images" / (name.rsplit(".", 1)[0] + ".png"))
     poses = load_scene_poses(scene, tmp_path / "work", max_image_size=504)
     assert poses.source == "sfm" and len(poses.views) >= 8
-    from threedsr.poses import llff_poses
+    from threedsr.data.poses import llff_poses
 
     llff = {p.stem: w2c for p, (_, w2c) in zip(list_images(fern_dir / "images"), llff_poses(fern_dir / "poses_bounds.npy"))}
     est = np.array([-v.world_to_camera[:3, :3].T @ v.world_to_camera[:3, 3] for v in poses.views])
@@ -191,7 +191,7 @@ def _complete_model_copy(fern_dir, dst, k, with_poses_bounds):
     originals' 4032x3024 with radial term k (the release ships cameras, images and points; ../shared lacks images.bin)."""
     from scipy.spatial.transform import Rotation
 
-    from threedsr.poses import llff_poses
+    from threedsr.data.poses import llff_poses
 
     _copy_images8(fern_dir, dst, with_points=False)
     if not with_poses_bounds:
@@ -272,8 +272,8 @@ def test_a_capture_with_lens_distortion_is_undistorted(fern_prepared, fern_dir, 
 
 @pytest.mark.parametrize("k, hr_factor, undistorted", [(0.032, 16, True), (0.032, 2, True), (2e-4, 16, False), (FERN_K, 64, False)])
 def test_the_threshold_is_the_corner_displacement_at_the_hr_size(k, hr_factor, undistorted):
-    from threedsr.cameras import Lens
-    from threedsr.distortion import corner_displacement, decide
+    from threedsr.data.cameras import Lens
+    from threedsr.data.distortion import corner_displacement, decide
 
     lens = Lens("SIMPLE_RADIAL", (3260.5, 2016.0, 1512.0, k), 4032, 3024)
     # a corner at distorted radius r_d (normalised, pixel centres at +0.5) images a ray at r_u with r_u (1 + k r_u^2) = r_d:
@@ -296,8 +296,8 @@ def test_a_fisheye_camera_is_refused_by_name(fern_dir, tmp_path):
 
 def test_known_poses_match_nearest_cameras_not_every_pair():
     """A 292-image capture around an object: matching each image with its nearest cameras, not all 42,486 pairs."""
-    from threedsr.cameras import look_at
-    from threedsr.colmap import NEAREST_CAMERAS, neighbour_pairs
+    from threedsr.data.cameras import look_at
+    from threedsr.data.colmap import NEAREST_CAMERAS, neighbour_pairs
 
     angles = np.linspace(0, 2 * np.pi, 292, endpoint=False)
     w2cs = [look_at(np.array([4 * np.cos(a), 4 * np.sin(a), 1.0]), np.zeros(3), np.array([0, 0, 1.0])) for a in angles]
@@ -311,7 +311,7 @@ def test_known_poses_match_nearest_cameras_not_every_pair():
 def test_triangulation_with_nearest_camera_pairs_logs_its_progress(fern_dir, tmp_path, monkeypatch, caplog):
     import logging
 
-    from threedsr import colmap
+    from threedsr.data import colmap
 
     monkeypatch.setattr(colmap, "EXHAUSTIVE_MAX_IMAGES", 10)  # fern's 20 views take the large-capture path
     monkeypatch.setattr(colmap, "NEAREST_CAMERAS", 4)

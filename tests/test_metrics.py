@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from threedsr.metrics import image_metrics, load_lpips, psnr, ssim
+from threedsr.metrics.image import image_metrics, load_lpips, psnr, ssim
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def _alexnet_state(seed=0):
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """An empty torch hub cache, and the one-warning-per-file memory reset."""
-    from threedsr import weights
+    from threedsr.metrics import weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(weights, "_warned", set())
@@ -92,10 +92,10 @@ def hub(tmp_path, monkeypatch):
 
 
 def _serve(monkeypatch, name, **changes):
-    """Replace the weights spec `name` that threedsr.metrics uses (e.g. its URL by a local file:// one)."""
+    """Replace the weights spec `name` that threedsr.metrics.image uses (e.g. its URL by a local file:// one)."""
     import dataclasses
 
-    import threedsr.metrics as metrics
+    import threedsr.metrics.image as metrics
 
     new = dataclasses.replace(getattr(metrics, name), **changes)
     monkeypatch.setattr(metrics, name, new)
@@ -133,7 +133,7 @@ def test_concurrent_fetches_take_turns(hub, tmp_path):
     import dataclasses
     from concurrent.futures import ThreadPoolExecutor
 
-    from threedsr import weights
+    from threedsr.metrics import weights
 
     served = tmp_path / "served" / weights.ALEXNET.file
     served.parent.mkdir()
@@ -145,8 +145,8 @@ def test_concurrent_fetches_take_turns(hub, tmp_path):
 
 
 def test_offline_each_missing_file_is_one_warning_naming_it(hub, monkeypatch):
-    import threedsr.metrics as metrics
-    from threedsr.weights import ALEXNET, INCEPTION, NIQE_MODEL
+    import threedsr.metrics.image as metrics
+    from threedsr.metrics.weights import ALEXNET, INCEPTION, NIQE_MODEL
 
     for name, spec in (("ALEXNET", ALEXNET), ("INCEPTION", INCEPTION), ("NIQE_MODEL", NIQE_MODEL)):
         _serve(monkeypatch, name, url=(hub / "nowhere" / spec.file).as_uri())
@@ -163,7 +163,7 @@ def test_offline_each_missing_file_is_one_warning_naming_it(hub, monkeypatch):
 
 
 def test_fetching_off_warns_without_trying(hub, monkeypatch):
-    import threedsr.metrics as metrics
+    import threedsr.metrics.image as metrics
 
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: pytest.fail("fetch: false must not download"))
     with pytest.warns(UserWarning, match="fetching is off.*alexnet-owt-7be5be79.pth|alexnet-owt-7be5be79.pth.*fetching is off"):

@@ -1,4 +1,4 @@
-"""NIQE (workflow/threedsr/niqe.py) against a direct float64 computation from the definition, and its behaviour."""
+"""NIQE (workflow/threedsr/metrics/niqe.py) against a direct float64 computation from the definition, and its behaviour."""
 
 import math
 import warnings
@@ -9,7 +9,7 @@ import torch
 from scipy.ndimage import correlate
 from scipy.special import gamma
 
-from threedsr import niqe
+from threedsr.metrics import niqe
 
 
 def _cubic(x):

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from threedsr import config as config_module
 from threedsr.errors import ConfigError, DataError, ModelUnavailable
+from threedsr.methods.supergaussian import upsample_frames
 from threedsr.sr.realbasicvsr import RealBasicVSR, RealBasicVSRNet, SPyNet, flow_warp
 from threedsr.sr.sampling import SamplerConfig
-from threedsr.supergaussian import upsample_frames
 
 
 def _net(seed=0, channels=8, propagation=2, cleaning=1):

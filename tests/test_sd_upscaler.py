@@ -289,11 +289,12 @@ def test_invalid_settings(tiny_dir):
 
 def test_cli_super_resolves_a_scene_with_params_options(tiny_dir, tmp_path):
     """What the super_resolve rule runs: params.yaml's sr block reaches the model (path, noise level, prompt)."""
-    from threedsr import cli, settings, synthetic
+    from threedsr import cli, settings
+    from threedsr.data import synthetic
+    from threedsr.data.poses import load_scene_poses
+    from threedsr.data.prepare import prepare_scene
+    from threedsr.data.scene import PreparedScene
     from threedsr.io import read_image, read_json
-    from threedsr.poses import load_scene_poses
-    from threedsr.prepare import prepare_scene
-    from threedsr.scene import PreparedScene
 
     synthetic.generate_scene("forward", tmp_path / "raw", 128, 96, 1, 500, 0)
     prepare_scene(tmp_path / "raw", load_scene_poses(tmp_path / "raw", tmp_path / "work"), tmp_path / "scene", 8, 2, 8)

@@ -59,7 +59,7 @@ def test_an_unknown_key_is_refused_by_name():
 
 def test_the_params_reference_is_current():
     """docs/params.md is generated (`threedsr params-reference`) from the schema's descriptions and params.yaml."""
-    from threedsr.reference import params_reference
+    from threedsr.reporting.params_reference import params_reference
 
     text = params_reference(REPO)
     assert (REPO / "docs" / "params.md").read_text() == text, "docs/params.md is stale: run `threedsr params-reference`"
@@ -102,5 +102,6 @@ def test_the_cli_reads_params_only_through_the_typed_blocks():
     """No command indexes the raw JSON: `a.params.<block>.<key>` (or the registry helpers, on the keys declared)."""
     import re
 
-    source = (REPO / "workflow" / "threedsr" / "cli.py").read_text()
+    source = "".join(p.read_text() for p in (REPO / "workflow" / "threedsr" / "cli").glob("*.py"))
+    assert "def load_sr" in source
     assert not re.findall(r"\ba\.params\[|(?<![.\w])(?:p|params)\[", source)

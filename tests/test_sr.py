@@ -149,7 +149,7 @@ def test_missing_prior_names_the_rule(tmp_path):
 
 
 def test_training_learns_and_records_its_photos(tmp_path):
-    from threedsr.photos import PRIOR_PHOTOS, TEXTURE_PHOTOS, load_photo
+    from threedsr.data.photos import PRIOR_PHOTOS, TEXTURE_PHOTOS, load_photo
     from threedsr.sr.train_tiny import TinyTrainConfig, train
 
     assert not set(PRIOR_PHOTOS) & set(TEXTURE_PHOTOS)
@@ -180,8 +180,8 @@ def test_prior_refuses_a_scene_textured_with_its_photos(tmp_path):
 
 
 def test_isr_loss_adds_the_lr_term():
-    from threedsr.fit import hr_lr_loss
     from threedsr.imaging import resize
+    from threedsr.methods.fit import hr_lr_loss
     from threedsr.splat.trainer import TrainView, photometric_loss
 
     g = torch.Generator().manual_seed(0)

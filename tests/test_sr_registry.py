@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from threedsr import method_registry
+from threedsr.methods import registry as method_registry
 from threedsr.sr import registry
 from threedsr.sr.base import DiffusionSR, SRModel
 

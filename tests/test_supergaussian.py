@@ -4,18 +4,18 @@ import numpy as np
 import pytest
 import torch
 
+from threedsr.data.scene import PreparedScene
+from threedsr.data.trajectory import trajectory_from_json
 from threedsr.errors import DataError
-from threedsr.fit import fit, hr_lr_loss
 from threedsr.imaging import resize, to_float, upsample
 from threedsr.io import read_image, read_json
-from threedsr.scene import PreparedScene
+from threedsr.methods.fit import fit, hr_lr_loss
+from threedsr.methods.supergaussian import make_frames
+from threedsr.methods.training_views import frame_views
 from threedsr.splat.render import RenderSettings, render_views
 from threedsr.splat.trainer import TrainConfig, load_params, photometric_loss
 from threedsr.sr.base import SRModel
 from threedsr.sr.sampling import SamplerConfig
-from threedsr.supergaussian import make_frames
-from threedsr.training_views import frame_views
-from threedsr.trajectory import trajectory_from_json
 
 # the HR fit, plain 3DGS as the LR model: with Mip-Splatting's filter, recomputed from the HR cameras, 30 steps
 # are too few to come back to frames drawn with the LR model's wider filter

@@ -3,11 +3,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from threedsr import synthetic
-from threedsr.cameras import Intrinsics, look_at, project_points
+from threedsr.data import synthetic
+from threedsr.data.cameras import Intrinsics, look_at, project_points
+from threedsr.data.photos import PHOTOS
+from threedsr.data.poses import load_scene_poses
 from threedsr.io import list_images, read_image, read_json
-from threedsr.photos import PHOTOS
-from threedsr.poses import load_scene_poses
 
 K = Intrinsics(80, 80, 32, 24, 64, 48)
 W2C = look_at(eye=(0.3, -0.2, -3), target=(0, 0, 0), up=(0, -1, 0))
@@ -67,7 +67,7 @@ def test_generation_is_deterministic_and_records_its_photos(tmp_path):
 @pytest.mark.parametrize("scene", sorted(synthetic.SCENES))
 def test_scenes_are_textured_only_with_texture_photos(scene):
     """The SR prior trains on the other photos: a synthetic scene must never show one of them."""
-    from threedsr.photos import PRIOR_PHOTOS, TEXTURE_PHOTOS
+    from threedsr.data.photos import PRIOR_PHOTOS, TEXTURE_PHOTOS
 
     make, views = synthetic.SCENES[scene]
     quads, _ = make(np.random.default_rng(0), 64, 48, views)
@@ -95,8 +95,8 @@ def test_generated_scene_reads_back_through_the_pose_stage(tmp_path, scene, view
 
 
 def test_prepared_synthetic_scene_reads_back(tmp_path):
-    from threedsr.prepare import prepare_scene
-    from threedsr.scene import PreparedScene
+    from threedsr.data.prepare import prepare_scene
+    from threedsr.data.scene import PreparedScene
 
     meta = synthetic.generate_scene("orbit", tmp_path / "raw", 128, 96, 1, 1000, 0)
     prepare_scene(tmp_path / "raw", load_scene_poses(tmp_path / "raw", tmp_path / "work"), tmp_path / "scene", 8, 2, 8)

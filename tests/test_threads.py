@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
+from threedsr.data.synthetic import generate_scene
 from threedsr.io import read_image
-from threedsr.synthetic import generate_scene
 
 PROBE = (
     "import sys; from threedsr.devices import threads_as_given; threads_as_given(); import numba, torch; "

@@ -7,16 +7,18 @@ import pandas as pd
 import pytest
 import torch
 
-from threedsr import synthetic
-from threedsr.consistency import consistency, nearest_neighbours, warp
+from threedsr.data import synthetic
+from threedsr.data.poses import load_scene_poses
+from threedsr.data.prepare import prepare_scene
+from threedsr.data.scene import PreparedScene
 from threedsr.errors import ConfigError
-from threedsr.fit import fit
 from threedsr.imaging import to_float
 from threedsr.io import read_image
-from threedsr.metrics import psnr
-from threedsr.poses import load_scene_poses
-from threedsr.prepare import prepare_scene
-from threedsr.scene import PreparedScene
+from threedsr.methods.fit import fit
+from threedsr.methods.three_dsr import ThreeDSR, ThreeDSRConfig, round_config
+from threedsr.methods.training_views import lr_views
+from threedsr.metrics.consistency import consistency, nearest_neighbours, warp
+from threedsr.metrics.image import psnr
 from threedsr.splat import trainer as trainer_module
 from threedsr.splat.trainer import TrainConfig, load_params
 from threedsr.sr.base import DiffusionSR
@@ -24,8 +26,6 @@ from threedsr.sr.colorfix import color_fix
 from threedsr.sr.run import super_resolve_scene
 from threedsr.sr.sampling import SamplerConfig, view_seeds
 from threedsr.sr.tiny import build_scheduler
-from threedsr.three_dsr import ThreeDSR, ThreeDSRConfig, round_config
-from threedsr.training_views import lr_views
 
 GS = TrainConfig(
     iterations=300,
@@ -301,7 +301,7 @@ def test_a_run_killed_after_its_last_round_redoes_no_round(scene_and_lr_model, t
     them (views/ once went missing, and a third try redid every round) without training again."""
     import shutil
 
-    from threedsr import three_dsr
+    from threedsr.methods import three_dsr
 
     scene_dir, lr_ckpt = scene_and_lr_model
     scene = PreparedScene(scene_dir)

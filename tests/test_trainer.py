@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from threedsr.imaging import to_float
+from threedsr.methods.training_views import train_view
 from threedsr.splat.gaussians import export_ply, init_from_points
 from threedsr.splat.trainer import TrainConfig, Trainer, photometric_loss, render, scene_scale
-from threedsr.training_views import train_view
 
 
 def _views(scene, res="lr"):
@@ -83,7 +83,7 @@ def test_ply_export_has_the_3dgs_layout(tmp_path):
 
 def _killed_fit(scene, out, cfg, views, monkeypatch, at=25):
     """fit() killed after step `at` (resume.pt written every 20 steps)."""
-    from threedsr.fit import fit
+    from threedsr.methods.fit import fit
 
     real = Trainer.train
 
@@ -98,8 +98,8 @@ def _killed_fit(scene, out, cfg, views, monkeypatch, at=25):
 
 
 def test_a_killed_fit_resumes_from_its_last_checkpoint(tiny_scene, tmp_path, monkeypatch):
-    from threedsr.fit import fit
-    from threedsr.training_views import lr_views
+    from threedsr.methods.fit import fit
+    from threedsr.methods.training_views import lr_views
 
     cfg = _trainer(tiny_scene).cfg
     straight = fit(tiny_scene.root, tmp_path / "straight", cfg, lr_views(tiny_scene), torch.device("cpu"))
@@ -115,8 +115,8 @@ def test_a_killed_fit_resumes_from_its_last_checkpoint(tiny_scene, tmp_path, mon
 def test_a_resume_point_for_other_targets_is_not_used(tiny_scene, tmp_path, monkeypatch, caplog):
     from dataclasses import replace as dc_replace
 
-    from threedsr.fit import fit
-    from threedsr.training_views import lr_views
+    from threedsr.methods.fit import fit
+    from threedsr.methods.training_views import lr_views
 
     cfg = _trainer(tiny_scene).cfg
     _killed_fit(tiny_scene, tmp_path / "out", cfg, lr_views(tiny_scene), monkeypatch)
@@ -128,8 +128,8 @@ def test_a_resume_point_for_other_targets_is_not_used(tiny_scene, tmp_path, monk
 def test_a_stale_resume_checkpoint_is_not_used(tiny_scene, tmp_path, caplog):
     from dataclasses import replace
 
-    from threedsr.fit import fit
-    from threedsr.training_views import lr_views
+    from threedsr.methods.fit import fit
+    from threedsr.methods.training_views import lr_views
 
     partial = _trainer(tiny_scene)
     partial.train(20)
@@ -157,8 +157,8 @@ def test_a_truncated_checkpoint_is_an_error_naming_it(tiny_scene, tmp_path):
 
 
 def test_a_truncated_resume_point_is_set_aside_and_the_fit_starts_over(tiny_scene, tmp_path, caplog):
-    from threedsr.fit import fit
-    from threedsr.training_views import lr_views
+    from threedsr.methods.fit import fit
+    from threedsr.methods.training_views import lr_views
 
     partial = _trainer(tiny_scene)
     partial.train(20)

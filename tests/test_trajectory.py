@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from threedsr.cameras import Intrinsics, look_at
+from threedsr.data.cameras import Intrinsics, look_at
+from threedsr.data.scene import SceneView
+from threedsr.data.trajectory import scene_trajectory, smooth_trajectory, trajectory_from_json, trajectory_to_json
 from threedsr.errors import DataError
-from threedsr.scene import SceneView
-from threedsr.trajectory import scene_trajectory, smooth_trajectory, trajectory_from_json, trajectory_to_json
 
 
 def _view(name, w2c, f=50.0, size=(40, 30)):

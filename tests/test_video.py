@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from threedsr.data.scene import PreparedScene
 from threedsr.errors import DataError
-from threedsr.scene import PreparedScene
-from threedsr.video import count_frames, grid, read_mp4, scene_videos, video_page, write_mp4
+from threedsr.reporting.video import count_frames, grid, read_mp4, scene_videos, video_page, write_mp4
 
 
 def _frames(n, h=37, w=51, seed=0):

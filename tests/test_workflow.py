@@ -13,7 +13,7 @@ from PIL import Image
 from test_evaluate import SUMMARY_COLUMNS
 
 from threedsr.io import read_json
-from threedsr.video import count_frames, read_mp4
+from threedsr.reporting.video import count_frames, read_mp4
 
 
 def _snakemake(cwd, *args):

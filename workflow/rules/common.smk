@@ -6,8 +6,8 @@ from pathlib import Path
 
 import threedsr.config
 import threedsr.dvc_stages
-from threedsr import method_registry
-from threedsr.datasets import OFFICIAL_SCENES, local_scene
+from threedsr.methods import registry as method_registry
+from threedsr.data.datasets import OFFICIAL_SCENES, local_scene
 from threedsr.devices import visible_gpus
 from threedsr.errors import ConfigError
 from threedsr.sr import registry

@@ -1,5 +1,5 @@
 # The SuperGaussian baseline: a video of the LR model along a smooth path, upsampled (frame by frame, or
-# by the video model RealBasicVSR), then a new 3DGS fit at HR to the frames (threedsr/supergaussian.py).
+# by the video model RealBasicVSR), then a new 3DGS fit at HR to the frames (threedsr/methods/supergaussian.py).
 
 
 rule supergaussian_frames:

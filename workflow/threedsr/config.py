@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from . import method_registry as methods
-from .datasets import OFFICIAL_SCENES, local_scene
+from .data.datasets import OFFICIAL_SCENES, local_scene
 from .errors import ConfigError
+from .methods import registry as methods
 from .sr import registry
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "params.schema.yaml"

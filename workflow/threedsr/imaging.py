@@ -1,4 +1,5 @@
-"""Image resampling shared by dataset preparation and the methods (down() in the 3DSR loss)."""
+"""Image resampling shared by dataset preparation and the methods (down() in the 3DSR loss), and labelled tiles for the
+figures."""
 
 from __future__ import annotations
 
@@ -35,3 +36,13 @@ def resize_uint8(image: np.ndarray, width: int, height: int) -> np.ndarray:
     x = to_float(image).permute(2, 0, 1)
     y = resize(x, height, width).clamp_(0, 1).mul_(255).round_()
     return y.to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def labelled(tile, label: str) -> np.ndarray:
+    """The tile (a PIL image) with its label in white on black in the top-left corner (figures and strips)."""
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(tile)
+    d.rectangle((0, 0, 6 * len(label) + 4, 12), fill=(0, 0, 0))
+    d.text((2, 1), label, fill=(255, 255, 255))
+    return np.asarray(tile)

@@ -1,6 +1,6 @@
 """params.yaml as typed settings: one frozen dataclass per block, with params.yaml's keys, types and defaults.
 
-Every command gets the keys its rule passes as `Given` (the one parse of `--params`, in cli.py), whose blocks are
+Every command gets the keys its rule passes as `Given` (the one parse of `--params`, cli/base.py), whose blocks are
 built by `<Block>.from_dict`, the one constructor, so a key has the same name here as in params.yaml and there is one
 default per key: the one below, or the one of the engine's config it comes from (splat/train_config.py,
 sr/sampler_config.py, sr/tiny_config.py), equal to params.yaml's (tests/test_settings.py checks it, and that every
@@ -281,7 +281,7 @@ class Given:
     `given.<key>` is that key's value as settings types it: a block (GS, SR, ...) or a plain value (`device`). A block
     the rule passes in part (dotted keys, `threedsr.lambda_lr`) has only those fields: reading another is a ConfigError
     naming the key, never a default, so a command cannot read a key its job does not rerun on. `raw` is the JSON as
-    given, for the helpers the Snakefile shares with the commands (method_registry's HR budgets read declared keys).
+    given, for the helpers the Snakefile shares with the commands (methods/registry.py's HR budgets read declared keys).
     """
 
     def __init__(self, raw: dict):

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 FINGERPRINT = "cache-fingerprint.json"
 # the modules whose code decides the trained weights (the training loop, the model, its scheduler and the
 # sampler's timesteps it favours, the resizing that makes LR patches, the photos' loading)
-CODE = ("sr/train_tiny.py", "sr/tiny.py", "sr/sampling.py", "imaging.py", "photos.py")
+CODE = ("sr/train_tiny.py", "sr/tiny.py", "sr/sampling.py", "imaging.py", "data/photos.py")
 PACKAGES = ("torch", "diffusers", "numpy", "pillow")
 
 

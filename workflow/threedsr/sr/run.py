@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..data.scene import PreparedScene
 from ..errors import DataError
 from ..imaging import to_float, to_uint8
 from ..io import atomic_dir, write_json, write_png
-from ..scene import PreparedScene
 from .base import SRModel
 from .sampling import SamplerConfig, view_seeds
 

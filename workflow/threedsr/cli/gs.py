@@ -1,0 +1,67 @@
+"""3D Gaussian splatting commands: fitting a model to a scene's targets, rendering its test views."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .base import command, params_argument, params_device, path_arguments, score_arguments, score_if_asked
+
+log = logging.getLogger("threedsr")
+
+
+def _fit_arguments(c):
+    path_arguments(c, "--scene", "--out")
+    c.add_argument(
+        "--targets",
+        choices=["lr", "bicubic", "sr", "frames"],
+        required=True,
+        help="lr: pretrain_lr; bicubic; sr: isr (with --sr-dir); frames: supergaussian (with --frames-dir)",
+    )
+    c.add_argument("--sr-dir", type=Path, help="SR images of the training views (--targets sr), <view>.png")
+    c.add_argument("--frames-dir", type=Path, help="SuperGaussian's upsampled trajectory frames (--targets frames)")
+    c.add_argument("--init", type=Path, help="start from this checkpoint's Gaussians")
+    params_argument(c)
+
+
+@command("fit", "fit 3DGS to a scene's LR views, their bicubic upsampling, their SR images or SuperGaussian's frames", _fit_arguments)
+def _fit(a):
+    from ..data.scene import PreparedScene
+    from ..methods.fit import fit, hr_lr_loss, train_config
+    from ..methods.registry import hr_iterations
+    from ..methods.training_views import bicubic_views, frame_views, lr_views, sr_views
+
+    p, scene = a.params, PreparedScene(a.scene)
+    # each target's budget and loss weight, from the block params.yaml keeps them in
+    if a.targets == "lr":
+        cfg = train_config(p.gs)
+        views, loss_fn = lr_views(scene), None
+    elif a.targets == "bicubic":
+        cfg = train_config(p.gs, p.bicubic.iterations)
+        views, loss_fn = bicubic_views(scene), None
+    elif a.targets == "sr":
+        if a.sr_dir is None:
+            raise SystemExit("threedsr fit: --targets sr needs --sr-dir")
+        cfg = train_config(p.gs, hr_iterations(p.raw, "isr"))
+        views, loss_fn = sr_views(scene, a.sr_dir), hr_lr_loss(p.threedsr.lambda_lr, cfg.delta_dssim)
+    else:
+        if a.frames_dir is None:
+            raise SystemExit("threedsr fit: --targets frames needs --frames-dir")
+        cfg = train_config(p.gs, hr_iterations(p.raw, "supergaussian"))
+        lam = p.supergaussian.lambda_lr
+        views, loss_fn = frame_views(scene, a.frames_dir, lam), hr_lr_loss(lam, cfg.delta_dssim)
+    trainer = fit(a.scene, a.out, cfg, views, params_device(p), init=a.init, loss_fn=loss_fn)
+    log.info("%s: %d steps on %s targets, %d Gaussians", a.out, trainer.step, a.targets, len(trainer.params["means"]))
+
+
+def _render_arguments(c):
+    path_arguments(c, "--ckpt", "--scene", "--out")
+    score_arguments(c)
+
+
+@command("render", "render a checkpoint at the test views (HR colour and depth), and score them", _render_arguments)
+def _render(a):
+    from ..metrics.scoring import render_test_views
+
+    render_test_views(a.ckpt, a.scene, a.out, params_device(a.params))
+    score_if_asked(a, a.out)
