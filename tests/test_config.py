@@ -218,25 +218,32 @@ def test_a_job_asked_for_cuda_without_one_says_so_in_one_line():
         resolve_device("cuda")
 
 
-def test_each_methods_budget_reads_only_the_keys_its_jobs_declare():
-    """The tables' budget note is computed from HR_BUDGET_KEYS alone (the aggregate job's params): every method's
-    budget in the method registry must be computable from those keys, or a change to another would leave it stale."""
-    from threedsr.methods import registry as method_registry
-
-    full = config.load(REPO / "params.yaml")
-    declared = {}
-    for key in config.HR_BUDGET_KEYS:  # nested as params_json nests them
+def _declared(full: dict, keys: list[str]) -> dict:
+    """The keys of `full` a job declares, nested as params_json nests them."""
+    declared: dict = {}
+    for key in keys:
         *path, last = key.split(".")
         src, dst = full, declared
         for k in path:
             src, dst = src[k], dst.setdefault(k, {})
         dst[last] = src[last]
+    return declared
+
+
+@pytest.mark.parametrize("iterations", [None, 250])
+def test_each_methods_budget_reads_only_the_keys_its_jobs_declare(iterations):
+    """A method's budget (its fit job) and the tables' budget note (the aggregate job) are computed from the keys those
+    jobs declare (Budget.keys, hr_budget_keys) alone, or a change to another would leave them stale."""
+    from threedsr.methods import registry as method_registry
+
+    full = {**config.load(REPO / "params.yaml"), "methods": method_registry.method_names()}
+    full["isr"]["iterations"] = full["supergaussian"]["iterations"] = iterations
     for m in method_registry.METHODS:
         if m.hr_budget:
-            assert m.hr_budget(declared) == m.hr_budget(full) > 0, m.name
-    assert config.hr_budgets({**declared, "methods": method_registry.method_names()}).keys() == {
-        n for n in method_registry.method_names() if method_registry.of(n).hr_budget
-    }
+            assert m.hr_budget.steps(_declared(full, m.hr_budget.keys(full))) == m.hr_budget.steps(full) > 0, m.name
+    declared = _declared(full, method_registry.hr_budget_keys(full))
+    assert method_registry.hr_budgets(declared) == method_registry.hr_budgets(full)
+    assert method_registry.hr_budgets(full).keys() == {n for n in method_registry.method_names() if method_registry.of(n).hr_budget}
 
 
 @pytest.mark.parametrize("iterations", [None, 250])

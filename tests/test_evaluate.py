@@ -12,6 +12,7 @@ import torch
 
 from threedsr.data.scene import PreparedScene
 from threedsr.io import write_json, write_png
+from threedsr.methods import registry as method_registry
 from threedsr.metrics import met3r, niqe, scoring, weights
 from threedsr.metrics.fid import FIDInceptionV3
 from threedsr.reporting import tables
@@ -248,7 +249,7 @@ def test_the_tables_say_when_the_hr_budgets_differ(tmp_path):
         for i, (m, p) in enumerate(zip(("bicubic", "isr", "3dsr"), (21.0, 22.0, 23.0)))
     ]
     params = config.load(REPO / "params.yaml", REPO / "workflow" / "presets" / "paper-llff.yaml")
-    budgets = config.hr_budgets({**params, "methods": ["bicubic", "isr", "3dsr"]})
+    budgets = method_registry.hr_budgets({**params, "methods": ["bicubic", "isr", "3dsr"]})
     assert budgets == {"bicubic": 30000, "isr": 20000, "3dsr": 20000}  # isr gets 3dsr's 4 x 5000 unless set
     tables.aggregate(csvs, tmp_path / "out", methods=["bicubic", "isr", "3dsr"], budgets=budgets)
     assert "3DGS steps at HR differ: bicubic 30000, isr 20000, 3dsr 20000" in (tmp_path / "out" / "llff.md").read_text()

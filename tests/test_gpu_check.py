@@ -130,18 +130,18 @@ def test_gpu_jobs_at_once_from_the_log():
         ]
 
     log = (
-        start(0, "rule", "fit_bicubic", 3, 1, 8000)
+        start(0, "rule", "fit_hr_targets", 3, 1, 8000)
         + start(1, "localrule", "train_prior", 4, 0, 6000)
-        + ["[Tue Dec  1 14:00:05 2026]", "Finished jobid: 3 (Rule: fit_bicubic)"]
+        + ["[Tue Dec  1 14:00:05 2026]", "Finished jobid: 3 (Rule: fit_hr_targets)"]
         + start(5, "rule", "fit_isr", 5, 1, 8000)
         + ["[Tue Dec  1 14:00:09 2026]", "Finished jobid: 5 (Rule: fit_isr)", "Finished jobid: 4 (Rule: train_prior)"]
     )
     jobs = rule_times.jobs(log)
-    assert [(j["rule"], j["gpu"]) for j in jobs] == [("fit_bicubic", 1), ("fit_isr", 1), ("train_prior", 0)]
+    assert [(j["rule"], j["gpu"]) for j in jobs] == [("fit_hr_targets", 1), ("fit_isr", 1), ("train_prior", 0)]
     gpu = [(j["start"], j["end"]) for j in jobs if j["gpu"]]
     assert rule_times.max_concurrent(gpu) == 1  # one ends at 14:00:05 as the next starts
     assert rule_times.max_concurrent([(j["start"], j["end"]) for j in jobs]) == 2
     t = datetime(2026, 1, 1)
     assert rule_times.max_concurrent([(t, t.replace(second=9)), (t.replace(second=2), t.replace(second=3))]) == 2
     seconds, counts = rule_times.rule_times(log)
-    assert seconds == {"fit_bicubic": 5.0, "train_prior": 8.0, "fit_isr": 4.0} and counts["fit_isr"] == 1
+    assert seconds == {"fit_hr_targets": 5.0, "train_prior": 8.0, "fit_isr": 4.0} and counts["fit_isr"] == 1

@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
-from threedsr.methods.registry import hr_iterations  # noqa: E402
+from threedsr.methods.registry import hr_iterations, of  # noqa: E402
 from threedsr.sr.tiling import _starts  # noqa: E402
 
 # --- assumptions (one A100-class GPU, fp16 where the pipeline uses it) ------------------------------
@@ -82,7 +82,7 @@ def seconds(rule: str, wc: dict, cfg: dict, uses_isr: set) -> float:
     frames_video = (s["train"] - 1) * (cfg["video"]["n_interp"] + 1) + 1
     cost = {
         "pretrain_lr": lambda: gs_steps(cfg["gs"]["iterations"], s["lr_mpx"]),
-        "fit_bicubic": lambda: gs_steps(cfg["bicubic"]["iterations"], s["hr_mpx"]),
+        "fit_hr_targets": lambda: gs_steps(of(wc["method"]).hr_budget.steps(cfg), s["hr_mpx"]),
         "fit_isr": lambda: gs_steps(hr_iterations(cfg, "isr"), s["hr_mpx"]),
         "fit_supergaussian": lambda: gs_steps(hr_iterations(cfg, "supergaussian"), s["hr_mpx"]),
         "fit_3dsr": lambda: (

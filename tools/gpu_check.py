@@ -828,7 +828,7 @@ def step_pipeline(ck: Check, step: Step) -> None:
     step.figures["jobs planned"] = sum(stats.values())
     expected = {
         "pretrain_lr",
-        "fit_bicubic",
+        "fit_hr_targets",
         "fit_isr",
         "fit_3dsr",
         "supergaussian_frames",

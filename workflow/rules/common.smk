@@ -47,6 +47,8 @@ SCENES = threedsr.config.scenes(config)
 METHODS = config["methods"]
 # methods with a 3DGS model to render (sr2d is 2D super-resolution alone)
 GS_METHODS = [m for m in METHODS if method_registry.of(m).dims == 3]
+# methods fitted by the generic rule fit_hr_targets (their entry names a module with hr_target(scene, view))
+TARGET_METHODS = [m for m in METHODS if method_registry.of(m).targets]
 
 # Every job runs this checkout's package (`python -m threedsr`) in the active virtualenv, or in its conda environment
 # (--software-deployment-method conda), which holds the dependencies only: the checkout goes first on PYTHONPATH, set
@@ -86,9 +88,9 @@ def params_json(*keys):
     return json.dumps(out, sort_keys=True)
 
 
-def hr_budget_keys(block):
-    """What decides isr's or supergaussian's 3DGS steps at HR (method_registry.hr_iterations reads them)."""
-    return method_registry.hr_iteration_keys(config, block)
+def budget_keys(method):
+    """The params keys a method's 3DGS steps at HR are read from (its registry entry's Budget): its fit job declares them."""
+    return method_registry.of(method).hr_budget.keys(config)
 
 
 # dataset and scene names are plain path components (the schema says the same): never '.', '..', a

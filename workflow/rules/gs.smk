@@ -1,4 +1,5 @@
-# 3D Gaussian splatting: LR pretraining (method lr3dgs) and the bicubic baseline, then test renders of every 3D method
+# 3D Gaussian splatting: LR pretraining (method lr3dgs), the methods fitted to their own HR targets (bicubic), then test
+# renders of every 3D method
 # (scored in the same job: results/metrics/<dataset>/<scene>/<method>.csv).
 
 
@@ -25,18 +26,22 @@ rule pretrain_lr:
         "--params {params.config:q} > {log:q} 2>&1"
 
 
-rule fit_bicubic:
+rule fit_hr_targets:
+    # the methods whose model is the LR model fitted further at HR to their own image of each training view
+    # (bicubic, and any method whose registry entry names `targets`: workflow/threedsr/methods/registry.py)
     input:
         scene="results/scenes/{dataset}/{scene}",
         init="results/gs/{dataset}/{scene}/lr3dgs/ckpt.pt",
     output:
-        ckpt="results/gs/{dataset}/{scene}/bicubic/ckpt.pt",
-        ply="results/gs/{dataset}/{scene}/bicubic/point_cloud.ply",
+        ckpt="results/gs/{dataset}/{scene}/{method}/ckpt.pt",
+        ply="results/gs/{dataset}/{scene}/{method}/point_cloud.ply",
+    wildcard_constraints:
+        method="|".join(TARGET_METHODS) or "(?!)",
     params:
-        config=params_json("gs", "bicubic", "device"),
-        out="results/gs/{dataset}/{scene}/bicubic",
+        config=lambda w: params_json("gs", *budget_keys(w.method), "device"),
+        out="results/gs/{dataset}/{scene}/{method}",
     log:
-        "results/logs/fit_bicubic/{dataset}/{scene}.log",
+        "results/logs/fit_hr_targets/{dataset}/{scene}/{method}.log",
     conda:
         GPU_ENV
     threads: 1
@@ -45,7 +50,7 @@ rule fit_bicubic:
         runtime=360,
         gpu=1,
     shell:
-        "python -m threedsr fit --scene {input.scene:q} --out {params.out:q} --targets bicubic "
+        "python -m threedsr fit --scene {input.scene:q} --out {params.out:q} --targets method --method {wildcards.method:q} "
         "--init {input.init:q} --params {params.config:q} > {log:q} 2>&1"
 
 

@@ -22,7 +22,7 @@ rule aggregate_metrics:
             for d in sorted({d for d, _ in SCENES})
         ],
     params:
-        config=params_json(*threedsr.config.HR_BUDGET_KEYS),  # the tables' row order, and a note when HR budgets differ
+        config=params_json(*method_registry.hr_budget_keys(config)),  # the tables' row order, and a note when HR budgets differ
         met3r=lambda w, input: ["--met3r", *input.met3r] if input.met3r else [],
     log:
         "results/logs/aggregate_metrics.log",

@@ -96,7 +96,7 @@ rule fit_isr:
         ckpt="results/gs/{dataset}/{scene}/{isr}/ckpt.pt",
         ply="results/gs/{dataset}/{scene}/{isr}/point_cloud.ply",
     params:
-        config=params_json("gs", *hr_budget_keys("isr"), "threedsr.lambda_lr", "device"),
+        config=params_json("gs", *budget_keys("isr"), "threedsr.lambda_lr", "device"),
         out="results/gs/{dataset}/{scene}/{isr}",
     log:
         "results/logs/fit_isr/{dataset}/{scene}/{isr}.log",

@@ -38,7 +38,7 @@ rule fit_supergaussian:
         ckpt="results/gs/{dataset}/{scene}/supergaussian/ckpt.pt",
         ply="results/gs/{dataset}/{scene}/supergaussian/point_cloud.ply",
     params:
-        config=params_json("gs", *hr_budget_keys("supergaussian"), "supergaussian.lambda_lr", "device"),
+        config=params_json("gs", *budget_keys("supergaussian"), "supergaussian.lambda_lr", "device"),
         out="results/gs/{dataset}/{scene}/supergaussian",
     log:
         "results/logs/fit_supergaussian/{dataset}/{scene}.log",

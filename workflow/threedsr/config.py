@@ -56,12 +56,16 @@ def _message(error) -> str:
     return f"{_key(where)}: {error.message}"
 
 
+def schema() -> dict:
+    """params.schema.yaml, with the names `methods` accepts taken from the method registry (one list, in one place)."""
+    return methods.with_method_names(yaml.safe_load(SCHEMA.read_text()))
+
+
 def validate(config: dict) -> None:
     """Schema errors (unknown key, wrong type, out of range) and cross-key errors, each naming the key."""
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA.read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("params invalid:\n" + "\n".join(f"  {_message(e)}" for e in errors))
     check(config)
@@ -75,21 +79,6 @@ def check_device(config: dict, visible_gpus: int) -> None:
             "device: cuda, but no CUDA device is visible on this machine (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES "
             "hides them): use device: auto (CUDA where present) or cpu"
         )
-
-
-HR_BUDGET_KEYS = (
-    "methods",
-    "bicubic.iterations",
-    "isr.iterations",
-    "supergaussian.iterations",
-    "threedsr.steps",
-    "threedsr.iters_per_step",
-)
-
-
-def hr_budgets(config: dict) -> dict[str, int]:
-    """Each method's 3DGS steps at HR (the methods that fit a 3DGS at HR; lr3dgs and sr2d have none). Needs HR_BUDGET_KEYS."""
-    return {m: spec.hr_budget(config) for m in config["methods"] if (spec := methods.of(m)).hr_budget}
 
 
 def method_sr_model(config: dict, method: str) -> str | None:

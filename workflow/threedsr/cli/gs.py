@@ -14,31 +14,35 @@ def _fit_arguments(c):
     path_arguments(c, "--scene", "--out")
     c.add_argument(
         "--targets",
-        choices=["lr", "bicubic", "sr", "frames"],
+        choices=["lr", "method", "sr", "frames"],
         required=True,
-        help="lr: pretrain_lr; bicubic; sr: isr (with --sr-dir); frames: supergaussian (with --frames-dir)",
+        help="lr: pretrain_lr; method: the HR targets of --method (bicubic, ...); sr: isr (with --sr-dir); "
+        "frames: supergaussian (with --frames-dir)",
     )
+    c.add_argument("--method", help="--targets method: a method whose registry entry names its targets (`targets`)")
     c.add_argument("--sr-dir", type=Path, help="SR images of the training views (--targets sr), <view>.png")
     c.add_argument("--frames-dir", type=Path, help="SuperGaussian's upsampled trajectory frames (--targets frames)")
     c.add_argument("--init", type=Path, help="start from this checkpoint's Gaussians")
     params_argument(c)
 
 
-@command("fit", "fit 3DGS to a scene's LR views, their bicubic upsampling, their SR images or SuperGaussian's frames", _fit_arguments)
+@command("fit", "fit 3DGS to a scene's LR views, a method's HR targets, their SR images or SuperGaussian's frames", _fit_arguments)
 def _fit(a):
     from ..data.scene import PreparedScene
     from ..methods.fit import fit, hr_lr_loss, train_config
-    from ..methods.registry import hr_iterations
-    from ..methods.training_views import bicubic_views, frame_views, lr_views, sr_views
+    from ..methods.registry import hr_iterations, of
+    from ..methods.training_views import frame_views, lr_views, method_views, sr_views
 
     p, scene = a.params, PreparedScene(a.scene)
     # each target's budget and loss weight, from the block params.yaml keeps them in
     if a.targets == "lr":
         cfg = train_config(p.gs)
         views, loss_fn = lr_views(scene), None
-    elif a.targets == "bicubic":
-        cfg = train_config(p.gs, p.bicubic.iterations)
-        views, loss_fn = bicubic_views(scene), None
+    elif a.targets == "method":
+        if a.method is None or not of(a.method).targets:
+            raise SystemExit("threedsr fit: --targets method needs --method, a method whose registry entry has `targets`")
+        cfg = train_config(p.gs, of(a.method).hr_budget.steps(p.raw))
+        views, loss_fn = method_views(scene, a.method), None
     elif a.targets == "sr":
         if a.sr_dir is None:
             raise SystemExit("threedsr fit: --targets sr needs --sr-dir")

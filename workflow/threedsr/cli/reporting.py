@@ -40,7 +40,7 @@ def _aggregate_arguments(c):
 
 @command("aggregate", "per-view and summary tables of all methods (the paper's table per dataset)", _aggregate_arguments)
 def _aggregate(a):
-    from ..config import hr_budgets
+    from ..methods.registry import hr_budgets
     from ..reporting.tables import aggregate
 
     table = aggregate(

@@ -1,7 +1,7 @@
 """What each 3DGS fit trains on: a scene's cameras paired with the images to fit (TrainViews).
 
     lr_views       the LR training views as they are (pretrain_lr, method lr3dgs)
-    bicubic_views  the LR views upsampled bicubically, HR cameras (bicubic)
+    method_views   a method's own HR targets, HR cameras (bicubic, and any method with `targets` in registry.py)
     sr_views       each training view's SR image at HR, with its LR image for L_lr (isr)
     frame_views    SuperGaussian's upsampled path frames at HR, and the real LR views for L_lr if asked (supergaussian)
 3DSR builds its own each round, from the SR model's H images (three_dsr.py, with `train_view`).
@@ -40,9 +40,14 @@ def lr_views(scene: PreparedScene) -> list[TrainView]:
     return [train_view(v, "lr", to_float(scene.image(v, "lr"))) for v in scene.train_views]
 
 
-def bicubic_views(scene: PreparedScene) -> list[TrainView]:
-    """The LR training views upsampled (bicubic) to HR, with the HR cameras."""
-    return [train_view(v, "hr", scene.bicubic(v)) for v in scene.train_views]
+def method_views(scene: PreparedScene, method: str) -> list[TrainView]:
+    """A method's own HR targets (registry entry `targets`: its module's hr_target(scene, view)), HR cameras."""
+    import importlib
+
+    from .registry import of
+
+    module = importlib.import_module(f"{__package__}.{of(method).targets}")
+    return [train_view(v, "hr", module.hr_target(scene, v)) for v in scene.train_views]
 
 
 def sr_views(scene: PreparedScene, sr_dir: Path) -> list[TrainView]:
