@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -35,6 +36,50 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs CUDA: marked `cuda`, run `pytest -m cuda` on a GPU machine (tools/gpu_check.sh)")
     for item in marked:
         item.add_marker(skip)
+
+
+# The tiny configuration the end-to-end tests run (seconds per job on 2 cores), over params.yaml: its budgets ...
+TINY_BUDGETS = {
+    "gs": {
+        "iterations": 60,
+        "sh_degree": 1,
+        "sh_degree_interval": 30,
+        "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002},
+    },
+    "bicubic": {"iterations": 20},
+    "isr": {"iterations": 20},
+    "threedsr": {"iters_per_step": 5},
+    "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
+    "supergaussian": {"n_interp": 1, "upsampler": "tiny", "iterations": 20},
+    "video": {"n_interp": 0, "fps": 8},
+}
+# ... and its one scene: the synthetic forward scene at LR 16x12 -> HR 64x48
+TINY_SCENE = {
+    "datasets": {"synthetic": {"scenes": ["forward"], "width": 512, "height": 384, "supersample": 1, "num_points": 2000}},
+    "resolution": {"lr_factor": 32, "hr_factor": 8},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Factory: the tiny budgets with `blocks` over them (a block given replaces the tiny one), as a config dict;
+    `scene=True` adds the tiny scene. Written beside params.yaml, it is what a test runs Snakemake with."""
+
+    def make(scene: bool = False, **blocks) -> dict:
+        return {**TINY_BUDGETS, **(TINY_SCENE if scene else {}), **blocks}
+
+    return make
+
+
+@pytest.fixture
+def config_file(workflow_dir, tiny_config):
+    """Factory: tiny_config(**blocks) written into the workflow copy; returns its name for `--configfile params.yaml NAME`."""
+
+    def make(name: str = "test.yaml", scene: bool = False, **blocks) -> str:
+        (workflow_dir / name).write_text(yaml.safe_dump(tiny_config(scene, **blocks)))
+        return name
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -22,20 +22,6 @@ from threedsr import dvc_stages
 REPO = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)  # snakemake and dvc of this environment, as the stages call them
 
-TINY = {
-    "datasets": {"synthetic": {"scenes": ["forward"], "width": 512, "height": 384, "supersample": 1, "num_points": 2000}},
-    "resolution": {"lr_factor": 32, "hr_factor": 8},  # LR 16x12, HR 64x48
-    "methods": ["lr3dgs", "3dsr"],
-    "gs": {
-        "iterations": 60,
-        "sh_degree": 1,
-        "sh_degree_interval": 30,
-        "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002},
-    },
-    "threedsr": {"steps": 2, "iters_per_step": 5},
-    "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
-    "video": {"n_interp": 1, "fps": 8},
-}
 TRAINING = {"train_prior", "pretrain_lr", "fit_3dsr"}
 
 
@@ -86,7 +72,7 @@ def _set_lambda(repo: Path, value: float):
 
 
 @pytest.fixture
-def tiny_repo(tmp_path) -> Path:
+def tiny_repo(tmp_path, tiny_config) -> Path:
     """A git + DVC repository holding the workflow (the package is the installed one) and a tiny params.yaml."""
     repo = tmp_path / "project"
     repo.mkdir()
@@ -94,7 +80,8 @@ def tiny_repo(tmp_path) -> Path:
         shutil.copy(REPO / name, repo / name)
     for sub in ("workflow/rules", "workflow/schemas", "envs"):
         shutil.copytree(REPO / sub, repo / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    params = _merged(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
+    tiny = tiny_config(scene=True, methods=["lr3dgs", "3dsr"], threedsr={"steps": 2, "iters_per_step": 5}, video={"n_interp": 1, "fps": 8})
+    params = _merged(yaml.safe_load((REPO / "params.yaml").read_text()), tiny)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _git(repo, "init", "-q")
     _git(repo, "config", "user.name", "test")

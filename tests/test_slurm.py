@@ -20,19 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import FAST
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)  # `python -m threedsr` in the jobs is this environment's, as locally
 ACCOUNT = "threedsr"  # the account .ci/slurm-cluster creates (root's default account stays `root`)
 
-# the tiny configuration: one synthetic scene, LR 16x12 -> HR 64x48, the 3DGS schedules of test_workflow
-CONFIG = {
-    **FAST,
-    "datasets": {"synthetic": {"scenes": ["forward"], "width": 512, "height": 384, "supersample": 1, "num_points": 2000}},
-    "resolution": {"lr_factor": 32, "hr_factor": 8},
-    "methods": ["lr3dgs"],
-}
 # test-only: poll a cluster whose jobs last seconds every second (the profile polls once a minute)
 FAST_POLLING = [
     "--seconds-between-status-checks",
@@ -249,9 +241,9 @@ def background():
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_the_workflow_through_slurm(cluster, workflow_dir, tmp_path_factory, background):
+def test_the_workflow_through_slurm(cluster, workflow_dir, tiny_config, tmp_path_factory, background):
     times = {}
-    (workflow_dir / "test.yaml").write_text(yaml.safe_dump(CONFIG))
+    (workflow_dir / "test.yaml").write_text(yaml.safe_dump(tiny_config(scene=True, methods=["lr3dgs"])))
     config = ["--configfile", "params.yaml", "test.yaml"]
 
     # the reference: the same configuration run locally, alongside the cluster runs (they mostly wait)

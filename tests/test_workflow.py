@@ -50,29 +50,8 @@ def test_gpu_jobs_get_the_cuda_environment_when_the_run_asks_for_cuda(workflow_d
 
 
 # tiny 3DGS schedules so that the whole chain runs in seconds
-FAST = {
-    "gs": {
-        "iterations": 60,
-        "sh_degree": 1,
-        "sh_degree_interval": 30,
-        "densify": {"start": 20, "stop": 50, "every": 10, "reset_every": 1000, "grow_grad2d": 0.0002},
-    },
-    "bicubic": {"iterations": 20},
-    "isr": {"iterations": 20},
-    "threedsr": {"iters_per_step": 5},
-    "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
-    "supergaussian": {"n_interp": 1, "upsampler": "tiny", "iterations": 20},
-    "video": {"n_interp": 0, "fps": 8},
-}
-
-
-def _override(workflow_dir, cfg: dict) -> str:
-    (workflow_dir / "test.yaml").write_text(yaml.safe_dump({**FAST, **cfg}))
-    return "test.yaml"
-
-
 @pytest.mark.slow
-def test_real_scene_end_to_end(workflow_dir, llff_root):
+def test_real_scene_end_to_end(workflow_dir, config_file, llff_root):
     # the synthetic scenes run end to end in tests/test_dvc.py
     cfg = {
         "datasets": {"synthetic": {"scenes": []}, "llff": {"root": str(llff_root), "scenes": ["fern"]}},
@@ -83,7 +62,7 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
         "bicubic": {"iterations": 150},
         "threedsr": {"iters_per_step": 50},
     }
-    args = ["--configfile", "params.yaml", _override(workflow_dir, cfg)]
+    args = ["--configfile", "params.yaml", config_file(**cfg)]
     r = _snakemake(workflow_dir, *args)
     assert r.returncode == 0, r.stderr[-3000:]
     table = pd.read_csv(workflow_dir / "results" / "reports" / "data" / "summary.csv")
@@ -154,7 +133,7 @@ def test_real_scene_end_to_end(workflow_dir, llff_root):
 
     # changed factors redo the downsampling only, not the poses (x4 kept: the SR models are x4)
     cfg["resolution"] = {"lr_factor": 32, "hr_factor": 8}
-    dry = _snakemake(workflow_dir, "-n", "--configfile", "params.yaml", _override(workflow_dir, cfg))
+    dry = _snakemake(workflow_dir, "-n", "--configfile", "params.yaml", config_file(**cfg))
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0
     assert "prepare_scene" in out and "rule poses" not in out
@@ -170,7 +149,7 @@ def _copy_fern8(fern_dir, scene):
     return scene
 
 
-def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, fern_dir, tmp_path):
+def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, config_file, fern_dir, tmp_path):
     root = tmp_path / "mydata"
     scene = _copy_fern8(fern_dir, root / "fern8")
     bad = scene / "images_8" / "image007.png"
@@ -179,7 +158,7 @@ def test_a_failing_job_leaves_no_finished_looking_output(workflow_dir, fern_dir,
         "datasets": {"synthetic": {"scenes": []}, "mine": {"root": str(root), "scenes": ["fern8"]}},
         "resolution": {"lr_factor": 64, "hr_factor": 16},
     }
-    r = _snakemake(workflow_dir, "--configfile", "params.yaml", _override(workflow_dir, cfg))
+    r = _snakemake(workflow_dir, "--configfile", "params.yaml", config_file(**cfg))
     assert r.returncode != 0
     log = (workflow_dir / "results" / "logs" / "prepare_scene" / "mine" / "fern8.log").read_text()
     assert "image007.png" in log and "Traceback" not in log
@@ -196,7 +175,7 @@ def _strings(value):
             yield from _strings(v)
 
 
-def test_config_values_never_run_as_shell_code(workflow_dir, fern_dir, tmp_path, llff_root):
+def test_config_values_never_run_as_shell_code(workflow_dir, config_file, fern_dir, tmp_path, llff_root):
     """A root with spaces, non-ASCII letters, quotes and $(...) is a path like any other: the scene is found and
     prepared, and nothing in it runs. The same for every other path that reaches a command (here LPIPS' weights)."""
     import shlex
@@ -210,7 +189,7 @@ def test_config_values_never_run_as_shell_code(workflow_dir, fern_dir, tmp_path,
         "resolution": {"lr_factor": 64, "hr_factor": 16},
         "metrics": {"lpips_backbone": str(weights)},
     }
-    args = ["--configfile", "params.yaml", _override(workflow_dir, cfg)]
+    args = ["--configfile", "params.yaml", config_file(**cfg)]
     r = _snakemake(workflow_dir, "results/scenes/llff/fern", *args)
     assert r.returncode == 0, r.stderr[-3000:]
     assert read_json(workflow_dir / "results" / "scenes" / "llff" / "fern" / "scene.json")["num_views"] == 20
