@@ -86,6 +86,20 @@ def _with(tmp_path, override: dict) -> dict:
         ({"datasets": {"llff": {"scenes": [""]}}}, "datasets.llff.scenes.0"),
         ({"datasets": {"..": {"root": "data", "scenes": ["a"]}}}, "datasets: '..' is not a plain folder name"),
         ({"datasets": {".hidden": {"root": "data", "scenes": ["a"]}}}, "datasets: '.hidden'"),
+        # what a schema lets through: a final newline ($ matches before it), numbers as keys, NaN and infinity,
+        # names that flatten to the same file
+        ({"datasets": {"llff": {"scenes": ["fern\n"]}}}, "datasets.llff.scenes.0: 'fern\\n' is not a plain folder name"),
+        ({"datasets": {"mine\n": {"root": "data", "scenes": ["a"]}}}, "datasets: 'mine\\n' is not a plain folder name"),
+        (
+            {"datasets": {5: {"root": "data", "scenes": ["a"]}}},
+            "datasets: the key 5 is not a string (YAML reads it as int): quote it ('5')",
+        ),
+        ({"gs": {"eps2d": float("nan")}}, "gs.eps2d: nan is not a finite number"),
+        ({"threedsr": {"lambda_lr": float("inf")}}, "threedsr.lambda_lr: inf is not a finite number"),
+        (
+            {"datasets": {"a_b": {"root": "r", "scenes": ["c"]}, "a": {"root": "r", "scenes": ["b_c"]}}},
+            "datasets: a/b_c and a_b/c would share the file names of 'a_b_c'",
+        ),
         # relations between keys
         ({"sr": {"tile": 64, "tile_overlap": 64}}, "sr.tile_overlap (64) must be smaller than sr.tile (64)"),
         ({"sr": {"stablesr_turbo": {"tile": 32, "tile_overlap": 40}}}, "sr.stablesr_turbo.tile_overlap (40) must be smaller"),

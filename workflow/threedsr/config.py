@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import yaml
@@ -61,10 +63,29 @@ def schema() -> dict:
     return methods.with_method_names(yaml.safe_load(SCHEMA.read_text()))
 
 
+def _unschematic(node, path=()) -> list[str]:
+    """What a schema lets through and no step can use: keys that are not strings (YAML reads `5:` as a number) and
+    numbers that are not finite (`.nan`, `.inf`), each with its key."""
+    out = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if not isinstance(k, str):
+                out.append(f"{_key(path)}: the key {k!r} is not a string (YAML reads it as {type(k).__name__}): quote it ('{k}')")
+            out += _unschematic(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _unschematic(v, (*path, i))
+    elif isinstance(node, float) and not math.isfinite(node):
+        out.append(f"{_key(path)}: {node} is not a finite number")
+    return out
+
+
 def validate(config: dict) -> None:
     """Schema errors (unknown key, wrong type, out of range) and cross-key errors, each naming the key."""
     import jsonschema
 
+    if problems := _unschematic(config):
+        raise ConfigError("params invalid:\n" + "\n".join(f"  {p}" for p in problems))
     errors = sorted(jsonschema.Draft202012Validator(schema()).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("params invalid:\n" + "\n".join(f"  {_message(e)}" for e in errors))
@@ -94,6 +115,7 @@ def sr_models_used(config: dict) -> set[str]:
 
 def check(config: dict) -> None:
     """What the schema cannot say: relations between keys, and that every scene can be found or downloaded."""
+    check_names(config)
     if not scenes(config):
         raise ConfigError(
             f"datasets: no scenes to run: every dataset's scenes list is empty ({', '.join(f'datasets.{d}.scenes' for d in config['datasets'])})"
@@ -136,6 +158,27 @@ def check(config: dict) -> None:
                     f"datasets.{dataset}.scenes: {scene!r} has no folder with images under datasets.{dataset}.root "
                     f"({spec['root']}) and cannot be downloaded{known}"
                 )
+
+
+def check_names(config: dict) -> None:
+    """Dataset and scene names are whole plain names (the schema's `$` also matches before a final newline), and no two
+    (dataset, scene) pairs flatten to the same file name (results/figures/crops_<dataset>_<scene>.png, DVC's
+    <rule>-<dataset>-<scene> stages)."""
+    for dataset, spec in config["datasets"].items():
+        if not re.fullmatch(DATASET_NAME, dataset):
+            raise ConfigError(f"datasets: {dataset!r} is not {NAME_RULE}")
+        for i, scene in enumerate(spec["scenes"]):
+            if not re.fullmatch(SCENE_NAME, scene):
+                raise ConfigError(f"datasets.{dataset}.scenes.{i}: {scene!r} is not {NAME_RULE}")
+    for sep in ("_", "-"):
+        seen: dict[str, str] = {}
+        for d, s in scenes(config):
+            if (flat := f"{d}{sep}{s}") in seen:
+                raise ConfigError(
+                    f"datasets: {seen[flat]} and {d}/{s} would share the file names of {flat!r} (figures, DVC stages): "
+                    "rename one of the datasets or scenes"
+                )
+            seen[flat] = f"{d}/{s}"
 
 
 def why_download(config: dict, dataset: str, scene: str) -> str | None:
