@@ -123,3 +123,23 @@ def test_binary_colmap_model_reads_like_the_text_one(tmp_path):
         np.testing.assert_allclose(va.world_to_camera, vb.world_to_camera, atol=1e-9)
         assert va.intrinsics == vb.intrinsics
     np.testing.assert_allclose(a.xyz, b.xyz)
+
+
+@pytest.mark.parametrize("n_views, refused", [(1, True), (2, True), (3, False)])
+def test_a_scene_with_too_few_views_is_refused_when_prepared(tmp_path, n_views, refused):
+    """One image crashed pretraining, two trained everything and failed in the videos job at the end: a scene needs two
+    training views (the camera path runs between them) and a test view, said when it is prepared, naming the count."""
+    from dataclasses import replace
+
+    from threedsr.data.prepare import prepare_scene
+    from threedsr.errors import DataError
+
+    synthetic.generate_scene("forward", tmp_path / "raw", 64, 48, 1, 300, 0)
+    poses = load_scene_poses(tmp_path / "raw", tmp_path / "work")
+    few = replace(poses, views=poses.views[:n_views])
+    if refused:
+        with pytest.raises(DataError, match=rf"{n_views} posed view\(s\) give {n_views - 1} training view\(s\).*at least 2"):
+            prepare_scene(tmp_path / "raw", few, tmp_path / "scene", 8, 2, 8)
+        assert not (tmp_path / "scene").exists()
+    else:
+        assert prepare_scene(tmp_path / "raw", few, tmp_path / "scene", 8, 2, 8)["num_train"] == 2

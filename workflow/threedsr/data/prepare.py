@@ -33,6 +33,9 @@ class ViewGeometry:
     hr: Intrinsics
 
 
+MIN_TRAIN_VIEWS = 2  # the camera path of the videos and of SuperGaussian runs between training cameras
+
+
 def split_of(index: int, test_every: int) -> str:
     """Every test_every-th view in name order (0, N, 2N, ...) is a test view, as in 3DGS and the 3DSR code."""
     return "test" if index % test_every == 0 else "train"
@@ -83,6 +86,13 @@ def prepare_scene(
 ) -> dict:
     scene_dir = Path(scene_dir)
     views = sorted(poses.views, key=lambda v: v.name)
+    n_train = sum(split_of(i, test_every) == "train" for i in range(len(views)))
+    if n_train < MIN_TRAIN_VIEWS:
+        raise DataError(
+            f"{scene_dir}: {len(views)} posed view(s) give {n_train} training view(s) (every {test_every}th is a test view, "
+            f"the first included); a scene needs at least {MIN_TRAIN_VIEWS} training views and one test view: "
+            f"{MIN_TRAIN_VIEWS + 1} images or more"
+        )
     lenses = sorted({v.lens for v in views if v.lens is not None}, key=repr)
     decision = distortion.decide(lenses, hr_factor, undistort, undistort_above_px, poses.llff_release)
     if lenses:
