@@ -354,12 +354,24 @@ def test_a_run_killed_after_its_last_round_redoes_no_round(scene_and_lr_model, t
     assert not (out / "state.pt").exists() and not list(out.rglob(".*.tmp"))
 
 
-def test_a_truncated_state_is_set_aside_and_the_run_starts_over(scene_and_lr_model, tmp_path, caplog):
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"PK\x03\x04" + bytes(100), "state.pt: truncated"),  # a write cut short by a kill or a full disk
+        ({"epoch": 3, "model": torch.zeros(2)}, "state.pt: not a checkpoint of this project (no 'fingerprint'"),  # from elsewhere
+        ([torch.zeros(2)], "state.pt: not a checkpoint of this project (a list, not a dict)"),
+    ],
+)
+def test_an_unreadable_or_foreign_state_is_set_aside_and_the_run_starts_over(scene_and_lr_model, tmp_path, caplog, content, said):
     scene_dir, lr_ckpt = scene_and_lr_model
     out = tmp_path / "run"
     out.mkdir()
-    (out / "state.pt").write_bytes(b"PK\x03\x04" + bytes(100))  # a write cut short by a kill or a full disk
+    if isinstance(content, bytes):
+        (out / "state.pt").write_bytes(content)
+    else:
+        torch.save(content, out / "state.pt")
     cfg = ThreeDSRConfig(sampler=SamplerConfig(steps=2), iters_per_step=5)
     table = ThreeDSR(scene_dir, OracleSR(PreparedScene(scene_dir)), cfg, GS, lr_ckpt, out, torch.device("cpu")).run()
-    assert list(table.step) == [0, 1, 2] and "state.pt: truncated" in caplog.text
+    assert list(table.step) == [0, 1, 2] and said in caplog.text and "moved to" in caplog.text
+    assert "delete it" not in caplog.text  # it is set aside here: no advice to do it by hand
     assert (out / "state.pt.corrupt").exists() and not (out / "state.pt").exists()

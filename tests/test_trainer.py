@@ -154,6 +154,11 @@ def test_a_truncated_checkpoint_is_an_error_naming_it(tiny_scene, tmp_path):
     (tmp_path / "foreign.pt").write_bytes(b"PK\x03\x04 not a checkpoint at all")
     with pytest.raises(DataError, match="foreign.pt"):
         Trainer.load(tmp_path / "foreign.pt", _views(tiny_scene))
+    torch.save({"state_dict": {"w": torch.zeros(3)}}, tmp_path / "other.pt")  # a torch file from another project
+    with pytest.raises(DataError, match=r"other.pt: not a checkpoint of this project \(no 'params', 'config'\); delete it"):
+        load_params(tmp_path / "other.pt")
+    with pytest.raises(DataError, match=r"other.pt: not a checkpoint of this project \(no 'step'"):
+        Trainer.load(tmp_path / "other.pt", _views(tiny_scene))
 
 
 def test_a_truncated_resume_point_is_set_aside_and_the_fit_starts_over(tiny_scene, tmp_path, caplog):

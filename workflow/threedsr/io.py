@@ -103,35 +103,44 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu"):
-    """A checkpoint this project wrote (torch.load with weights_only=True); a truncated, foreign or malicious
-    file is a DataError naming it, never a bare PytorchStreamReader traceback."""
+RERUN = "delete it and rerun the job that writes it"
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", keys: tuple[str, ...] = (), fix: str | None = RERUN):
+    """A checkpoint this project wrote (torch.load with weights_only=True) holding `keys`; a truncated, foreign or
+    malicious file is a DataError naming it and what to do (`fix`), never a bare PytorchStreamReader traceback or a
+    KeyError later."""
     import pickle
 
     import torch
 
+    advice = f"; {fix}" if fix else ""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError, AttributeError) as e:
-        raise DataError(
-            f"{path}: truncated, corrupt or not a checkpoint of this project ({type(e).__name__}: {e}); delete it and rerun the job that writes it"
-        ) from None
+        raise DataError(f"{path}: truncated, corrupt or not a checkpoint of this project ({type(e).__name__}: {e}){advice}") from None
+    if keys and not isinstance(state, dict):
+        raise DataError(f"{path}: not a checkpoint of this project (a {type(state).__name__}, not a dict){advice}")
+    if missing := [k for k in keys if k not in state]:
+        raise DataError(f"{path}: not a checkpoint of this project (no {', '.join(repr(k) for k in missing)}){advice}")
+    return state
 
 
-def load_resume_point(path: str | os.PathLike, map_location="cpu"):
-    """A resume point (state.pt, resume.pt), or None if there is none. One that cannot be read (a truncated
-    write, a full disk) is set aside as <name>.corrupt with a warning, so the run starts clean instead of failing."""
+def load_resume_point(path: str | os.PathLike, map_location="cpu", keys: tuple[str, ...] = ()):
+    """A resume point (state.pt, resume.pt) holding `keys`, or None if there is none. One that cannot be read (a
+    truncated write, a full disk, a file from elsewhere) is set aside as <name>.corrupt with a warning, so the run
+    starts clean instead of failing."""
     path = Path(path)
     if not path.exists():
         return None
     try:
-        return load_checkpoint(path, map_location)
+        return load_checkpoint(path, map_location, keys, fix=None)
     except DataError as e:
         aside = path.with_name(path.name + ".corrupt")
         os.replace(path, aside)
-        log.warning("%s; moved to %s, starting over", e, aside)
+        log.warning("%s: moved to %s, starting over", e, aside)
         return None
 
 

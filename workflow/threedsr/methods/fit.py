@@ -20,7 +20,7 @@ from ..data.scene import PreparedScene
 from ..imaging import resize
 from ..io import atomic_path, load_resume_point
 from ..splat.gaussians import export_ply, init_from_points
-from ..splat.trainer import TrainConfig, Trainer, TrainView, load_params, photometric_loss, scene_scale
+from ..splat.trainer import CHECKPOINT_KEYS, TrainConfig, Trainer, TrainView, load_params, photometric_loss, scene_scale
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def fit(
         "targets": targets_fingerprint(views),
         "init": init and hashlib.sha256(Path(init).read_bytes()).hexdigest(),
     }
-    stored = load_resume_point(resume)
+    stored = load_resume_point(resume, keys=CHECKPOINT_KEYS)
     if stored is not None and {k: stored.get(k) for k in key} != key:
         log.warning("%s was written with other settings, targets or initial model; starting over", resume)
         stored = None

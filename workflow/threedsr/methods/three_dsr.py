@@ -61,6 +61,7 @@ from .training_views import train_view
 log = logging.getLogger(__name__)
 
 STATE = "state.pt"
+STATE_KEYS = ("fingerprint", "round", "rows", "params", "latents", "noise")  # what a round's state.pt holds
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ class ThreeDSR:
         conds, x, noise = self.start()
         k0, rows = 0, None
         state_path = self.out / STATE
-        state = load_resume_point(state_path)
+        state = load_resume_point(state_path, keys=STATE_KEYS)
         if state is not None:
             if state["fingerprint"] == self.fingerprint:
                 k0, rows = state["round"], json.loads(state["rows"])

@@ -185,7 +185,9 @@ def load_inception(path) -> FIDInceptionV3:
     file, a missing or unexpected key or a wrong shape is a DataError naming the file."""
     from ..io import load_checkpoint
 
-    state = load_checkpoint(path)
+    state = load_checkpoint(
+        path, fix="metrics.fid_inception names it (null: the torch hub cache): replace it with pt_inception-2015-12-05-6726825d.pth"
+    )
     if not isinstance(state, dict):
         raise DataError(f"{path}: not a state dict (a {type(state).__name__})")
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # optional in old files

@@ -24,7 +24,22 @@ from .render import render
 from .strategy import OpacityResetStrategy
 from .train_config import TrainConfig
 
-__all__ = ["TrainConfig", "TrainView", "Trainer", "load_params", "photometric_loss", "scene_scale"]
+__all__ = ["CHECKPOINT_KEYS", "TrainConfig", "TrainView", "Trainer", "load_params", "photometric_loss", "scene_scale"]
+
+# what Trainer.state_dict() writes and from_state() reads: a torch file without them is not one of this trainer's
+CHECKPOINT_KEYS = (
+    "step",
+    "scale",
+    "config",
+    "params",
+    "optimizers",
+    "scheduler",
+    "strategy_state",
+    "rng",
+    "torch_rng",
+    "cuda_rng",
+    "order",
+)
 
 
 @dataclass
@@ -190,7 +205,7 @@ class Trainer:
         cls, path: str | Path, views: list[TrainView], device: str | torch.device = "cpu", cfg: TrainConfig | None = None
     ) -> "Trainer":
         """Resume from a checkpoint file; `cfg` overrides the stored config (e.g. more iterations)."""
-        return cls.from_state(load_checkpoint(path), views, device, cfg)
+        return cls.from_state(load_checkpoint(path, keys=CHECKPOINT_KEYS), views, device, cfg)
 
     @classmethod
     def from_state(
@@ -215,5 +230,5 @@ class Trainer:
 
 
 def load_params(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.ParameterDict, dict]:
-    ckpt = load_checkpoint(path, map_location=device)
+    ckpt = load_checkpoint(path, map_location=device, keys=("params", "config"))
     return gaussians.from_state(ckpt["params"]), ckpt
