@@ -375,3 +375,35 @@ def test_an_unreadable_or_foreign_state_is_set_aside_and_the_run_starts_over(sce
     assert list(table.step) == [0, 1, 2] and said in caplog.text and "moved to" in caplog.text
     assert "delete it" not in caplog.text  # it is set aside here: no advice to do it by hand
     assert (out / "state.pt.corrupt").exists() and not (out / "state.pt").exists()
+
+
+def test_a_state_whose_step_images_are_gone_starts_over(scene_and_lr_model, tmp_path, monkeypatch, caplog):
+    """steps/ is not a declared output: with state.pt at the last round and steps/ removed, every rerun failed on a
+    missing steps/02/<view>_H.png until the user deleted state.pt. Now the run says so and starts over, to the numbers
+    of an uninterrupted run."""
+    import shutil
+
+    scene_dir, lr_ckpt = scene_and_lr_model
+    scene = PreparedScene(scene_dir)
+    cfg = ThreeDSRConfig(sampler=SamplerConfig(steps=2, update="ddpm_posterior"), iters_per_step=10)
+
+    def run(out):
+        return ThreeDSR(scene_dir, OracleSR(scene), cfg, GS, lr_ckpt, out, torch.device("cpu"), batch_size=4).run()
+
+    straight = run(tmp_path / "straight")
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt("after the last round")
+
+    monkeypatch.setattr(ThreeDSR, "finish", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed")
+    monkeypatch.undo()
+    out = tmp_path / "killed"
+    assert (out / "state.pt").exists()
+    shutil.rmtree(out / "steps")
+    again = run(out)
+    assert "images of the rounds it resumes after are gone" in caplog.text and "steps/01" in caplog.text
+    cols = [c for c in straight.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(straight[cols], again[cols])
+    assert not (out / "state.pt").exists() and (out / "ckpt.pt").exists()

@@ -227,6 +227,14 @@ class ThreeDSR:
         k0, rows = 0, None
         state_path = self.out / STATE
         state = load_resume_point(state_path, keys=STATE_KEYS)
+        if state is not None and (missing := self._missing_step_images(state["round"])):
+            log.warning(
+                "%s: the images of the rounds it resumes after are gone (%s%s): starting over",
+                state_path,
+                missing[0],
+                f" and {len(missing) - 1} more" if len(missing) > 1 else "",
+            )
+            state = None
         if state is not None:
             if state["fingerprint"] == self.fingerprint:
                 k0, rows = state["round"], json.loads(state["rows"])
@@ -297,6 +305,19 @@ class ThreeDSR:
 
     def _step_folder(self, step: int) -> Path:
         return self.out / "steps" / f"{step:02d}"
+
+    def _missing_step_images(self, rounds: int) -> list[Path]:
+        """The step images of rounds 1..`rounds` that finish() reads (steps/ is not a declared output: a user or a
+        cleanup may have removed it), so that a state without them starts over instead of failing at every rerun."""
+        last = len(self.timesteps)
+        need = [
+            self._step_folder(k) / f"{name}_{kind}.png"
+            for k in range(1, rounds + 1)
+            for name in self.names
+            if k == last or name in self.strip_names
+            for kind in ("H", "R")
+        ]
+        return [p for p in need if not p.exists()]
 
     def _save_step_images(self, step: int, hr, renders) -> None:
         """H and R of the strip views at every step, and of every view at the last step (finish() makes views/ of
