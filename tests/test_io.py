@@ -90,3 +90,20 @@ def test_alpha_and_grayscale_images_are_converted_and_said_once(tmp_path, caplog
     assert a0.shape == (4, 5, 3) and int(a0[0, 0, 0]) == round(200 * 128 / 255)  # over black: colour x alpha
     assert np.array_equal(a0, a1) and np.array_equal(g, np.full((4, 5, 3), 77, dtype=np.uint8))
     assert caplog.text.count("composited over black") == 1 and caplog.text.count("one channel (L)") == 1
+
+
+def test_images_over_pils_bomb_limit_decode_and_only_truly_huge_ones_are_refused(tmp_path, monkeypatch):
+    """A 201-megapixel phone photo was a DecompressionBombError traceback (PIL refuses 2 x 89.5 MP by default). The
+    limit is now read_image's own (MAX_PIXELS, what decoding costs), checked on the header and said in one line."""
+    from PIL import Image
+
+    from threedsr import io
+    from threedsr.errors import DataError
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (100, 80), (10, 20, 30)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL alone would refuse 8000 pixels as a bomb (> 2 x 1000)
+    assert io.read_image(path).shape == (80, 100, 3) and io.image_size(path) == (100, 80) and Image.MAX_IMAGE_PIXELS == 1000
+    monkeypatch.setattr(io, "MAX_PIXELS", 5000)
+    with pytest.raises(DataError, match=r"big.png: 100x80 \(0 MP\) is over the 0 MP an image may have here"):
+        io.read_image(path)

@@ -167,7 +167,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) from the file header, without decoding the pixels."""
     try:
-        with Image.open(path) as im:
+        with _open_image(path) as im:
             return im.size
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
@@ -201,16 +201,36 @@ def _as_rgb(im: Image.Image, path: str | os.PathLike) -> Image.Image:
     return im.convert("RGB")
 
 
+# PIL refuses images over 2 x Image.MAX_IMAGE_PIXELS (179 MP) as decompression bombs, yet phone photos reach 200 MP. The
+# limit here is what decoding one may cost, 3 bytes a pixel: 1.5 GB at 500 MP; checked on the header, before decoding.
+MAX_PIXELS = 500_000_000
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image to HxWx3 uint8 RGB; a truncated or corrupt file raises DataError naming it."""
+    """Decode an image to HxWx3 uint8 RGB; a truncated or corrupt file, or one larger than MAX_PIXELS, raises DataError
+    naming it."""
     try:
-        with Image.open(path) as im:
+        with _open_image(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise DataError(
+                    f"{path}: {im.width}x{im.height} ({im.width * im.height / 1e6:.0f} MP) is over the {MAX_PIXELS / 1e6:.0f} MP "
+                    f"an image may have here ({3 * MAX_PIXELS / 1e9:.1f} GB decoded): downsample the originals first"
+                )
             im.load()
             return np.asarray(_as_rgb(im, path))
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: corrupt or unreadable image ({e})") from None
+
+
+def _open_image(path):
+    """Image.open with PIL's decompression-bomb check left to read_image's own limit (MAX_PIXELS)."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        return Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
