@@ -194,3 +194,16 @@ def test_isr_loss_adds_the_lr_term():
     l_lr = photometric_loss(resize(other.permute(2, 0, 1), 8, 12).permute(1, 2, 0), lr, 0.2)
     torch.testing.assert_close(hr_lr_loss(0.0, 0.2)(other, view), l_hr)
     torch.testing.assert_close(hr_lr_loss(2.0, 0.2)(other, view), l_hr + 2 * l_lr)
+
+
+@pytest.mark.parametrize("part", ["unet/diffusion_pytorch_model.safetensors", "tiny_sr.json"])
+def test_a_truncated_prior_is_one_line_naming_it(tmp_path, part):
+    """A prior cut short (a full disk, a killed copy) was a diffusers OSError traceback."""
+    from threedsr.errors import DataError
+
+    _tiny_model().save_pretrained(tmp_path / "prior")
+    f = tmp_path / "prior" / part
+    assert f.is_file(), sorted(p.name for p in (tmp_path / "prior").rglob("*"))
+    f.write_bytes(f.read_bytes()[:40])
+    with pytest.raises(DataError, match=rf"{tmp_path / 'prior'}: the tiny SR prior there is truncated or corrupt .*delete"):
+        TinySR.from_pretrained(tmp_path / "prior")

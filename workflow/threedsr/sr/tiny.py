@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelUnavailable
+from ..errors import DataError, ModelUnavailable
 from ..imaging import upsample
 from .base import DiffusionSR, frozen
 from .sampling import ViewNoise
@@ -95,9 +95,16 @@ class TinySR(DiffusionSR):
             raise ModelUnavailable(
                 f"{path}: no trained tiny SR prior here ({CONFIG_NAME} missing); the workflow's train_prior rule writes it"
             )
-        meta = json.loads((path / CONFIG_NAME).read_text())
-        unet = UNet2DModel.from_pretrained(path / "unet")
-        scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
+        try:
+            meta = json.loads((path / CONFIG_NAME).read_text())
+            unet = UNet2DModel.from_pretrained(path / "unet")
+            scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
+        except (OSError, ValueError, RuntimeError, KeyError) as e:  # a truncated safetensors, a cut-off JSON
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DataError(
+                f"{path}: the tiny SR prior there is truncated or corrupt ({first}): delete {path} and rerun "
+                "(Snakemake's train_prior writes it again)"
+            ) from None
         return cls(unet, scheduler, meta["residual_scale"], meta["scale"], device, dtype, tile, tile_overlap, meta)
 
     def save_pretrained(self, path: str | Path, **meta) -> None:
