@@ -255,3 +255,12 @@ def test_the_tables_say_when_the_hr_budgets_differ(tmp_path):
     assert "3DGS steps at HR differ: bicubic 30000, isr 20000, 3dsr 20000" in (tmp_path / "out" / "llff.md").read_text()
     tables.aggregate(csvs, tmp_path / "same", methods=["bicubic", "isr", "3dsr"], budgets={"bicubic": 600, "isr": 600, "3dsr": 600})
     assert "steps at HR differ" not in (tmp_path / "same" / "llff.md").read_text()
+
+
+def test_the_footnote_names_only_the_columns_that_are_missing(tmp_path):
+    """The note said "LPIPS, NIQE and FID need weights" under tables whose LPIPS was filled."""
+    made = [_fake_scene_scores(tmp_path, "llff", "fern", m, p, seed=i) for i, (m, p) in enumerate(zip(("bicubic", "3dsr"), (21.0, 23.0)))]
+    tables.aggregate([c for c, _ in made], tmp_path / "out", methods=["bicubic", "3dsr"], features=[f for _, f in made])
+    note = next(line for line in (tmp_path / "out" / "llff.md").read_text().splitlines() if line.startswith("n/a"))
+    assert note.startswith("n/a: not computed — LPIPS needs weights that were not on this machine")  # NIQE and FID are filled
+    assert "NIQE" not in note and "FID" not in note and "MEt3R needs `threedsr met3r`" in note

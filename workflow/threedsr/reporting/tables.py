@@ -4,6 +4,7 @@ the scoring jobs' CSVs and features; FID, pooled FID and KID per dataset, MEt3R 
 from __future__ import annotations
 
 import math
+import re
 from html import escape
 from pathlib import Path
 
@@ -184,10 +185,38 @@ def _notes(df: pd.DataFrame, views: pd.Series, budgets: dict[str, int] | None = 
         f"ground truth, then the mean over the scenes. From {per} images per side (against 2048 feature dimensions) an FID is "
         "dominated by its small-sample bias: it is not a reliable estimate; read it beside the pooled FID (all "
         f"{total} test views of the dataset against their ground truth) and KID (unbiased; ± its jackknife standard error over the views).",
-        "n/a: the metric could not be computed — LPIPS, NIQE and FID need weights that were not on this machine (docs/metrics.md says "
-        "which file goes where), MEt3R needs `threedsr met3r` to have been run. (2D) rows are 2D super-resolution of each test view's "
-        "own LR image (no 3D model): a reference, not a 3D method. Best value of each column in bold.",
+        _missing_note(df)
+        + "(2D) rows are 2D super-resolution of each test view's own LR image (no 3D model): a reference, not a 3D method. "
+        "Best value of each column in bold.",
     ] + _budget_note(budgets)
+
+
+# why a column is n/a: weights the metric loads were not found (or not fetched), or its own step was not run
+_WHY_MISSING = {"met3r": "needs `threedsr met3r` to have been run"}
+
+
+def _label(m) -> str:
+    """A column's header without its direction, mark or scale: 'KID ×10³ ↓' -> 'KID'."""
+    return re.sub(r"\s*(×\S+|[↑↓†])", "", m.header).strip()
+
+
+def _missing_note(df: pd.DataFrame) -> str:
+    """A sentence naming the columns that are n/a in these rows, and why; nothing when every column has its values."""
+    means = df[df["scene"] == "mean"]  # a dataset's column (pooled FID, KID) has values in its mean rows only
+    missing = [m for m in of_scope("view", "scene", "dataset") if (means if m.scope == "dataset" else df)[m.column].isna().any()]
+    if not missing:
+        return ""
+    weights = [_label(m) for m in missing if m.column not in _WHY_MISSING]
+    reasons = (
+        [
+            f"{', '.join(weights)} need{'s' if len(weights) == 1 else ''} weights that were not on this machine (docs/metrics.md "
+            "says which file goes where)"
+        ]
+        if weights
+        else []
+    )
+    reasons += [f"{_label(m)} {_WHY_MISSING[m.column]}" for m in missing if m.column in _WHY_MISSING]
+    return f"n/a: not computed — {'; '.join(reasons)}. "
 
 
 def tables_markdown(
