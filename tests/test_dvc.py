@@ -252,3 +252,19 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     assert stale.returncode != 0 and "generated for other datasets" in out and "mydata" in out and "run `threedsr dvc-yaml`" in out
     for step, seconds in timings.items():
         print(f"{step}: {seconds:.1f} s")
+
+
+def test_a_dvc_yaml_generated_for_another_root_is_refused(tmp_path):
+    """A dataset's root decides what its pose stages read (their deps): pointed at another copy, DVC kept the old
+    results, "up to date". The root is part of what dvc.yaml is generated for, so the guard stage's run refuses it."""
+    from threedsr.config import load
+    from threedsr.errors import ConfigError
+
+    config = load(REPO / "params.yaml")
+    config["datasets"]["mine"] = {"root": "/data/copy-a", "scenes": ["room"]}
+    dvc = tmp_path / "dvc.yaml"
+    dvc.write_text(dvc_stages.GENERATED_FOR + json.dumps(dvc_stages.shape(config, [])) + "\nstages: {}\n")
+    dvc_stages.check_generated_for(config, dvc)
+    config["datasets"]["mine"]["root"] = "/data/copy-b"
+    with pytest.raises(ConfigError, match=r"generated for other datasets .*copy-b.*run `threedsr dvc-yaml`"):
+        dvc_stages.check_generated_for(config, dvc)

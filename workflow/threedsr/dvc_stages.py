@@ -169,10 +169,11 @@ def _value_at(config: dict, key: str):
 
 
 def shape(config: dict, keys: list[str]) -> dict:
-    """What decides which stages dvc.yaml has: the methods, every dataset's scenes, and the values of `keys`."""
+    """What decides which stages dvc.yaml has: the methods, every dataset's scenes and where they are (a root names the
+    folders the pose stages depend on: another root is other data), and the values of `keys`."""
     return {
         "methods": config["methods"],
-        "datasets": {d: spec["scenes"] for d, spec in config["datasets"].items()},
+        "datasets": {d: {k: spec[k] for k in ("root", "scenes") if k in spec} for d, spec in config["datasets"].items()},
         **{k: _value_at(config, k) for k in keys},
     }
 
