@@ -235,7 +235,7 @@ def test_the_llff_release_reads_its_distorted_cameras_as_pinholes(fern_prepared,
     poses = load_scene_poses(scene, tmp_path / "work")
     assert poses.source == "colmap" and poses.llff_release and poses.views[0].lens.model == "SIMPLE_RADIAL"
     with caplog.at_level(logging.INFO):
-        meta = prepare_scene(scene, poses, tmp_path / "out", 64, 16, 8)
+        meta = prepare_scene(scene, poses, tmp_path / "out", 64, 16, 8, {"dataset": "llff", "scene": "fern"})
     assert meta["lens_distortion"]["undistorted"] is False
     assert meta["lens_distortion"]["hr_corner_px"] == pytest.approx(1.79, abs=0.01)  # 29 px at 4032x3024, 14 px at the paper's HR
     assert "moves an image corner by 1.79 px at the HR size (1/16): ignored, as the official 3DSR code" in caplog.text
@@ -253,7 +253,9 @@ def test_a_capture_with_lens_distortion_is_undistorted(fern_prepared, fern_dir, 
     points land on matching colours near the borders, where the pinhole reading is off."""
     release = _complete_model_copy(fern_dir, tmp_path / "release", FERN_K, with_poses_bounds=True)
     capture = _complete_model_copy(fern_dir, tmp_path / "capture", FERN_K, with_poses_bounds=False)
-    as_pinholes = prepare_scene(release, load_scene_poses(release, tmp_path / "w1"), tmp_path / "pinhole", 64, 16, 8)
+    as_pinholes = prepare_scene(
+        release, load_scene_poses(release, tmp_path / "w1"), tmp_path / "pinhole", 64, 16, 8, {"dataset": "llff", "scene": "fern"}
+    )
     meta = prepare_scene(capture, load_scene_poses(capture, tmp_path / "w2"), tmp_path / "undistorted", 64, 16, 8)
     assert meta["lens_distortion"]["undistorted"] is True and as_pinholes["lens_distortion"]["undistorted"] is False
     assert meta["hr_size"] == [248, 184]  # COLMAP's undistorter crops to the valid area (3984x2988 of 4032x3024)
@@ -268,6 +270,19 @@ def test_a_capture_with_lens_distortion_is_undistorted(fern_prepared, fern_dir, 
     assert forced["lens_distortion"]["undistorted"] is True and forced["hr_size"] == [248, 184]
     kept = prepare_scene(capture, load_scene_poses(capture, tmp_path / "w2"), tmp_path / "kept", 64, 16, 8, undistort="never")
     assert kept["lens_distortion"]["undistorted"] is False and kept["hr_size"] == [252, 188]
+
+
+@pytest.mark.parametrize("provenance", [None, {"dataset": "phone", "scene": "fern"}, {"dataset": "llff", "scene": "garden"}])
+def test_a_poses_bounds_file_alone_does_not_make_a_capture_the_llff_release(fern_dir, tmp_path, caplog, provenance):
+    """A phone capture (SIMPLE_RADIAL) with a poses_bounds.npy beside its model, in a custom dataset, was read as the
+    LLFF release and its distortion ignored. Only the llff dataset's official scenes are; others are undistorted."""
+    import logging
+
+    capture = _complete_model_copy(fern_dir, tmp_path / "fern", FERN_K, with_poses_bounds=True)
+    with caplog.at_level(logging.INFO):
+        meta = prepare_scene(capture, load_scene_poses(capture, tmp_path / "w"), tmp_path / "out", 64, 16, 8, provenance)
+    assert meta["lens_distortion"]["undistorted"] is True and meta["hr_size"] == [248, 184]
+    assert "only the llff dataset's official scenes" in caplog.text and "as the official 3DSR code and NeRF" not in caplog.text
 
 
 @pytest.mark.parametrize("k, hr_factor, undistorted", [(0.032, 16, True), (0.032, 2, True), (2e-4, 16, False), (FERN_K, 64, False)])

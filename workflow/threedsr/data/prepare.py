@@ -19,6 +19,7 @@ from ..imaging import resize_uint8
 from ..io import atomic_dir, read_image, read_json, write_json, write_png
 from . import distortion
 from .cameras import Intrinsics, PosedView
+from .datasets import OFFICIAL_SCENES
 from .pointcloud import write_ply
 from .poses import ScenePoses
 from .scene import FORMAT_VERSION
@@ -31,6 +32,12 @@ class ViewGeometry:
     crop: tuple[int, int, int, int]  # x0, y0, width, height in source pixels
     lr: Intrinsics
     hr: Intrinsics
+
+
+def is_llff_release(provenance: dict | None) -> bool:
+    """The LLFF release is the `llff` dataset's official scenes (downloaded, or the user's copy of them): the one
+    capture whose distortion the official code ignores. A phone capture with a poses_bounds.npy is not it."""
+    return bool(provenance) and provenance.get("dataset") == "llff" and provenance.get("scene") in OFFICIAL_SCENES["llff"]
 
 
 MIN_TRAIN_VIEWS = 2  # the camera path of the videos and of SuperGaussian runs between training cameras
@@ -94,7 +101,15 @@ def prepare_scene(
             f"{MIN_TRAIN_VIEWS + 1} images or more"
         )
     lenses = sorted({v.lens for v in views if v.lens is not None}, key=repr)
-    decision = distortion.decide(lenses, hr_factor, undistort, undistort_above_px, poses.llff_release)
+    release = poses.llff_release and is_llff_release(provenance)
+    if poses.llff_release and not release and lenses:
+        log.info(
+            "%s: a poses_bounds.npy beside its COLMAP model, but only the llff dataset's official scenes (%s) are read as "
+            "the LLFF release (pinholes, as the official 3DSR code): this capture's distortion is treated as any other's",
+            scene_dir,
+            ", ".join(OFFICIAL_SCENES["llff"]),
+        )
+    decision = distortion.decide(lenses, hr_factor, undistort, undistort_above_px, release)
     if lenses:
         log.info("%s: %s", scene_dir, decision.reason)
     with atomic_dir(out_dir) as tmp:
