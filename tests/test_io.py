@@ -46,6 +46,12 @@ def test_a_full_disk_is_reported_as_such_naming_the_file(tmp_path, monkeypatch):
         with atomic_path(tmp_path / "table.csv") as tmp:
             no_space(tmp)
     assert list(tmp_path.iterdir()) == []
+    # a file written inside a folder written atomically: named once, the file (the message once nested itself)
+    with pytest.raises(DiskFullError) as caught:
+        with atomic_dir(tmp_path / "frames") as folder, atomic_path(folder / "f0.png") as tmp:
+            no_space(tmp)
+    assert str(caught.value).count("no space left") == 1 and "f0.png" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture

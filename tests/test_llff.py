@@ -353,3 +353,23 @@ def test_a_nex_poses_file_is_refused_with_what_to_do(fern_dir, tmp_path):
         match=r"poses_bounds\.npy: expected LLFF's N x 17 .*got shape \(20, 14\) \(NeX's layout.*Move it away so that the poses come from sparse/0",
     ):
         load_scene_poses(scene, tmp_path / "work")
+
+
+def test_many_cameras_make_one_short_log_line_and_black_points_are_said(tmp_path, caplog):
+    """One camera per image (71 in room) printed every camera's parameters in one 6 KB line; a model whose points
+    are all black (room's) trained without a word."""
+    import logging
+    from dataclasses import replace
+
+    from threedsr.data import synthetic
+    from threedsr.data.cameras import Lens
+    from threedsr.data.distortion import decide
+
+    lenses = [Lens("SIMPLE_RADIAL", (3260.5 + i, 2016.0, 1512.0, 0.02), 4032, 3024) for i in range(71)]
+    reason = decide(lenses, 16, "auto", 0.5, llff_release=False).reason
+    assert len(reason) < 300 and "71 cameras, e.g. SIMPLE_RADIAL" in reason
+    synthetic.generate_scene("forward", tmp_path / "raw", 64, 48, 1, 300, 0)
+    poses = load_scene_poses(tmp_path / "raw", tmp_path / "work")
+    with caplog.at_level(logging.WARNING):
+        prepare_scene(tmp_path / "raw", replace(poses, rgb=np.zeros_like(poses.rgb)), tmp_path / "scene", 8, 2, 8)
+    assert f"all {len(poses.rgb)} initial points are black" in caplog.text

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .errors import DataError, DiskFullError
+from .errors import DataError, DiskFullError, ThreeDSRError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ def _naming_a_full_disk(final: Path, tmp: Path) -> Iterator[None]:
     """A full disk is reported as such, naming the output (torch.save says only 'basic_ios::clear: iostream error')."""
     try:
         yield
+    except ThreeDSRError:  # already named, by the innermost write (a file inside an atomic_dir): said once
+        raise
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise DiskFullError(

@@ -49,7 +49,9 @@ def decide(lenses: list[Lens], hr_factor: int, mode: str, tolerance_px: float, l
     if not lenses:
         return Decision(False, 0.0, "pinhole cameras")
     moved = max(corner_displacement(lens) / hr_factor for lens in lenses)
-    models = "; ".join(sorted({f"{lens.model} {np.round(lens.params, 5).tolist()}" for lens in lenses}))
+    distinct = sorted({f"{lens.model} {np.round(lens.params, 5).tolist()}" for lens in lenses})
+    # one camera per image (71 in room) would make a 6 KB line: their count, models and the first
+    models = "; ".join(distinct) if len(distinct) <= 2 else f"{len(distinct)} cameras, e.g. {distinct[0]}"
     what = f"distortion ({models}) moves an image corner by {moved:.2f} px at the HR size (1/{hr_factor})"
     if mode == "always":
         return Decision(True, moved, f"{what}: undistorted (poses.undistort: always)")

@@ -101,6 +101,13 @@ def prepare_scene(
             f"{MIN_TRAIN_VIEWS + 1} images or more"
         )
     lenses = sorted({v.lens for v in views if v.lens is not None}, key=repr)
+    if len(poses.rgb) and not np.any(poses.rgb):
+        log.warning(
+            "%s: all %d initial points are black (the model's point colours are unset, as in the LLFF release's room): the "
+            "Gaussians start black and take their colours from training",
+            scene_dir,
+            len(poses.rgb),
+        )
     release = poses.llff_release and is_llff_release(provenance)
     if poses.llff_release and not release and lenses:
         log.info(
