@@ -276,3 +276,20 @@ def test_an_hr_fit_declares_the_keys_its_budget_reads(block, iterations):
         declared.setdefault(head, {})[last] = full[head][last]
     assert method_registry.hr_iterations(declared, block) == method_registry.hr_iterations(full, block)
     assert ("threedsr.steps" in keys) == (iterations is None)
+
+
+def test_a_results_folder_that_cannot_be_written_is_refused_in_one_line(tmp_path, monkeypatch):
+    """A read-only results/ was Snakemake's traceback at the first job; the run's start checks it (onstart)."""
+    import tempfile
+
+    config.check_writable(tmp_path / "results")  # not there yet: its parent is tried
+    (tmp_path / "results").mkdir()
+    config.check_writable(tmp_path / "results")
+    assert list((tmp_path / "results").iterdir()) == []  # the probe is gone
+
+    def read_only(*a, **k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(ConfigError, match=rf"{tmp_path / 'results'}: cannot write there \(Read-only file system\)"):
+        config.check_writable(tmp_path / "results")

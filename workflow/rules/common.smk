@@ -24,6 +24,10 @@ except ConfigError as e:
 onstart:
     # device: cuda where the jobs run on this machine and it has no GPU: refused before any job. Here, not above: the
     # executor is known only once the run starts (on a cluster the nodes have the GPUs, not the host that submits).
+    try:
+        threedsr.config.check_writable(Path("results"))  # a read-only results/ was Snakemake's traceback
+    except ConfigError as e:
+        raise WorkflowError(str(e))
     if workflow.local_exec:
         try:
             threedsr.config.check_device(config, visible_gpus())

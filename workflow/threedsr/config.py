@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -100,6 +101,22 @@ def check_device(config: dict, visible_gpus: int) -> None:
             "device: cuda, but no CUDA device is visible on this machine (nvidia-smi lists none, or CUDA_VISIBLE_DEVICES "
             "hides them): use device: auto (CUDA where present) or cpu"
         )
+
+
+def check_writable(folder: Path) -> None:
+    """Every job writes under `folder` (results/): refused in one line when this user cannot create a file there (a
+    read-only mount, another user's folder), before any job."""
+    import tempfile
+
+    existing = Path(folder).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=existing)
+    except OSError as e:
+        raise ConfigError(f"{existing}: cannot write there ({e.strerror}); every job writes under {folder}: make it writable") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def method_sr_model(config: dict, method: str) -> str | None:
