@@ -143,3 +143,20 @@ def test_a_scene_with_too_few_views_is_refused_when_prepared(tmp_path, n_views, 
         assert not (tmp_path / "scene").exists()
     else:
         assert prepare_scene(tmp_path / "raw", few, tmp_path / "scene", 8, 2, 8)["num_train"] == 2
+
+
+def test_lr_images_of_a_few_pixels_are_said_naming_the_factors(tmp_path, caplog):
+    """The cpu-llff factors (64/16) on ~1000 px originals gave LR 15x11 without a word."""
+    import logging
+
+    from threedsr.data.prepare import prepare_scene
+
+    synthetic.generate_scene("forward", tmp_path / "raw", 128, 96, 1, 300, 0)
+    poses = load_scene_poses(tmp_path / "raw", tmp_path / "work")
+    with caplog.at_level(logging.WARNING):
+        prepare_scene(tmp_path / "raw", poses, tmp_path / "scene", 8, 2, 8)
+    assert "LR images of 16x12 (1/8 of the 128x96 originals; HR 1/2): under 32 px on a side" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        prepare_scene(tmp_path / "raw", poses, tmp_path / "scene2", 2, 1, 8)
+    assert "LR images of" not in caplog.text

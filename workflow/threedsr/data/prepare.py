@@ -40,6 +40,7 @@ def is_llff_release(provenance: dict | None) -> bool:
     return bool(provenance) and provenance.get("dataset") == "llff" and provenance.get("scene") in OFFICIAL_SCENES["llff"]
 
 
+SMALL_LR_PX = 32  # LR images smaller than this on a side are said (the cpu-llff factors on ~1000 px originals: 15x11)
 MIN_TRAIN_VIEWS = 2  # the camera path of the videos and of SuperGaussian runs between training cameras
 
 
@@ -124,6 +125,21 @@ def prepare_scene(
         for i, view in enumerate(tqdm(views, desc=f"prepare {scene_dir.name}", unit="view")):
             records.append(_prepare_view(scene_dir, view, lr_factor, hr_factor, split_of(i, test_every), tmp, decision.undistort))
         write_ply(tmp / "points3d.ply", poses.xyz, poses.rgb)
+        lr_w, lr_h = records[0]["lr"]["width"], records[0]["lr"]["height"]
+        if min(lr_w, lr_h) < SMALL_LR_PX:
+            orig = views[0].intrinsics
+            log.warning(
+                "%s: LR images of %dx%d (1/%d of the %dx%d originals; HR 1/%d): under %d px on a side, the LR model and the SR "
+                "prior have little to work with; a smaller resolution.lr_factor (and hr_factor) suits originals of this size",
+                scene_dir,
+                lr_w,
+                lr_h,
+                lr_factor,
+                orig.width,
+                orig.height,
+                hr_factor,
+                SMALL_LR_PX,
+            )
         meta = {
             "format_version": FORMAT_VERSION,
             "source_dir": str(scene_dir),
