@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -43,6 +44,22 @@ def _remove_stale(final: Path) -> None:
     for old in final.parent.glob(f".{glob.escape(final.name)}.*.tmp"):
         log.info("removing %s, left by an interrupted run", old)
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+_FAULT_PASSES: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """A place where the fault-injection tests kill the job as SIGKILL would (no `finally` block runs, no temporary file
+    is removed): THREEDSR_FAULT=<name>[@<n>] exits at the n-th pass (default the first). Points: write:<file name>
+    (every atomic write, just before its rename: "inside the final write"), fit:resume-saved, 3dsr:round-saved."""
+    spec = os.environ.get("THREEDSR_FAULT")
+    if not spec or spec.partition("@")[0] != name:
+        return
+    _FAULT_PASSES[name] = _FAULT_PASSES.get(name, 0) + 1
+    if _FAULT_PASSES[name] == int(spec.partition("@")[2] or 1):
+        print(f"threedsr: fault injected at {spec}", file=sys.stderr, flush=True)
+        os._exit(137)
 
 
 def _free_bytes(folder: Path) -> int:
@@ -82,6 +99,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         with _naming_a_full_disk(final, tmp):
             yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared like any written file
+        fault_point(f"write:{final.name}")
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -98,6 +116,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         with _naming_a_full_disk(final, tmp):
             yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+        fault_point(f"write:{final.name}")
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

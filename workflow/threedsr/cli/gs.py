@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from .base import command, params_argument, params_device, path_arguments, score_arguments, score_if_asked
@@ -54,7 +55,8 @@ def _fit(a):
         cfg = train_config(p.gs, hr_iterations(p.raw, "supergaussian"))
         lam = p.supergaussian.lambda_lr
         views, loss_fn = frame_views(scene, a.frames_dir, lam), hr_lr_loss(lam, cfg.delta_dssim)
-    trainer = fit(a.scene, a.out, cfg, views, params_device(p), init=a.init, loss_fn=loss_fn)
+    every = int(os.environ.get("THREEDSR_CHECKPOINT_EVERY", 1000))  # steps between resume points (the fault tests: fewer)
+    trainer = fit(a.scene, a.out, cfg, views, params_device(p), init=a.init, checkpoint_every=every, loss_fn=loss_fn)
     log.info("%s: %d steps on %s targets, %d Gaussians", a.out, trainer.step, a.targets, len(trainer.params["means"]))
 
 

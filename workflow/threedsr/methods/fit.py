@@ -18,7 +18,7 @@ import torch
 from .. import settings
 from ..data.scene import PreparedScene
 from ..imaging import resize
-from ..io import atomic_path, load_resume_point
+from ..io import atomic_path, fault_point, load_resume_point
 from ..splat.gaussians import export_ply, init_from_points
 from ..splat.trainer import CHECKPOINT_KEYS, TrainConfig, Trainer, TrainView, load_params, photometric_loss, scene_scale
 
@@ -88,8 +88,10 @@ def fit(
     if stored is not None and {k: stored.get(k) for k in key} != key:
         log.warning("%s was written with other settings, targets or initial model; starting over", resume)
         stored = None
+    history = []
     if stored is not None:
         trainer = Trainer.from_state(stored, views, device, cfg)
+        history = list(stored.get("history", []))  # train_log.csv's rows before the resume point
         log.info("resuming from %s at step %d", resume, trainer.step)
     else:
         if init is not None:
@@ -98,14 +100,14 @@ def fit(
             xyz, rgb = scene.points()
             params = init_from_points(xyz, rgb, cfg.sh_degree, seed=cfg.seed)
         trainer = Trainer(params, views, cfg, scene_scale([v.world_to_camera for v in scene.train_views]), device)
-    history = []
 
     def on_step(t: Trainer, loss: float):
         if t.step % 50 == 0:
             history.append({"step": t.step, "loss": loss, "gaussians": len(t.params["means"])})
         if t.step % checkpoint_every == 0 and t.step < cfg.iterations:
             with atomic_path(resume) as tmp:
-                torch.save({**t.state_dict(), **key}, tmp)
+                torch.save({**t.state_dict(), **key, "history": history}, tmp)
+            fault_point("fit:resume-saved")
 
     trainer.train(cfg.iterations, loss_fn=loss_fn, on_step=on_step, desc=f"fit {scene.root.name}")
     export_ply(trainer.params, out_dir / "point_cloud.ply")

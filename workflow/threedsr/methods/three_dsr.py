@@ -42,7 +42,7 @@ from .. import settings
 from ..data.scene import PreparedScene
 from ..errors import ConfigError
 from ..imaging import to_float, to_uint8, upsample
-from ..io import atomic_dir, atomic_path, load_resume_point, write_png
+from ..io import atomic_dir, atomic_path, fault_point, load_resume_point, write_png
 from ..metrics.consistency import consistency
 from ..metrics.image import image_metrics, load_lpips
 from ..splat import gaussians
@@ -292,6 +292,7 @@ class ThreeDSR:
                     },
                     tmp,
                 )
+            fault_point("3dsr:round-saved")
             bar.set_postfix(test_psnr=f"{rows[-1]['test_psnr']:.2f}")
         if trainer is None:  # every round was already done: rebuild the last round's trainer state
             trainer = Trainer(
