@@ -2,9 +2,11 @@
 (marked `slow`: minutes)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +16,8 @@ from test_evaluate import SUMMARY_COLUMNS
 
 from threedsr.io import read_json
 from threedsr.reporting.video import count_frames, read_mp4
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _snakemake(cwd, *args):
@@ -204,3 +208,33 @@ def test_config_values_never_run_as_shell_code(workflow_dir, config_file, fern_d
     assert str(weights) in in_json and f"{root}/fern" in arguments | in_json, sorted(in_json)
     for where in (workflow_dir, tmp_path, root, root / "fern"):
         assert not list(where.glob("PWNED*")), where
+
+
+def test_a_job_whose_shell_is_killed_stops_too(tmp_path, small_scene_and_lr_model):
+    """Ctrl-C to Snakemake kills a job's shell; the Python under it ran on until its own PID was killed. Now it gets
+    SIGTERM when its parent goes, and exits as on SIGTERM (its temporary files removed)."""
+    import json
+    import signal
+    import time
+
+    scene, lr_ckpt = small_scene_and_lr_model
+    params = {"gs": {**yaml.safe_load((REPO / "params.yaml").read_text())["gs"], "iterations": 10**6}, "device": "cpu"}
+    fit = f"{sys.executable} -m threedsr fit --scene {scene} --out {tmp_path / 'out'} --targets lr --params '{json.dumps(params)}'"
+    shell = subprocess.Popen(["bash", "-c", f"{fit} > {tmp_path / 'log'} 2>&1 & echo $! > {tmp_path / 'pid'}; wait"])
+    deadline = time.time() + 60
+    while not (tmp_path / "log").exists() or "fit" not in (tmp_path / "log").read_text():  # training has started
+        assert time.time() < deadline, "the fit did not start"
+        time.sleep(0.5)
+    pid = int((tmp_path / "pid").read_text())
+    shell.send_signal(signal.SIGKILL)
+    shell.wait()
+    for _ in range(40):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the job's Python outlived its shell by 20 s")
+    assert not list((tmp_path / "out").glob(".*.tmp"))

@@ -39,6 +39,21 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _exit_with_parent() -> None:
+    """Snakemake stops a running job (Ctrl-C, a failed job without --keep-going) by killing the shell it started: the
+    Python under it ran on, orphaned, until its own PID was killed. On Linux the kernel now sends it SIGTERM when that
+    parent goes, which _exit_on_sigterm turns into an ordinary exit (temporary files removed, resume points kept)."""
+    import ctypes
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: the job is stopped the way Snakemake stops it
+        return
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
@@ -48,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.captureWarnings(True)  # a warning (a missing weight file, say) is one line of the job's log
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _exit_with_parent()
     args = parser().parse_args(argv)
     try:
         args.func(args)
