@@ -113,3 +113,19 @@ def test_images_over_pils_bomb_limit_decode_and_only_truly_huge_ones_are_refused
     monkeypatch.setattr(io, "MAX_PIXELS", 5000)
     with pytest.raises(DataError, match=r"big.png: 100x80 \(0 MP\) is over the 0 MP an image may have here"):
         io.read_image(path)
+
+
+def test_progress_in_a_log_reads_as_lines(capsys, monkeypatch):
+    """A job's log was one 18 KB line of carriage returns (train_prior) with cursor moves of nested bars (fit_3dsr):
+    off a terminal each redraw is one line, at most every LOG_INTERVAL seconds."""
+    from threedsr import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "LOG_INTERVAL", 0.0)
+    outer = progress_module.progress(range(2), desc="outer")
+    for _ in outer:
+        for _ in progress_module.progress(range(3), desc="inner", leave=False):
+            pass
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    lines = err.splitlines()
+    assert any(line.startswith("outer: 100%") for line in lines) and any(line.startswith("inner:") for line in lines)

@@ -20,10 +20,9 @@ import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
 from ..errors import DataError, OfflineError, lookup
 from ..io import atomic_dir
+from ..progress import progress
 from .datasets import ARCHIVES, OFFICIAL_SCENES, Archive
 
 log = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def download(archive: Archive, dest: Path, timeout: float = 60.0) -> Path:
                 total = int(r.headers.get("content-length", 0)) + have or None
                 with (
                     open(part, "ab" if have else "wb") as f,
-                    tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name) as bar,
+                    progress(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name) as bar,
                 ):
                     for chunk in r.iter_content(CHUNK):
                         f.write(chunk)
@@ -187,7 +186,7 @@ def extract_scene(archive_path: Path, prefix: str, out_dir: Path) -> Path:
             raise DataError(f"{archive_path}: has no folder {prefix!r}")
         for m in zf.infolist():
             _member_target(m, archive_path)  # check every member, not only ours: a hostile archive is refused whole
-        for m in tqdm(members, desc=f"extract {prefix}", unit="file"):
+        for m in progress(members, desc=f"extract {prefix}", unit="file"):
             rel = _member_target(m, archive_path).relative_to(prefix.rstrip("/"))
             target = tmp / rel
             if m.is_dir():

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
 from ..imaging import resize_uint8
 from ..io import atomic_dir, read_image, read_json, write_json, write_png
+from ..progress import progress
 from . import distortion
 from .cameras import Intrinsics, PosedView
 from .datasets import OFFICIAL_SCENES
@@ -122,7 +122,7 @@ def prepare_scene(
         log.info("%s: %s", scene_dir, decision.reason)
     with atomic_dir(out_dir) as tmp:
         records = []
-        for i, view in enumerate(tqdm(views, desc=f"prepare {scene_dir.name}", unit="view")):
+        for i, view in enumerate(progress(views, desc=f"prepare {scene_dir.name}", unit="view")):
             records.append(_prepare_view(scene_dir, view, lr_factor, hr_factor, split_of(i, test_every), tmp, decision.undistort))
         write_ply(tmp / "points3d.ply", poses.xyz, poses.rgb)
         lr_w, lr_h = records[0]["lr"]["width"], records[0]["lr"]["height"]

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..devices import job_threads
 from ..errors import ConfigError
 from ..io import atomic_dir, write_json, write_png
+from ..progress import progress
 from . import colmap
 from .cameras import Intrinsics, look_at
 from .photos import load_photo
@@ -210,7 +210,7 @@ def generate_scene(
         entries = []
         # views render on the job's threads (numpy releases the GIL in its array loops); each view alone, as before
         images = pool.map(lambda cam: render_quads(quads, cam[0], cam[1], supersample), cams)
-        for k, ((K, w2c), image) in enumerate(tqdm(zip(cams, images), total=len(cams), desc=f"render {name}", unit="view")):
+        for k, ((K, w2c), image) in enumerate(progress(zip(cams, images), total=len(cams), desc=f"render {name}", unit="view")):
             image_name = f"view_{k:03d}.png"
             write_png(tmp / "images" / image_name, np.round(image * 255).astype(np.uint8))
             entries.append((image_name, K, w2c))

@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ..data.scene import PreparedScene
 from ..data.trajectory import scene_trajectory, trajectory_to_json
 from ..errors import DataError
 from ..imaging import to_float, to_uint8
 from ..io import atomic_dir, write_json, write_png
+from ..progress import progress
 from ..splat.render import RenderSettings, render_views
 from ..splat.trainer import load_params
 from ..sr.base import SRModel
@@ -47,7 +47,7 @@ def upsample_frames(
         sr = model.super_resolve_video(torch.stack([f.permute(2, 0, 1) for f in frames]))
         return [img.permute(1, 2, 0) for img in sr]
     out = []
-    for i in tqdm(range(0, len(frames), batch_size), desc=f"upsample ({model.name})", unit="batch", mininterval=2.0):
+    for i in progress(range(0, len(frames), batch_size), desc=f"upsample ({model.name})", unit="batch", mininterval=2.0):
         lr = torch.stack([f.permute(2, 0, 1) for f in frames[i : i + batch_size]])
         sr = model.super_resolve(lr, sampler, seeds[i : i + batch_size]).float().cpu()
         out += [img.permute(1, 2, 0) for img in sr]

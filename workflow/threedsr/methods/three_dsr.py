@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .. import settings
 from ..data.scene import PreparedScene
@@ -45,6 +44,7 @@ from ..imaging import to_float, to_uint8, upsample
 from ..io import atomic_dir, atomic_path, fault_point, load_resume_point, write_png
 from ..metrics.consistency import consistency
 from ..metrics.image import image_metrics, load_lpips
+from ..progress import progress
 from ..splat import gaussians
 from ..splat.gaussians import export_ply
 from ..splat.render import RenderSettings, render_views
@@ -247,7 +247,9 @@ class ThreeDSR:
         if rows is None:
             rows = [{"step": 0, "t": math.nan, "seconds": 0.0, **self.test_metrics(params.to(self.device))}]
         trainer = None
-        bar = tqdm(range(k0, len(self.timesteps)), desc=f"3dsr {self.scene.root.name}", unit="step", initial=k0, total=len(self.timesteps))
+        bar = progress(
+            range(k0, len(self.timesteps)), desc=f"3dsr {self.scene.root.name}", unit="step", initial=k0, total=len(self.timesteps)
+        )
         for k in bar:
             start = time.perf_counter()
             t = self.timesteps[k]

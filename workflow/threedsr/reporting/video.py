@@ -17,13 +17,13 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from ..data.scene import PreparedScene
 from ..data.trajectory import scene_trajectory
 from ..errors import DataError
 from ..imaging import labelled, to_uint8
 from ..io import atomic_path
+from ..progress import progress
 from ..splat.render import RenderSettings, render_views
 from ..splat.trainer import load_params
 
@@ -141,7 +141,7 @@ def scene_videos(scene_dir: Path, ckpts: dict[str, Path], out_dir: Path, n_inter
     with contextlib.ExitStack() as stack:
         writers = {method: stack.enter_context(mp4_writer(out_dir / f"{method}.mp4", fps)) for method in models}
         side_by_side = stack.enter_context(mp4_writer(out_dir / "side_by_side.mp4", fps))
-        for view in tqdm(path, desc=f"videos {scene.root.name}", unit="frame", mininterval=2.0):
+        for view in progress(path, desc=f"videos {scene.root.name}", unit="frame", mininterval=2.0):
             tiles = {}
             for method, (params, state) in models.items():
                 rgb, _ = render_views(params, [view], RenderSettings.of(state["config"]), device)

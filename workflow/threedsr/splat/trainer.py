@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..io import atomic_path, load_checkpoint
+from ..progress import progress
 from . import filter3d, gaussians
 from .fused_ssim import fused_ssim
 from .render import render
@@ -150,7 +150,7 @@ class Trainer:
     def train(self, until: int, loss_fn: Callable | None = None, desc: str = "train", on_step: Callable | None = None) -> None:
         """Run steps self.step .. until-1. loss_fn(render, view) replaces the photometric loss."""
         cfg = self.cfg
-        bar = tqdm(range(self.step, until), desc=desc, unit="step", mininterval=2.0)
+        bar = progress(range(self.step, until), desc=desc, unit="step", mininterval=2.0)
         for step in bar:
             view = self._next_view()
             sh_degree = min(cfg.sh_degree_start + step // cfg.sh_degree_interval, cfg.sh_degree)
@@ -176,7 +176,7 @@ class Trainer:
                 self.update_filter()
             self.step = step + 1
             if step % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", gaussians=len(self.params["means"]))
+                bar.set_postfix(loss=f"{loss.item():.4f}", gaussians=len(self.params["means"]), refresh=False)
             if on_step:
                 on_step(self, loss.item())
 

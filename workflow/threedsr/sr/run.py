@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ..data.scene import PreparedScene
 from ..errors import DataError
 from ..imaging import to_float, to_uint8
 from ..io import atomic_dir, write_json, write_png
+from ..progress import progress
 from .base import SRModel
 from .sampling import SamplerConfig, view_seeds
 
@@ -40,7 +40,7 @@ def super_resolve_scene(
     seeds = view_seeds(sampler.seed, [v.name for v in views])
     start = time.perf_counter()
     with atomic_dir(out_dir) as tmp:
-        bar = tqdm(total=len(views), desc=f"{model.name} {scene.root.name}", unit="view")
+        bar = progress(total=len(views), desc=f"{model.name} {scene.root.name}", unit="view")
         for i in range(0, len(views), batch_size):
             chunk = views[i : i + batch_size]
             lr = torch.stack([to_float(scene.image(v, "lr")).permute(2, 0, 1) for v in chunk])

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from ..imaging import resize, to_float, upsample
 from ..io import atomic_dir
+from ..progress import progress
 from .sampling import respaced_timesteps
 from .tiny import TinySR, build_scheduler, build_unet, pixel_encode
 from .tiny_config import TinyTrainConfig
@@ -95,7 +95,7 @@ def train(images: dict[str, np.ndarray], cfg: TinyTrainConfig, out_dir: Path, de
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.iterations) / cfg.iterations))
     )
     rows, start = [], time.perf_counter()
-    bar = tqdm(range(cfg.iterations), desc="train tiny prior", unit="step", mininterval=5)
+    bar = progress(range(cfg.iterations), desc="train tiny prior", unit="step", mininterval=5)
     for step in bar:
         hr, lr = patches(cfg.batch_size)
         hr, lr = hr.to(device), lr.to(device)
@@ -120,7 +120,7 @@ def train(images: dict[str, np.ndarray], cfg: TinyTrainConfig, out_dir: Path, de
         sched.step()
         rows.append({"step": step + 1, "loss": loss.item(), "base_l1": (base - x0).abs().mean().item(), "lr": sched.get_last_lr()[0]})
         if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}", bicubic=f"{rows[-1]['base_l1']:.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", bicubic=f"{rows[-1]['base_l1']:.4f}", refresh=False)
     seconds = time.perf_counter() - start
     model.unet.eval().requires_grad_(False)
     summary = {
