@@ -99,7 +99,7 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert (REPO / "dvc.yaml").read_text() == text, "dvc.yaml is stale: run `threedsr dvc-yaml` and commit it"
     jobs = dvc_stages.workflow_jobs(REPO)
     stages = yaml.safe_load(text)["stages"]
-    by_rule = {}
+    by_rule, by_stage = {}, {}
     for job in jobs.values():
         if job.rule == "all":
             continue
@@ -108,7 +108,7 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
         assert sorted(outs) == sorted(job.outputs), job.rule
         assert sorted(stage.get("deps", [])) == sorted(set(job.inputs)), job.rule
         assert f"--allowed-rules {job.rule} " in stage["cmd"]
-        by_rule[job.rule] = set(stage.get("params", []))
+        by_rule[job.rule] = by_stage[dvc_stages.stage_name(job)] = set(stage.get("params", []))
     assert len(stages) == sum(j.rule != "all" for j in jobs.values())
     # what the rules' params pass on, as far as a reader of the .smk files can tell
     assert by_rule["pretrain_lr"] == {"device", "gs"}
@@ -116,7 +116,13 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert {"threedsr", "gs", "sr", "metrics.lpips_backbone", "metrics.fetch"} <= by_rule["fit_3dsr"]  # its per-step LPIPS
     assert "metrics" in by_rule["render_test"] and "metrics" in by_rule["collect_sr2d"]  # every metric's weights
     assert "threedsr.lambda_lr" in by_rule["fit_isr"] and "threedsr" not in by_rule["fit_isr"]
-    assert "threedsr.lambda_lr" not in by_rule["super_resolve"] and "threedsr.steps" in by_rule["super_resolve"]
+    # per job, not per rule: the tiny prior samples (threedsr's sampler keys), Real-ESRGAN does not, so a sampler sweep
+    # (dvc exp run -S threedsr.steps=3) reruns the one and not the other
+    sr = {name: keys for name, keys in by_stage.items() if name.startswith("super_resolve-synthetic-forward-")}
+    assert "threedsr.steps" in sr["super_resolve-synthetic-forward-tiny"] and not any(
+        k.startswith("threedsr") for k in sr["super_resolve-synthetic-forward-realesrgan"]
+    )
+    assert all("threedsr.lambda_lr" not in keys for keys in sr.values())
     assert by_rule["prepare_scene"] == {
         "resolution",
         "test_every",

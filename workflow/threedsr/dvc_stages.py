@@ -148,10 +148,10 @@ def _scaled(tree: dict, path: tuple) -> dict:
     return out
 
 
-def _changed_rules(base: dict, other: dict) -> set[str]:
-    return {
-        job.rule for key, job in base.items() if key in other and (other[key].shellcmd != job.shellcmd or other[key].inputs != job.inputs)
-    }
+def _changed_jobs(base: dict, other: dict) -> set[tuple]:
+    """The jobs (keys) whose command or inputs differ: each reads the key that was changed. Per job, not per rule: the
+    jobs of one rule can read different keys (super_resolve's Real-ESRGAN job reads no sampler key, its tiny job does)."""
+    return {key for key, job in base.items() if key in other and (other[key].shellcmd != job.shellcmd or other[key].inputs != job.inputs)}
 
 
 def _is_shape_key(path: tuple) -> bool:
@@ -195,11 +195,11 @@ def check_generated_for(config: dict, dvc_yaml_path: Path) -> None:
         )
 
 
-def params_read(workdir: Path, config: dict, base: dict[tuple, Job]) -> tuple[dict[str, set[tuple]], set[tuple]]:
-    """rule -> the params.yaml keys (as paths) whose change alters one of its jobs; and the keys (besides
-    SHAPE_KEYS) whose change adds or removes jobs."""
+def params_read(workdir: Path, config: dict, base: dict[tuple, Job]) -> tuple[dict[tuple, set[tuple]], set[tuple]]:
+    """job key -> the params.yaml keys (as paths) whose change alters that job; and the keys (besides SHAPE_KEYS) whose
+    change adds or removes jobs."""
     schema = yaml.safe_load((Path(workdir) / "workflow/schemas/params.schema.yaml").read_text())
-    read: dict[str, set[tuple]] = {}
+    read: dict[tuple, set[tuple]] = {}
     shaping: set[tuple] = set()
     unperturbed = []
     for path, value in _leaves(config):
@@ -210,8 +210,8 @@ def params_read(workdir: Path, config: dict, base: dict[tuple, Job]) -> tuple[di
                 other = workflow_jobs(workdir, _set(config, path, alt))
             except Exception:  # not a valid value here (schema or cross-key check): try the next one
                 continue
-            for rule in _changed_rules(base, other):
-                read.setdefault(rule, set()).add(path)
+            for key in _changed_jobs(base, other):
+                read.setdefault(key, set()).add(path)
             if set(other) != set(base):
                 shaping.add(path)
             break
@@ -223,8 +223,8 @@ def params_read(workdir: Path, config: dict, base: dict[tuple, Job]) -> tuple[di
             other = workflow_jobs(workdir, _scaled(config, section))
         except Exception:
             continue
-        for rule in _changed_rules(base, other):
-            read.setdefault(rule, set()).update(p for p in unperturbed if p[:-1] == section)
+        for key in _changed_jobs(base, other):
+            read.setdefault(key, set()).update(p for p in unperturbed if p[:-1] == section)
         if set(other) != set(base):
             shaping.update(p for p in unperturbed if p[:-1] == section)
         unperturbed = [p for p in unperturbed if p[:-1] != section]
@@ -283,8 +283,8 @@ def dvc_stages(workdir: Path, config: dict) -> tuple[dict, list[str]]:
         stage = {"cmd": f"snakemake --cores all --force --allowed-rules {job.rule} -- {' '.join(job.outputs)}"}
         if job.inputs:
             stage["deps"] = sorted(set(job.inputs))
-        if read.get(job.rule):
-            stage["params"] = _compress(read[job.rule], config)
+        if read.get(job.key):
+            stage["params"] = _compress(read[job.key], config)
         if job.rule == SHAPE_GUARD_RULE:
             stage["params"] = sorted(set(stage.get("params", [])) | set(SHAPE_KEYS) | {".".join(p) for p in shaping})
         outs = [_out_entry(o) for o in job.outputs if o not in METRICS and not PLOTS.search(o)]
