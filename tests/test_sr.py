@@ -207,3 +207,12 @@ def test_a_truncated_prior_is_one_line_naming_it(tmp_path, part):
     f.write_bytes(f.read_bytes()[:40])
     with pytest.raises(DataError, match=rf"{tmp_path / 'prior'}: the tiny SR prior there is truncated or corrupt .*delete"):
         TinySR.from_pretrained(tmp_path / "prior")
+
+
+def test_loading_the_prior_says_nothing_about_accelerate(tmp_path, capfd):
+    """Every log of a job that loads the prior warned that `accelerate` was missing (a package this CPU install does
+    not need): the prior is small, loaded without it. (diffusers writes to stderr through its own handler.)"""
+    _tiny_model().save_pretrained(tmp_path / "prior")
+    capfd.readouterr()
+    TinySR.from_pretrained(tmp_path / "prior")
+    assert "accelerate" not in capfd.readouterr().err

@@ -243,10 +243,16 @@ class SDX4Upscaler(DiffusionSR):
         prompt_embeds = encode_prompt(tokenizer, text_encoder.eval(), prompt)
         del text_encoder, tokenizer
         gc.collect()
-        unet = _load_part(folder, "unet", lambda p: UNet2DConditionModel.from_pretrained(p, torch_dtype=dtype, local_files_only=True))
+        unet = _load_part(
+            folder,
+            "unet",
+            lambda p: UNet2DConditionModel.from_pretrained(p, torch_dtype=dtype, local_files_only=True, low_cpu_mem_usage=False),
+        )
         # fp16 runs keep the VAE in fp32 (see __init__), so load it that way rather than cast it back
         vae_dtype = torch.float32 if dtype == torch.float16 else dtype
-        vae = _load_part(folder, "vae", lambda p: AutoencoderKL.from_pretrained(p, torch_dtype=vae_dtype, local_files_only=True))
+        vae = _load_part(
+            folder, "vae", lambda p: AutoencoderKL.from_pretrained(p, torch_dtype=vae_dtype, local_files_only=True, low_cpu_mem_usage=False)
+        )
         low_res = _load_part(folder, "low_res_scheduler", _scheduler_from)
         scheduler = _load_part(folder, "scheduler", _scheduler_from)
         return cls(

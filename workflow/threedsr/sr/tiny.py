@@ -97,7 +97,7 @@ class TinySR(DiffusionSR):
             )
         try:
             meta = json.loads((path / CONFIG_NAME).read_text())
-            unet = UNet2DModel.from_pretrained(path / "unet")
+            unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)  # small: no `accelerate` (nor its warning)
             scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
         except (OSError, ValueError, RuntimeError, KeyError) as e:  # a truncated safetensors, a cut-off JSON
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
