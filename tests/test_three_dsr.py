@@ -295,14 +295,9 @@ def test_warp_is_exact_for_ground_truth_geometry():
 SNAKEMAKE_DELETES = ("ckpt.pt", "point_cloud.ply", "steps.csv", "steps.png", "strips", "views")  # fit_3dsr's declared outputs
 
 
-@pytest.mark.parametrize("kill", ["after the last round", "inside finish"])
-def test_a_run_killed_after_its_last_round_redoes_no_round(scene_and_lr_model, tmp_path, monkeypatch, kill):
-    """Killed once state.pt says "round N of N": Snakemake deletes the job's outputs, and the rerun must make all of
-    them (views/ once went missing, and a third try redid every round) without training again."""
-    import shutil
-
-    from threedsr.methods import three_dsr
-
+def _straight_and_killed(scene_and_lr_model, tmp_path, monkeypatch, where):
+    """A 2-step run to its end, and the same run killed when it calls `where` (an object and an attribute name) after its
+    last round: (the run, the uninterrupted run's table, the killed run's folder)."""
     scene_dir, lr_ckpt = scene_and_lr_model
     scene = PreparedScene(scene_dir)
     cfg = ThreeDSRConfig(sampler=SamplerConfig(steps=2, update="ddpm_posterior"), iters_per_step=10)
@@ -313,16 +308,26 @@ def test_a_run_killed_after_its_last_round_redoes_no_round(scene_and_lr_model, t
     straight = run(tmp_path / "straight")
 
     def killed(*a, **k):
-        raise KeyboardInterrupt(kill)
+        raise KeyboardInterrupt(f"in {where[1]}")
 
-    if kill == "after the last round":
-        monkeypatch.setattr(ThreeDSR, "finish", killed)
-    else:  # views/, steps.csv, the plot and the strips are written, the PLY and the checkpoint not
-        monkeypatch.setattr(three_dsr, "export_ply", killed)
+    monkeypatch.setattr(*where, killed)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "killed")
     monkeypatch.undo()
-    out = tmp_path / "killed"
+    return run, straight, tmp_path / "killed"
+
+
+@pytest.mark.parametrize("kill", ["after the last round", "inside finish"])
+def test_a_run_killed_after_its_last_round_redoes_no_round(scene_and_lr_model, tmp_path, monkeypatch, kill):
+    """Killed once state.pt says "round N of N": Snakemake deletes the job's outputs, and the rerun must make all of
+    them (views/ once went missing, and a third try redid every round) without training again."""
+    import shutil
+
+    from threedsr.methods import three_dsr
+
+    # inside finish: views/, steps.csv, the plot and the strips are written, the PLY and the checkpoint not
+    where = (ThreeDSR, "finish") if kill == "after the last round" else (three_dsr, "export_ply")
+    run, straight, out = _straight_and_killed(scene_and_lr_model, tmp_path, monkeypatch, where)
     assert (out / "state.pt").exists() and not list(out.rglob(".*.tmp"))  # no temporary file survives the failure
     for name in SNAKEMAKE_DELETES:
         shutil.rmtree(out / name, ignore_errors=True) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
@@ -343,7 +348,7 @@ def test_a_run_killed_after_its_last_round_redoes_no_round(scene_and_lr_model, t
     for name in SNAKEMAKE_DELETES:
         assert (out / name).exists(), name
     for kind in ("H", "R"):
-        for v in scene.train_views:
+        for v in PreparedScene(scene_and_lr_model[0]).train_views:
             assert (out / "views" / kind / f"{v.name}.png").read_bytes() == (
                 tmp_path / "straight" / "views" / kind / f"{v.name}.png"
             ).read_bytes()
@@ -383,23 +388,7 @@ def test_a_state_whose_step_images_are_gone_starts_over(scene_and_lr_model, tmp_
     of an uninterrupted run."""
     import shutil
 
-    scene_dir, lr_ckpt = scene_and_lr_model
-    scene = PreparedScene(scene_dir)
-    cfg = ThreeDSRConfig(sampler=SamplerConfig(steps=2, update="ddpm_posterior"), iters_per_step=10)
-
-    def run(out):
-        return ThreeDSR(scene_dir, OracleSR(scene), cfg, GS, lr_ckpt, out, torch.device("cpu"), batch_size=4).run()
-
-    straight = run(tmp_path / "straight")
-
-    def killed(*a, **k):
-        raise KeyboardInterrupt("after the last round")
-
-    monkeypatch.setattr(ThreeDSR, "finish", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "killed")
-    monkeypatch.undo()
-    out = tmp_path / "killed"
+    run, straight, out = _straight_and_killed(scene_and_lr_model, tmp_path, monkeypatch, (ThreeDSR, "finish"))
     assert (out / "state.pt").exists()
     shutil.rmtree(out / "steps")
     again = run(out)
