@@ -309,25 +309,28 @@ class ThreeDSR:
     def _step_folder(self, step: int) -> Path:
         return self.out / "steps" / f"{step:02d}"
 
+    def _kept_at(self, step: int, name: str) -> bool:
+        """Whether H and R of view `name` are kept at `step`: the strip views' at every step, every view's at the last
+        (finish() makes views/ of them)."""
+        return step == len(self.timesteps) or name in self.strip_names
+
     def _missing_step_images(self, rounds: int) -> list[Path]:
         """The step images of rounds 1..`rounds` that finish() reads (steps/ is not a declared output: a user or a
         cleanup may have removed it), so that a state without them starts over instead of failing at every rerun."""
-        last = len(self.timesteps)
         need = [
             self._step_folder(k) / f"{name}_{kind}.png"
             for k in range(1, rounds + 1)
             for name in self.names
-            if k == last or name in self.strip_names
+            if self._kept_at(k, name)
             for kind in ("H", "R")
         ]
         return [p for p in need if not p.exists()]
 
     def _save_step_images(self, step: int, hr, renders) -> None:
-        """H and R of the strip views at every step, and of every view at the last step (finish() makes views/ of
-        them). Written before the round's state: steps/ is not a declared output, so it outlives a failed job."""
-        last = step == len(self.timesteps)
+        """H and R of the views kept at this step (_kept_at). Written before the round's state: steps/ is not a declared
+        output, so it outlives a failed job."""
         for name, h, r in zip(self.names, hr, renders):
-            if last or name in self.strip_names:
+            if self._kept_at(step, name):
                 write_png(self._step_folder(step) / f"{name}_H.png", to_uint8(h))
                 write_png(self._step_folder(step) / f"{name}_R.png", to_uint8(r))
 
