@@ -292,9 +292,12 @@ class Given:
             raise _missing(name)
         value = self.raw[name]
         if name == "datasets":
-            return {d: _typed(Synthetic if d == "synthetic" else LocalDataset, v, f"datasets.{d}") for d, v in value.items()}
-        kind = typing.get_type_hints(Params)[name]
-        return _typed(kind, value, name) if dataclasses.is_dataclass(kind) else value
+            typed = {d: _typed(Synthetic if d == "synthetic" else LocalDataset, v, f"datasets.{d}") for d, v in value.items()}
+        else:
+            kind = typing.get_type_hints(Params)[name]
+            typed = _typed(kind, value, name) if dataclasses.is_dataclass(kind) else value
+        self.__dict__[name] = typed  # built once: the next read finds the attribute
+        return typed
 
 
 def _missing(key: str) -> Exception:
