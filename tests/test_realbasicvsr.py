@@ -2,14 +2,19 @@
 loading the authors' checkpoint layout. No weights are available offline: networks here are small and random."""
 
 import copy
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from threedsr import config as config_module
 from threedsr.errors import ConfigError, DataError, ModelUnavailable
+from threedsr.imaging import to_float, to_uint8
+from threedsr.io import read_image
 from threedsr.methods.supergaussian import upsample_frames
+from threedsr.partial import PartialImages
 from threedsr.sr.realbasicvsr import RealBasicVSR, RealBasicVSRNet, SPyNet, flow_warp
 from threedsr.sr.sampling import SamplerConfig
 
@@ -155,8 +160,11 @@ def test_supergaussian_hands_a_video_model_the_whole_path_in_order(tmp_path):
     ema = _net(0)
     _official_checkpoint(tmp_path / "r.pth", ema, ema)
     model = RealBasicVSR.from_pretrained(tmp_path / "r.pth", device=torch.device("cpu"))
-    frames = [torch.rand(12, 16, 3) for _ in range(4)]
-    out = upsample_frames(model, frames, SamplerConfig(), [0, 1, 2, 3], batch_size=1)
+    frames = [(torch.rand(12, 16, 3) * 255).round().byte().numpy() for _ in range(4)]
+    views = [SimpleNamespace(name=f"f{i}", hr=SimpleNamespace(height=48, width=64)) for i in range(4)]
+    partial = PartialImages(tmp_path / "frames", "key", fault="frames:batch-saved")
+    upsample_frames(model, frames, views, SamplerConfig(), [0, 1, 2, 3], 1, partial)
     with torch.no_grad():
-        expected = ema(torch.stack([f.permute(2, 0, 1) for f in frames])[None])[0].clamp(0, 1)
-    torch.testing.assert_close(torch.stack([o.permute(2, 0, 1) for o in out]), expected)
+        expected = ema(torch.stack([to_float(f).permute(2, 0, 1) for f in frames])[None])[0].clamp(0, 1)
+    out = [read_image(partial.dir / f"f{i}.png") for i in range(4)]
+    assert np.array_equal(np.stack(out), np.stack([to_uint8(e.permute(1, 2, 0)) for e in expected]))

@@ -52,7 +52,8 @@ _FAULT_PASSES: dict[str, int] = {}
 def fault_point(name: str) -> None:
     """A place where the fault-injection tests kill the job as SIGKILL would (no `finally` block runs, no temporary file
     is removed): THREEDSR_FAULT=<name>[@<n>] exits at the n-th pass (default the first). Points: write:<file name>
-    (every atomic write, just before its rename: "inside the final write"), fit:resume-saved, 3dsr:round-saved."""
+    (every atomic write, just before its rename: "inside the final write"), fit:resume-saved, 3dsr:round-saved,
+    sr:batch-saved and frames:batch-saved (partial.PartialImages)."""
     spec = os.environ.get("THREEDSR_FAULT")
     if not spec or spec.partition("@")[0] != name:
         return

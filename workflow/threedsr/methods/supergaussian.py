@@ -21,6 +21,7 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data.scene import PreparedScene
@@ -28,6 +29,7 @@ from ..data.trajectory import scene_trajectory, trajectory_to_json
 from ..errors import DataError
 from ..imaging import to_float, to_uint8
 from ..io import atomic_dir, write_json, write_png
+from ..partial import PartialImages, fingerprint
 from ..progress import progress
 from ..splat.render import RenderSettings, render_views
 from ..splat.trainer import load_params
@@ -39,19 +41,27 @@ log = logging.getLogger(__name__)
 
 
 def upsample_frames(
-    model: SRModel, frames: list[torch.Tensor], sampler: SamplerConfig, seeds: list[int], batch_size: int
-) -> list[torch.Tensor]:
-    """H×W×3 LR frames -> ×scale frames, in order. A video model (RealBasicVSR) sees the whole sequence
-    in path order; an image SR model sees batches of frames, each frame on its own."""
+    model: SRModel, frames: list[np.ndarray], views: list, sampler: SamplerConfig, seeds: list[int], batch_size: int, partial: PartialImages
+) -> None:
+    """H×W×3 uint8 LR frames of `views` -> ×scale frames, saved in `partial` by view name. A video model (RealBasicVSR)
+    sees the whole sequence in path order (one unit); an image SR model sees batches of frames, each frame on its own,
+    and a batch finished by a killed run is not computed again."""
+    lr = [to_float(f).permute(2, 0, 1) for f in frames]
+
+    def save(chunk: list, sr: torch.Tensor) -> None:
+        for v, img in zip(chunk, sr):
+            if img.shape[-2:] != (v.hr.height, v.hr.width):
+                raise DataError(f"{model.name} gave {tuple(img.shape[-2:])} for {v.name}, expected HR {(v.hr.height, v.hr.width)}")
+        partial.save({v.name: to_uint8(img.float().cpu().permute(1, 2, 0)) for v, img in zip(chunk, sr)})
+
     if getattr(model, "is_video", False):
-        sr = model.super_resolve_video(torch.stack([f.permute(2, 0, 1) for f in frames]))
-        return [img.permute(1, 2, 0) for img in sr]
-    out = []
+        if not partial.finished([v.name for v in views]):
+            save(views, model.super_resolve_video(torch.stack(lr)))
+        return
     for i in progress(range(0, len(frames), batch_size), desc=f"upsample ({model.name})", unit="batch", mininterval=2.0):
-        lr = torch.stack([f.permute(2, 0, 1) for f in frames[i : i + batch_size]])
-        sr = model.super_resolve(lr, sampler, seeds[i : i + batch_size]).float().cpu()
-        out += [img.permute(1, 2, 0) for img in sr]
-    return out
+        chunk = views[i : i + batch_size]
+        if not partial.finished([v.name for v in chunk]):
+            save(chunk, model.super_resolve(torch.stack(lr[i : i + batch_size]), sampler, seeds[i : i + batch_size]))
 
 
 def make_frames(
@@ -71,16 +81,16 @@ def make_frames(
     params, state = load_params(lr_ckpt, device)
     start = time.perf_counter()
     rendered, _ = render_views(params, path, RenderSettings.of(state["config"]), device, "lr")
-    # the upsampler sees 8-bit frames, as it would a video file
-    lr = [to_float(to_uint8(f)) for f in rendered]
+    lr = [to_uint8(f) for f in rendered]  # the upsampler sees 8-bit frames, as it would a video file
     render_seconds = time.perf_counter() - start
-    hr = upsample_frames(model, lr, sampler, view_seeds(sampler.seed, [v.name for v in path]), batch_size)
+    names = [v.name for v in path]
+    key = fingerprint(model.fingerprint(), sampler.__dict__, batch_size, *names, *lr)
+    partial = PartialImages(out_dir, key, fault="frames:batch-saved")
+    upsample_frames(model, lr, path, sampler, view_seeds(sampler.seed, names), batch_size, partial)
     with atomic_dir(out_dir) as tmp:
-        for v, a, b in zip(path, lr, hr):
-            if b.shape[:2] != (v.hr.height, v.hr.width):
-                raise DataError(f"{model.name} gave {tuple(b.shape[:2])} for {v.name}, expected HR {(v.hr.height, v.hr.width)}")
-            write_png(tmp / "lr" / f"{v.name}.png", to_uint8(a))
-            write_png(tmp / "hr" / f"{v.name}.png", to_uint8(b))
+        partial.link_into(tmp / "hr", names)
+        for v, a in zip(path, lr):
+            write_png(tmp / "lr" / f"{v.name}.png", a)
         write_json(tmp / "trajectory.json", trajectory_to_json(path))
         info = {
             "frames": len(path),
@@ -92,5 +102,6 @@ def make_frames(
             "upsample_seconds": round(time.perf_counter() - start - render_seconds, 2),
         }
         write_json(tmp / "frames.json", info)
+    partial.done()
     log.info("%s: %d frames, upsampled by %s in %.1f s", out_dir, len(path), model.name, info["upsample_seconds"])
     return info

@@ -112,7 +112,7 @@ def _batches(images: list[torch.Tensor], size: int) -> list[list[int]]:
 def _fingerprint(cfg: ThreeDSRConfig, gs: TrainConfig, model: DiffusionSR, init: Path, names: list[str]) -> str:
     """What a state.pt must have been written with to be resumed."""
     h = hashlib.sha256(Path(init).read_bytes())
-    key = {"cfg": asdict(cfg), "gs": asdict(gs), "model": model.name, "model_meta": repr(getattr(model, "meta", None)), "views": names}
+    key = {"cfg": asdict(cfg), "gs": asdict(gs), "model": model.name, "weights": model.fingerprint(), "views": names}
     h.update(json.dumps(key, sort_keys=True, default=str).encode())
     return h.hexdigest()
 

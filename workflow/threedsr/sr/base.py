@@ -10,6 +10,8 @@ Images are B×3×H×W float in [0, 1]; LR images are ×`scale` smaller than HR o
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -37,6 +39,10 @@ def frozen(module: torch.nn.Module, device, dtype: torch.dtype) -> torch.nn.Modu
     return module.to(device).eval().requires_grad_(False)
 
 
+def _setting(value) -> str:
+    return str(value) if isinstance(value, (torch.device, torch.dtype)) else type(value).__qualname__
+
+
 class SRModel(ABC):
     """Maps LR images to ×`scale` images."""
 
@@ -48,6 +54,26 @@ class SRModel(ABC):
     @abstractmethod
     def super_resolve(self, lr: torch.Tensor, sampler: SamplerConfig, seeds: list[int]) -> torch.Tensor:
         """B LR images -> B SR images; `seeds` (one per image) make stochastic models reproducible."""
+
+    def fingerprint(self) -> str:
+        """sha256 of what this model computes with: every network's weights, every tensor and setting it holds, and its
+        class; what a job resuming from images the model made earlier checks (partial.PartialImages, 3DSR's state.pt)."""
+        if getattr(self, "_fingerprint", None) is None:
+            h = hashlib.sha256(type(self).__qualname__.encode())
+            for name, value in sorted(vars(self).items()):
+                h.update(name.encode())
+                if isinstance(value, torch.nn.Module):
+                    for key, t in value.state_dict().items():
+                        h.update(key.encode() + str((t.dtype, tuple(t.shape))).encode())
+                        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+                elif isinstance(value, torch.Tensor):
+                    h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+                elif hasattr(value, "config"):  # a diffusers scheduler
+                    h.update(json.dumps(dict(value.config), sort_keys=True, default=str).encode())
+                else:  # settings; an object's repr may hold its address, so only its type counts
+                    h.update(json.dumps(value, sort_keys=True, default=_setting).encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
 
 
 class DiffusionSR(SRModel):
