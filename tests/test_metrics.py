@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from threedsr.errors import OfflineError
 from threedsr.metrics.image import image_metrics, load_lpips, psnr, ssim
 
 
@@ -150,6 +151,7 @@ def test_offline_each_missing_file_is_one_warning_naming_it(hub, monkeypatch):
 
     for name, spec in (("ALEXNET", ALEXNET), ("INCEPTION", INCEPTION), ("NIQE_MODEL", NIQE_MODEL)):
         _serve(monkeypatch, name, url=(hub / "nowhere" / spec.file).as_uri())
+    monkeypatch.setenv("PIP_INDEX_URL", (hub / "nowhere" / "simple").as_uri())  # NIQE's model comes from the package index
     with pytest.warns(UserWarning) as record:
         for _ in range(2):  # asked twice, warned once
             assert metrics.load_lpips() is None and metrics.load_niqe() is None and metrics.load_fid_inception() is None
@@ -168,3 +170,77 @@ def test_fetching_off_warns_without_trying(hub, monkeypatch):
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: pytest.fail("fetch: false must not download"))
     with pytest.warns(UserWarning, match="fetching is off.*alexnet-owt-7be5be79.pth|alexnet-owt-7be5be79.pth.*fetching is off"):
         assert metrics.load_lpips(fetch=False) is None
+
+
+@pytest.fixture
+def package_index(tmp_path, monkeypatch):
+    """A package index on a local HTTP server (PIP_INDEX_URL) serving basicsr 1.4.2's name with an archive made here:
+    a NIQE model fitted to two photos, at the member path of the real one. Returns (spec for it, archive, index root)."""
+    import dataclasses
+    import functools
+    import http.server
+    import tarfile
+    import threading
+
+    import skimage.data
+
+    from threedsr.metrics import niqe, weights
+
+    root = tmp_path / "index"
+    (root / "simple" / "basicsr").mkdir(parents=True)
+    member = weights.NIQE_MODEL.sdist.member
+    model = tmp_path / "member" / member
+    model.parent.mkdir(parents=True)
+    niqe.save_model(niqe.fit_model([skimage.data.chelsea(), skimage.data.rocket()]), model)
+    archive = root / "files" / "basicsr-1.4.2.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(model, arcname=member)
+    page = '<a href="../../files/basicsr-1.3.1.tar.gz">basicsr-1.3.1.tar.gz</a><a href="../../files/basicsr-1.4.2.tar.gz#sha256=x">basicsr-1.4.2.tar.gz</a>'
+    (root / "simple" / "basicsr" / "index.html").write_text(page)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple")
+    sdist = dataclasses.replace(weights.NIQE_MODEL.sdist, sha256=_sha256(archive))
+    yield dataclasses.replace(weights.NIQE_MODEL, sdist=sdist, sha256=_sha256(model)), archive, root
+    server.shutdown()
+
+
+def test_niqes_model_is_fetched_by_package_name_from_the_index_and_checked(hub, package_index, monkeypatch):
+    """The index's page of the package gives the archive's address; the archive and the file extracted from it are
+    checked against their pinned sha256; the file is cached in the hub folder and not fetched again."""
+    import dataclasses
+
+    import threedsr.metrics.image as metrics
+    from threedsr.errors import DataError
+
+    spec, archive, _ = package_index
+    monkeypatch.setattr(metrics, "NIQE_MODEL", dataclasses.replace(spec, sdist=dataclasses.replace(spec.sdist, sha256="0" * 64)))
+    with pytest.raises(DataError, match="basicsr-1.4.2.tar.gz.*does not match"):
+        metrics.load_niqe()  # an archive that is not the pinned one is refused, and nothing is kept
+    assert [p.name for p in hub.iterdir()] == [".niqe_pris_params.npz.lock"]  # neither the archive nor the file
+    monkeypatch.setattr(metrics, "NIQE_MODEL", spec)
+    with pytest.warns(UserWarning, match="not comparable"):  # a fitted model, not the published one
+        model = metrics.load_niqe()
+    assert model is not None and (hub / "niqe_pris_params.npz").is_file() and model.source == str(hub / "niqe_pris_params.npz")
+    assert sorted(p.name for p in hub.iterdir()) == [".niqe_pris_params.npz.lock", "niqe_pris_params.npz"]  # no archive left
+    archive.unlink()  # cached: no second fetch
+    with pytest.warns(UserWarning, match="not comparable"):
+        assert metrics.load_niqe() is not None
+
+
+def test_an_index_that_answers_in_json_is_read_too(hub, package_index, monkeypatch):
+    """PEP 691: an index may answer the package's page in JSON (PyPI does when asked)."""
+    import json
+
+    from threedsr.metrics import weights
+
+    spec, archive, root = package_index
+    files = [{"filename": archive.name, "url": "../../files/basicsr-1.4.2.tar.gz", "hashes": {}}]
+    (root / "simple" / "basicsr" / "index.html").write_text(json.dumps({"files": files}))
+    monkeypatch.setattr("mimetypes.guess_type", lambda *a, **k: ("application/vnd.pypi.simple.v1+json", None))
+    assert weights.sdist_url(spec.sdist).endswith("/files/basicsr-1.4.2.tar.gz")
+    (root / "simple" / "basicsr" / "index.html").write_text(json.dumps({"files": []}))
+    with pytest.raises(OfflineError, match="lists no basicsr-1.4.2.tar.gz"):
+        weights.sdist_url(spec.sdist)

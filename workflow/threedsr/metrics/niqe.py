@@ -191,13 +191,17 @@ def fit_model(images: list[np.ndarray], sharpness_threshold: float = 0.75, sourc
 
 
 def save_model(model: "NIQEModel", path: str | Path) -> None:
-    """The model as a .mat in the MATLAB release's layout (mu_prisparam, cov_prisparam)."""
+    """The model as a .mat in the MATLAB release's layout (mu_prisparam, cov_prisparam), or as a .npz in basicsr's
+    (mu_pris_param, cov_pris_param) when `path` ends in .npz."""
     import scipy.io
 
     from ..io import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        scipy.io.savemat(f, {"mu_prisparam": model.mu.numpy()[None], "cov_prisparam": model.cov.numpy()})
+        if str(path).endswith(".npz"):
+            np.savez(f, mu_pris_param=model.mu.numpy()[None], cov_pris_param=model.cov.numpy())
+        else:
+            scipy.io.savemat(f, {"mu_prisparam": model.mu.numpy()[None], "cov_prisparam": model.cov.numpy()})
 
 
 def mvg_distance(feats: torch.Tensor, mu_p: torch.Tensor, cov_p: torch.Tensor) -> float:
@@ -242,17 +246,26 @@ class NIQEModel:
 
 
 def _read_model(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """mu and cov from the MATLAB release's .mat (mu_prisparam, cov_prisparam) or basicsr's .npz (mu_pris_param,
+    cov_pris_param), told apart by their content, not their names."""
     import scipy.io
 
     try:
-        m = scipy.io.loadmat(path)
-        mu, cov = np.asarray(m["mu_prisparam"], dtype=np.float64).ravel(), np.asarray(m["cov_prisparam"], dtype=np.float64)
+        with open(path, "rb") as f:
+            is_npz = f.read(4) == b"PK\x03\x04"  # a zip archive: numpy's .npz
+        if is_npz:
+            with np.load(path, allow_pickle=False) as m:
+                mu, cov = np.asarray(m["mu_pris_param"], dtype=np.float64).ravel(), np.asarray(m["cov_pris_param"], dtype=np.float64)
+        else:
+            m = scipy.io.loadmat(path)
+            mu, cov = np.asarray(m["mu_prisparam"], dtype=np.float64).ravel(), np.asarray(m["cov_prisparam"], dtype=np.float64)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except KeyError as e:
-        raise DataError(f"{path}: not a NIQE pristine model (no {e} in it; expected mu_prisparam and cov_prisparam)") from None
-    except Exception as e:  # scipy raises ValueError, TypeError, OSError... on truncated or non-MAT files
-        raise DataError(f"{path}: truncated or not a MATLAB .mat file ({type(e).__name__}: {e})") from None
+        expected = "mu_pris_param and cov_pris_param" if is_npz else "mu_prisparam and cov_prisparam"
+        raise DataError(f"{path}: not a NIQE pristine model (no {e} in it; expected {expected})") from None
+    except Exception as e:  # scipy and numpy raise ValueError, TypeError, OSError, BadZipFile... on truncated or foreign files
+        raise DataError(f"{path}: truncated or not a NIQE model file, .mat or .npz ({type(e).__name__}: {e})") from None
     if mu.shape != (FEATURES,) or cov.shape != (FEATURES, FEATURES):
         raise DataError(f"{path}: mu_prisparam {mu.shape} / cov_prisparam {cov.shape}, expected ({FEATURES},) / ({FEATURES}, {FEATURES})")
     if not (np.isfinite(mu).all() and np.isfinite(cov).all() and np.allclose(cov, cov.T, atol=1e-10)):
@@ -267,7 +280,7 @@ def model_fingerprint(path: str | Path) -> str:
 def load_niqe_model(path: str | Path) -> NIQEModel:
     """A pristine model from a .mat file with mu_prisparam (1x36) and cov_prisparam (36x36), the MATLAB
     release's layout (its modelparameters.mat, pyiqa's niqe_modelparameters.mat, or a model fitted with the
-    same code). A truncated or foreign file is a DataError naming it; a model other than the published one
+    same code), or basicsr's .npz of the same values (niqe_pris_params.npz). A truncated or foreign file is a DataError naming it; a model other than the published one
     is used with a warning (its scores are not comparable with published NIQE values)."""
     mu, cov = _read_model(Path(path))
     model = NIQEModel(mu, cov, str(path))
