@@ -100,3 +100,16 @@ def test_a_batch_counts_only_when_all_its_images_are_there(tmp_path):
     assert partial.finished(["a"]) and not partial.finished(["a", "b"])
     assert PartialImages(tmp_path / "out", "key", fault="x").finished(["a"])
     assert not PartialImages(tmp_path / "out", "other", fault="x").finished(["a"])
+
+
+def test_a_damaged_finished_image_is_computed_again(tiny_scene, tmp_path, caplog):
+    whole = CountingUpsampler()
+    _super_resolve(tiny_scene, whole, tmp_path / "whole")
+    with pytest.raises(Stop):
+        _super_resolve(tiny_scene, CountingUpsampler(stop_at=3), tmp_path / "out")
+    damaged = sorted((tmp_path / ".out.partial").glob("*.png"))[4]  # in the second batch
+    damaged.write_bytes(damaged.read_bytes()[:-20])
+    again = CountingUpsampler()
+    _super_resolve(tiny_scene, again, tmp_path / "out")
+    assert again.calls == whole.calls - 2 + 1 and f"{damaged}: damaged" in caplog.text  # one finished batch redone
+    assert _files(tmp_path / "out") == _files(tmp_path / "whole")

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .io import fault_point, write_png
 
@@ -54,8 +55,19 @@ class PartialImages:
             mark.write_text(key)
 
     def finished(self, names: list[str]) -> bool:
-        """Whether the batch `names` was finished (each file is written atomically, so one that is there is whole)."""
-        return all((self.dir / f"{n}.png").is_file() for n in names)
+        """Whether the batch `names` was finished: every image there and intact (each is written atomically, but a file
+        damaged since, e.g. by a disk error, would otherwise be copied into the output)."""
+        paths = [self.dir / f"{n}.png" for n in names]
+        if not all(p.is_file() for p in paths):
+            return False
+        for p in paths:
+            try:
+                with Image.open(p) as im:
+                    im.verify()  # the PNG's chunks and checksums, without decoding it
+            except Exception as e:
+                log.warning("%s: damaged (%s: %s); computing its batch again", p, type(e).__name__, e)
+                return False
+        return True
 
     def save(self, images: dict[str, np.ndarray]) -> None:
         """One finished batch: every image, then the fault point (each file is atomic; a batch counts when all are there)."""
