@@ -54,6 +54,65 @@ def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return xyz, rgb
 
 
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
+    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}  # fmt: skip
+
+
+def read_points_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(xyz, rgb) of the first element of any point PLY (other tools': ASCII or binary, float or double coordinates,
+    colours optional: grey without); properties it has besides are skipped. Faces and list properties are refused."""
+    path = Path(path)
+    raw = path.read_bytes()
+    end = raw.find(b"end_header")
+    if not raw.startswith(b"ply") or end < 0:
+        raise DataError(f"{path}: not a PLY file")
+    body = raw[raw.index(b"\n", end) + 1 :]
+    lines = raw[:end].decode("ascii", "replace").splitlines()
+    fmt = next((ln.split()[1] for ln in lines if ln.startswith("format ")), "")
+    props, count, first = [], 0, True
+    for ln in lines:
+        parts = ln.split()
+        if parts[:1] == ["element"]:
+            if count:
+                first = False  # only the first element (the vertices) is read
+            elif parts[1] != "vertex":
+                raise DataError(f"{path}: the first element is {parts[1]!r}, not the vertices")
+            else:
+                count = int(parts[2])
+        elif parts[:1] == ["property"] and first and count:
+            if parts[1] == "list" or parts[1] not in _PLY_TYPES:
+                raise DataError(f"{path}: vertex property {ln.strip()!r} cannot be read (a point PLY is expected)")
+            props.append((parts[2], _PLY_TYPES[parts[1]]))
+    names = [n for n, _ in props]
+    if not all(k in names for k in "xyz"):
+        raise DataError(f"{path}: the vertices have no x, y, z ({names})")
+    try:
+        if fmt == "ascii":
+            table = np.loadtxt(body.decode("ascii").splitlines()[:count], ndmin=2)
+            data = {n: table[:, i] for i, (n, _) in enumerate(props)}
+        elif fmt in ("binary_little_endian", "binary_big_endian"):
+            order = "<" if fmt == "binary_little_endian" else ">"
+            dtype = np.dtype([(n, order + t) for n, t in props])
+            data = np.frombuffer(body[: count * dtype.itemsize], dtype=dtype)
+        else:
+            raise DataError(f"{path}: PLY format {fmt!r} is not ascii or binary")
+        if len(data["x"]) != count:
+            raise ValueError(f"{len(data['x'])} of {count} vertices")
+    except (ValueError, IndexError) as e:
+        raise DataError(f"{path}: truncated or not what its header says ({e})") from None
+    xyz = np.stack([data["x"], data["y"], data["z"]], axis=1).astype(np.float32)
+    if all(k in names for k in ("red", "green", "blue")):
+        rgb = np.stack([data["red"], data["green"], data["blue"]], axis=1)
+        rgb = np.clip(np.rint(rgb * 255) if rgb.dtype.kind == "f" and rgb.max() <= 1 else rgb, 0, 255).astype(np.uint8)
+    else:
+        rgb = np.full((count, 3), 128, np.uint8)
+    if not np.all(np.isfinite(xyz)):
+        raise DataError(f"{path}: some points are not finite")
+    return xyz, rgb
+
+
 def read_colmap_points3d(sparse_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """xyz (N,3) float64 and rgb (N,3) uint8 from points3D.bin or points3D.txt.
 

@@ -4,7 +4,9 @@ Sources, in order of preference:
 1. a complete COLMAP model in sparse/0 (binary or text), read with pycolmap;
 2. LLFF's poses_bounds.npy (poses in the sorted order of the original images), with points
    from sparse/0/points3D.* when present, else triangulated from the known poses;
-3. nothing: structure from motion with pycolmap.
+3. a transforms.json (nerfstudio, Instant-NGP; data/transforms_json.py), with the points of its
+   ply_file_path when it names one, else triangulated from the known poses;
+4. nothing: structure from motion with pycolmap.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_dir, image_size, list_images, read_json, write_json
-from . import colmap
+from . import colmap, transforms_json
 from .cameras import Intrinsics, PosedView
-from .pointcloud import read_colmap_points3d, read_ply, write_ply
+from .pointcloud import read_colmap_points3d, read_ply, read_points_ply, write_ply
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ class ScenePoses:
     views: list[PosedView]  # sorted by name
     xyz: np.ndarray
     rgb: np.ndarray
-    source: str  # "colmap" | "llff" | "sfm"; with "+triangulated" when points were made here
+    source: str  # "colmap" | "llff" | "transforms.json" | "sfm"; with "+triangulated" when points were made here
     llff_release: bool = False  # poses_bounds.npy beside the COLMAP model: the release reads its cameras as pinholes
 
     def save(self, out_dir: Path) -> None:
@@ -132,6 +134,12 @@ def _views(scene_dir: Path, entries, files: list[Path]) -> list[PosedView]:
     return views
 
 
+def _triangulated(scene_dir: Path, folder: Path, views: list[PosedView], work_dir: Path, max_image_size: int):
+    """Points for known poses: SIFT matches triangulated with pycolmap (at the image files' size)."""
+    at_file_size = [(Path(v.image).name, v.intrinsics.resized(*image_size(scene_dir / v.image)), v.world_to_camera) for v in views]
+    return colmap.triangulate(folder, at_file_size, work_dir / "triangulation", max_image_size)
+
+
 def load_scene_poses(scene_dir: Path, work_dir: Path, max_image_size: int = 1600) -> ScenePoses:
     scene_dir = Path(scene_dir)
     folder = pose_image_folder(scene_dir)
@@ -154,8 +162,17 @@ def load_scene_poses(scene_dir: Path, work_dir: Path, max_image_size: int = 1600
         if (sparse / "points3D.bin").exists() or (sparse / "points3D.txt").exists():
             xyz, rgb = read_colmap_points3d(sparse)
         else:
-            at_file_size = [(Path(v.image).name, v.intrinsics.resized(*image_size(scene_dir / v.image)), v.world_to_camera) for v in views]
-            xyz, rgb = colmap.triangulate(folder, at_file_size, work_dir / "triangulation", max_image_size)
+            xyz, rgb = _triangulated(scene_dir, folder, views, work_dir, max_image_size)
+            source += "+triangulated"
+    elif (scene_dir / transforms_json.FILE).exists():
+        frames, ply = transforms_json.read_transforms(scene_dir / transforms_json.FILE)
+        entries = [(name, K, lens, w2c) for name, _, K, lens, w2c in frames]
+        views = _views(scene_dir, entries, match_images([name for name, *_ in frames], folder, str(scene_dir / transforms_json.FILE)))
+        source = "transforms.json"
+        if ply is not None:
+            xyz, rgb = read_points_ply(ply)
+        else:
+            xyz, rgb = _triangulated(scene_dir, folder, views, work_dir, max_image_size)
             source += "+triangulated"
     else:
         files = list_images(folder)
