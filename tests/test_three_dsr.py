@@ -396,3 +396,26 @@ def test_a_state_whose_step_images_are_gone_starts_over(scene_and_lr_model, tmp_
     cols = [c for c in straight.columns if c != "seconds"]
     pd.testing.assert_frame_equal(straight[cols], again[cols])
     assert not (out / "state.pt").exists() and (out / "ckpt.pt").exists()
+
+
+def test_official_latents_update_every_view_from_the_last_views_first_latent(scene_and_lr_model, tmp_path):
+    """`latents: official` reproduces the official code's shared x_T: every view's x_{t-1} is its per-view update with
+    x_t replaced by the last view's start latent, so the difference from per_view is c2 (x_T - x_t^i), one c2 for all."""
+    scene_dir, lr_ckpt = scene_and_lr_model
+    model = OracleSR(PreparedScene(scene_dir))
+    sampler = SamplerConfig(steps=3, update="ddpm_posterior")
+    runs = {}
+    for latents in ("per_view", "official"):
+        cfg = ThreeDSRConfig(sampler=sampler, iters_per_step=5, latents=latents)
+        run = ThreeDSR(scene_dir, model, cfg, GS, lr_ckpt, tmp_path / latents, torch.device("cpu"), batch_size=4)
+        conds, x, noise = run.start()
+        hr, eps = run.predict_hr(conds, x, run.timesteps[0])
+        renders = [h.clone() for h in hr]  # any images stand for the renders here
+        runs[latents] = (run, torch.cat(x), torch.cat(run.step_latents(x, eps, renders, noise, 0)))
+    (_, x, per_view), (official, _, shared_out) = runs["per_view"], runs["official"]
+    shared = x[-1:]
+    assert official.shared is not None and torch.equal(official.shared, shared) and runs["per_view"][0].shared is None
+    diff, gap = shared_out - per_view, shared - x
+    c2 = float((diff * gap).sum() / (gap * gap).sum())
+    assert 0 < c2 < 1 and torch.allclose(diff, c2 * gap, atol=1e-5)
+    assert torch.allclose(shared_out[-1], per_view[-1], atol=1e-6)  # the last view's own latent is the shared one

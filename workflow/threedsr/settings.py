@@ -204,6 +204,7 @@ class ThreeDSRBlock(Block):
     delta_dssim: float = 0.2  # each loss term (1 - delta) L1 + delta D-SSIM (paper: 0.2)
     colorfix: str = "wavelet"  # D(x0) colour-fixed against the upsampled LR view: wavelet (official), adain, none
     freeze_means: bool = False  # true: Gaussian centres fixed, as in the official code (a side effect there)
+    latents: str = "per_view"  # per_view: each view's own x_t; official: the last view's first-step latent for all, as the official code
 
     def sampler(self) -> SamplerConfig:
         """The sampler these keys set (every diffusion SR model samples with it)."""

@@ -9,9 +9,9 @@ timesteps t:
      (the paper's DDIM update, equation 3, or the DDPM posterior the official code runs).
 The result is the 3DGS after the last round.
 
-Differences from the official code, on purpose:
+Differences from the official code, on purpose (each reproducible by a key, as the paper presets do):
   - every view keeps its own x_t and its own seeded noise; the official code reuses the last
-    view's first-step latent as x_t for every view in later steps (a bug);
+    view's first-step latent as x_t for every view in later steps (a bug; `latents: official`);
   - each round is a fresh optimiser over the current Gaussians, densifying during 10–50 % of the
     round (official: 500–2500 of 5000) with no opacity reset; the centres keep the usual decaying
     learning rate, restarted each round. The official code's centre learning rate is 0 after
@@ -74,12 +74,13 @@ class ThreeDSRConfig:
     delta_dssim: float = settings.ThreeDSRBlock.delta_dssim  # paper: 0.2
     colorfix: str = settings.ThreeDSRBlock.colorfix  # official code: wavelet
     freeze_means: bool = settings.ThreeDSRBlock.freeze_means  # True: the official code's centres, fixed after LR pretraining
+    latents: str = settings.ThreeDSRBlock.latents  # "official": every view's update starts from one shared latent (_shared_latent)
     strip_views: int = 3  # training views whose H and R are drawn at every step
 
     @classmethod
     def from_block(cls, t: settings.ThreeDSRBlock) -> "ThreeDSRConfig":
         """From params.yaml's threedsr block, as the command got it (settings.Given)."""
-        return cls(t.sampler(), t.iters_per_step, t.lambda_lr, t.delta_dssim, t.colorfix, t.freeze_means)
+        return cls(t.sampler(), t.iters_per_step, t.lambda_lr, t.delta_dssim, t.colorfix, t.freeze_means, t.latents)
 
 
 def round_config(gs: TrainConfig, cfg: ThreeDSRConfig, k: int) -> TrainConfig:
@@ -163,7 +164,21 @@ class ThreeDSR:
         noise = ViewNoise(view_seeds(self.cfg.sampler.seed, self.names))
         conds = [self.model.condition(self._lr_batch(b), noise.subset(b)) for b in self.batches]
         x = [self.model.start_latent(self._lr_batch(b), self.timesteps[0], self.cfg.sampler.init, noise.subset(b)) for b in self.batches]
+        self.shared = self._shared_latent(x)
         return conds, x, noise
+
+    def _shared_latent(self, x: list[torch.Tensor]) -> torch.Tensor | None:
+        """`latents: official`: the x_t every view's update starts from after the first step, the start latent of the
+        last view (the official code keeps one variable, x_T, written by each view at the first step and never again:
+        train_3dsr.py, `x_T_1 = sample_canvas_one_iter(..., x_T=x_T, x0_input=E(R))`). None with `per_view`."""
+        if self.cfg.latents != "official":
+            return None
+        if len({tuple(x_b.shape[1:]) for x_b in x}) > 1:
+            raise ConfigError(
+                f"{self.scene.root}: threedsr.latents: official shares one latent between views, but the views differ in size; "
+                "use latents: per_view"
+            )
+        return x[-1][-1:].clone()
 
     @torch.no_grad()
     def predict_hr(self, conds, x: list[torch.Tensor], t: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -186,6 +201,8 @@ class ThreeDSR:
         for b, x_b, eps in zip(self.batches, x, eps_all):
             x0_3d = self.model.encode(torch.stack([renders[i] for i in b]).permute(0, 3, 1, 2).to(self.model.device)).float()
             z = noise.subset(b)(tuple(x_b.shape[1:]), x_b.device)  # drawn every round, as the plain sampler does
+            if self.shared is not None:  # latents: official
+                x_b = self.shared.to(x_b.device).expand_as(x_b)
             if prev is None:
                 out.append(x0_3d)
             else:
