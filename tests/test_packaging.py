@@ -11,7 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _pyproject_deps() -> set[str]:
-    return set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    """The dependencies and the offline copy of Real-ESRGAN's weights (the conda environments have it: Python 3.11)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return set(project["dependencies"]) | set(project["optional-dependencies"]["ncnn-weights"])
 
 
 @pytest.mark.parametrize("env", ["cpu.yaml", "cuda.yaml"])
@@ -69,3 +71,52 @@ def test_readme_installs_with_the_constraints():
     for name, command in commands.items():
         installs = re.findall(r"pip install [^&]*", command)
         assert installs and all("-c constraints.txt" in i for i in installs), (name, command)
+
+
+# pure-Python dependencies published as source distributions only: built into py3-none-any wheels for the check below
+SDIST_ONLY = ("antlr4-python3-runtime", "connection-pool")
+
+
+def _resolves(python: str, wheels: Path, target: Path) -> tuple[bool, str]:
+    """Whether pip finds wheels of every dependency (at constraints.txt's versions) for `python`, without installing."""
+    import os
+    import subprocess
+    import sys
+
+    deps = [*tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"], "torch==2.13.0"]
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--python-version", python]
+    cmd += ["--only-binary", ":all:", "--target", str(target), "--index-url", "https://pypi.org/simple", "--find-links", str(wheels)]
+    cmd += ["-c", str(REPO / "constraints.txt"), *deps]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PIP_CONSTRAINT": ""}, timeout=900)
+    return r.returncode == 0, "\n".join(line for line in (r.stdout + r.stderr).splitlines() if "WARNING: Location" not in line)[-1500:]
+
+
+@pytest.mark.slow
+def test_requires_python_is_where_every_dependency_has_wheels(tmp_path):
+    """pyproject's requires-python holds exactly the Python versions (3.10 to 3.14) for which every dependency, at the
+    versions of constraints.txt, has a wheel on PyPI: pip's --python-version / --only-binary dry run, one per version."""
+    import os
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from packaging.specifiers import SpecifierSet
+
+    pins = _constraints()
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "wheels"), "--index-url", "https://pypi.org/simple"]
+        + [f"{name}=={pins[name]}" for name in SDIST_ONLY],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PIP_CONSTRAINT": ""},
+    )
+    if r.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI reaches PyPI, but pip wheel failed: {r.stderr[-1000:]}")
+        pytest.skip(f"PyPI is not reachable here: {r.stderr[-300:]}")
+    versions = ["3.10", "3.11", "3.12", "3.13", "3.14"]
+    with ThreadPoolExecutor(len(versions)) as pool:
+        results = dict(zip(versions, pool.map(lambda v: _resolves(v, tmp_path / "wheels", tmp_path / v), versions)))
+    stated = SpecifierSet(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"])
+    for version, (ok, log) in results.items():
+        assert ok == (version in stated), f"Python {version}: {'resolves' if ok else 'does not resolve'}, requires-python {stated}\n{log}"

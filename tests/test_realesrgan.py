@@ -163,3 +163,64 @@ def test_tiled_matches_untiled(fern_dir, model, converted):
     assert _psnr(out, whole) > 27
     shifted = torch.roll(whole, 4, -1)
     assert (shifted - whole).abs().mean() > 2 * diff.mean()
+
+
+# --------------------------------------------------------------------------- the authors' release, fetched by URL
+
+
+@pytest.fixture
+def release(tmp_path, monkeypatch):
+    """A stand-in for RealESRGAN_x4plus.pth (random RRDBNet weights under params_ema, as the authors save them),
+    served from a file:// URL with its sha256; an empty torch hub cache."""
+    import dataclasses
+    import hashlib
+
+    from threedsr import weights
+
+    torch.manual_seed(0)
+    state = rg.RRDBNet().state_dict()
+    served = tmp_path / "served" / "RealESRGAN_x4plus.pth"
+    served.parent.mkdir()
+    torch.save({"params_ema": state, "params": {}}, served)
+    digest = hashlib.sha256(served.read_bytes()).hexdigest()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(weights, "_warned", set())
+    monkeypatch.setattr(rg, "OFFICIAL", dataclasses.replace(rg.OFFICIAL, url=served.as_uri(), sha256=digest, size=None))
+    return state, served
+
+
+def test_the_authors_release_is_downloaded_checked_and_converted(release, tmp_path, monkeypatch):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    state, served = release
+    monkeypatch.setattr(rg, "convert_ncnn", lambda *a: pytest.fail("the release is there: no ncnn copy needed"))
+    out = rg.convert_realesrgan(tmp_path / "x4plus.safetensors")
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / "RealESRGAN_x4plus.pth").read_bytes() == served.read_bytes()
+    got = load_file(str(out))
+    assert got.keys() == state.keys() and all(torch.equal(got[k], state[k]) for k in state)
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["source"] == rg.OFFICIAL.url
+    served.unlink()  # cached now
+    rg.convert_realesrgan(tmp_path / "again.safetensors")
+
+
+def test_offline_the_ncnn_copy_is_used_and_a_wrong_release_is_refused(release, tmp_path, monkeypatch, caplog):
+    import dataclasses
+
+    from safetensors import safe_open
+
+    _ncnn_files()
+    _, served = release
+    monkeypatch.setattr(rg, "OFFICIAL", dataclasses.replace(rg.OFFICIAL, url=(tmp_path / "nowhere.pth").as_uri()))
+    caplog.set_level("INFO")
+    out = rg.convert_realesrgan(tmp_path / "x4plus.safetensors")
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["source"] == f"{rg.NCNN_PACKAGE}/models/{rg.MODEL_NAME}"
+    assert "cannot be downloaded here" in caplog.text
+    torch.save({"params_ema": {"conv_first.weight": torch.zeros(1)}}, served)
+    with pytest.raises(DataError, match="not RRDBNet x4plus"):
+        rg.official_state(served)
+    served.write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match="cannot be read as the Real-ESRGAN release"):
+        rg.official_state(served)

