@@ -206,6 +206,9 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     refused, _ = _run(repo, sys.executable, "-m", "threedsr", "mark-current", check=False)
     assert refused.returncode == 1 and "fit_3dsr-synthetic-forward-3dsr" in refused.stderr
     _dvc(repo, "commit", "-f")  # Snakemake's run, recorded in dvc.lock and in DVC's run-cache
+    assert "Data and pipelines are up to date" in _dvc(repo, "status")[0].stdout
+    _run(repo, sys.executable, "-m", "threedsr", "mark-current")  # dvc commit gave single-file outputs new timestamps
+    assert _jobs_ran(_snakemake(repo)[0]) == set()  # the README's one-liner leaves both tools agreeing
 
     # 3. back to the committed value: DVC's run-cache restores the first run's outputs without training
     _git(repo, "checkout", "params.yaml")

@@ -419,3 +419,11 @@ def test_official_latents_update_every_view_from_the_last_views_first_latent(sce
     c2 = float((diff * gap).sum() / (gap * gap).sum())
     assert 0 < c2 < 1 and torch.allclose(diff, c2 * gap, atol=1e-5)
     assert torch.allclose(shared_out[-1], per_view[-1], atol=1e-6)  # the last view's own latent is the shared one
+
+
+def test_official_latents_are_said_to_change_nothing_under_ddim(scene_and_lr_model, tmp_path, caplog):
+    scene_dir, lr_ckpt = scene_and_lr_model
+    cfg = ThreeDSRConfig(sampler=SamplerConfig(steps=2, update="ddim"), iters_per_step=5, latents="official")
+    run = ThreeDSR(scene_dir, OracleSR(PreparedScene(scene_dir)), cfg, GS, lr_ckpt, tmp_path, torch.device("cpu"))
+    run.start()
+    assert "changes nothing with update: ddim" in caplog.text

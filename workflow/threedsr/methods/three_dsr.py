@@ -173,6 +173,11 @@ class ThreeDSR:
         train_3dsr.py, `x_T_1 = sample_canvas_one_iter(..., x_T=x_T, x0_input=E(R))`). None with `per_view`."""
         if self.cfg.latents != "official":
             return None
+        if self.cfg.sampler.update == "ddim":
+            log.warning(
+                "threedsr.latents: official changes nothing with update: ddim (DDIM's step is written in x0 and the "
+                "predicted noise, it does not read x_t); the official code's update is ddpm_posterior"
+            )
         if len({tuple(x_b.shape[1:]) for x_b in x}) > 1:
             raise ConfigError(
                 f"{self.scene.root}: threedsr.latents: official shares one latent between views, but the views differ in size; "
