@@ -26,7 +26,6 @@ import torch
 
 from ..data.scene import PreparedScene
 from ..data.trajectory import scene_trajectory, trajectory_to_json
-from ..errors import DataError
 from ..imaging import to_float, to_uint8
 from ..io import atomic_dir, write_json, write_png
 from ..partial import PartialImages, fingerprint
@@ -34,7 +33,7 @@ from ..progress import progress
 from ..splat.render import RenderSettings, render_views
 from ..splat.trainer import load_params
 from ..sr.base import SRModel
-from ..sr.run import check_no_leak
+from ..sr.run import check_no_leak, save_batch
 from ..sr.sampling import SamplerConfig, view_seeds
 
 log = logging.getLogger(__name__)
@@ -47,21 +46,14 @@ def upsample_frames(
     sees the whole sequence in path order (one unit); an image SR model sees batches of frames, each frame on its own,
     and a batch finished by a killed run is not computed again."""
     lr = [to_float(f).permute(2, 0, 1) for f in frames]
-
-    def save(chunk: list, sr: torch.Tensor) -> None:
-        for v, img in zip(chunk, sr):
-            if img.shape[-2:] != (v.hr.height, v.hr.width):
-                raise DataError(f"{model.name} gave {tuple(img.shape[-2:])} for {v.name}, expected HR {(v.hr.height, v.hr.width)}")
-        partial.save({v.name: to_uint8(img.float().cpu().permute(1, 2, 0)) for v, img in zip(chunk, sr)})
-
     if getattr(model, "is_video", False):
         if not partial.finished([v.name for v in views]):
-            save(views, model.super_resolve_video(torch.stack(lr)))
+            save_batch(partial, model, views, model.super_resolve_video(torch.stack(lr)))
         return
     for i in progress(range(0, len(frames), batch_size), desc=f"upsample ({model.name})", unit="batch", mininterval=2.0):
         chunk = views[i : i + batch_size]
         if not partial.finished([v.name for v in chunk]):
-            save(chunk, model.super_resolve(torch.stack(lr[i : i + batch_size]), sampler, seeds[i : i + batch_size]))
+            save_batch(partial, model, chunk, model.super_resolve(torch.stack(lr[i : i + batch_size]), sampler, seeds[i : i + batch_size]))
 
 
 def make_frames(

@@ -154,6 +154,7 @@ class ThreeDSR:
         self.lpips = load_lpips(lpips_backbone, fetch)
         self.strip_names = self.names[:: max(1, len(self.names) // max(1, cfg.strip_views))][: cfg.strip_views]
         self.fingerprint = _fingerprint(cfg, gs, model, init, self.names)
+        self.shared: torch.Tensor | None = None  # latents: official, set by start()
 
     # -- the sampler's side ---------------------------------------------------------------------
     def _lr_batch(self, b: list[int]) -> torch.Tensor:

@@ -31,6 +31,14 @@ def check_no_leak(model: SRModel, scene: PreparedScene) -> None:
         )
 
 
+def save_batch(partial: PartialImages, model: SRModel, views: list, sr: torch.Tensor) -> None:
+    """One finished batch of SR images (B×3×H×W) of `views`, each checked against its view's HR size, into `partial`."""
+    for v, img in zip(views, sr):
+        if img.shape[-2:] != (v.hr.height, v.hr.width):
+            raise DataError(f"{model.name} gave {tuple(img.shape[-2:])} for {v.name}, expected HR {(v.hr.height, v.hr.width)}")
+    partial.save({v.name: to_uint8(img.float().cpu().permute(1, 2, 0)) for v, img in zip(views, sr)})
+
+
 def super_resolve_scene(
     scene_dir: Path, model: SRModel, sampler: SamplerConfig, out_dir: Path, batch_size: int = 4, which: str = "all"
 ) -> dict:
@@ -51,11 +59,7 @@ def super_resolve_scene(
         chunk = views[i : i + batch_size]
         if not partial.finished([v.name for v in chunk]):
             lr = torch.stack([to_float(im).permute(2, 0, 1) for im in lrs[i : i + batch_size]])
-            sr = model.super_resolve(lr, sampler, seeds[i : i + batch_size]).float().cpu()
-            for v, img in zip(chunk, sr):
-                if img.shape[-2:] != (v.hr.height, v.hr.width):
-                    raise DataError(f"{model.name} gave {tuple(img.shape[-2:])} for view {v.name}, expected HR {(v.hr.height, v.hr.width)}")
-            partial.save({v.name: to_uint8(img.permute(1, 2, 0)) for v, img in zip(chunk, sr)})
+            save_batch(partial, model, chunk, model.super_resolve(lr, sampler, seeds[i : i + batch_size]))
         bar.update(len(chunk))
     bar.close()
     seconds = time.perf_counter() - start
