@@ -26,5 +26,6 @@ rule all:
         "results/metrics/summary.csv",
         [f"results/figures/crops_{d}_{s}.png" for d, s in SCENES],
         [f"results/videos/{d}/{s}/side_by_side.mp4" for d, s in SCENES if GS_METHODS],
+        [f"results/reports/viewer/{d}_{s}.html" for d, s in SCENES if GS_METHODS],
         every_output,
     default_target: True

@@ -61,3 +61,33 @@ rule videos:
     shell:
         "python -m threedsr videos --scene {input.scene:q} --out-dir {params.out_dir:q} "
         "--ckpts {params.ckpts:q} --html {output.html:q} --title {params.title:q} --params {params.config:q} > {log:q} 2>&1"
+
+
+rule viewer_page:
+    input:
+        scene="results/scenes/{dataset}/{scene}",
+        ckpts=[f"results/gs/{{dataset}}/{{scene}}/{m}/ckpt.pt" for m in GS_METHODS],
+    output:
+        report(
+            "results/reports/viewer/{dataset}_{scene}.html",
+            caption="../report/viewer.rst",
+            category="3D viewer",
+            subcategory="{dataset}/{scene}",
+            labels={"scene": "{dataset}/{scene}", "page": "every 3D model"},
+        ),
+    params:
+        ckpts=lambda w, input: [f"{m}={c}" for m, c in zip(GS_METHODS, input.ckpts)],
+        title="{dataset}/{scene}",
+        methods=", ".join(GS_METHODS),  # for the report's caption
+    log:
+        "results/logs/viewer_page/{dataset}/{scene}.log",
+    conda:
+        CPU_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=0,
+    shell:
+        "python -m threedsr view-page --scene {input.scene:q} --ckpts {params.ckpts:q} --out {output:q} "
+        "--title {params.title:q} > {log:q} 2>&1"

@@ -114,3 +114,63 @@ def _videos(a):
     n = scene_videos(a.scene, {m: Path(p) for m, p in ckpts.items()}, a.out_dir, v.n_interp, v.fps, params_device(a.params))
     if a.html:
         video_page(a.out_dir / "side_by_side.mp4", a.html, a.title, f"{a.title}: {', '.join(ckpts)} along one path, {n} frames")
+
+
+# -- the viewer ----------------------------------------------------------------------------------
+
+
+def _view_arguments(c):
+    c.add_argument("scene", metavar="DATASET/SCENE", help="a scene the pipeline has run, e.g. synthetic/forward")
+    c.add_argument("--results", type=Path, default=Path("results"), help="the pipeline's results folder (default: results)")
+    c.add_argument(
+        "--configfile",
+        nargs="*",
+        default=None,
+        help="params.yaml and overrides, to name the configured methods without a model (default: ./params.yaml if present)",
+    )
+    c.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1; 0.0.0.0 shares it on the network)")
+    c.add_argument("--port", type=int, default=0, help="the viewer's port (default: a free one, printed)")
+    c.add_argument("--max-splats", type=int, default=300_000, help="per model: above it the splats covering most are kept")
+    c.add_argument("--left", default="isr", help="the side-by-side page's first method (default isr)")
+    c.add_argument("--right", default="3dsr", help="its second (default 3dsr)")
+
+
+@command("view", "a browser viewer (viser) of every method's 3D model of a scene, side by side, with its cameras", _view_arguments)
+def _view(a):
+    from .. import config
+    from ..errors import DataError
+    from ..viewer import app, catalog
+
+    dataset, _, scene = a.scene.partition("/")
+    files = a.configfile if a.configfile is not None else ([Path("params.yaml")] if Path("params.yaml").is_file() else [])
+    cfg = None
+    if files:
+        cfg = config.load(*files)
+        config.validate(cfg)
+    if not 0 <= a.port <= 65535:
+        raise DataError(f"--port {a.port}: not a port (0-65535; 0 for a free one)")
+    if a.max_splats < 1:
+        raise DataError(f"--max-splats {a.max_splats}: must be at least 1")
+    results = catalog.find(a.results, dataset, scene, cfg)
+    app.run(results, app.ViewerConfig(a.host, a.port, a.max_splats, a.left, a.right))
+
+
+def _view_page_arguments(c):
+    path_arguments(c, "--scene", "--out")
+    c.add_argument("--ckpts", nargs="+", required=True, help="METHOD=CHECKPOINT, in the order shown")
+    c.add_argument("--title", default="models")
+    c.add_argument("--max-splats", type=int, default=60_000, help="per model: above it the splats covering most are kept")
+    c.add_argument("--seconds", type=float, default=4.0, help="seconds each model is shown in the page's timeline")
+
+
+@command(
+    "view-page", "the viewer's scene as one static, offline HTML page (every model in turn, cameras as frustums)", _view_page_arguments
+)
+def _view_page(a):
+    from ..data.scene import PreparedScene
+    from ..viewer.export import export_page
+    from ..viewer.layers import load_layer
+
+    layers = {m: load_layer(p, a.max_splats) for m, p in (item.split("=", 1) for item in a.ckpts)}
+    size = export_page(PreparedScene(a.scene), layers, a.out, a.title, a.seconds)
+    log.info("%s: %s, %.1f MB", a.out, ", ".join(f"{m} {layer.count:,} splats" for m, layer in layers.items()), size / 1e6)
