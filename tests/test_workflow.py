@@ -119,8 +119,11 @@ def test_real_scene_end_to_end(workflow_dir, config_file, llff_root):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     report = (workflow_dir / "results" / "report.html").read_text()
-    for category in ("Scores", "Test-view crops", "3DSR per step", "Fly-through videos"):
+    for category in ("Scores", "Test-view crops", "3DSR per step", "Fly-through videos", "3D viewer"):
         assert category in report
+    # the viewer's static page: every 3D model's layer recorded in viser's client page
+    page = (workflow_dir / "results" / "reports" / "viewer" / "llff_fern.html").read_text()
+    assert "threedsr-scene.viser" in page and all(m in page[:3000] for m in ("lr3dgs", "supergaussian", "3dsr"))
     assert len(report) > sum(p.stat().st_size for p in videos.glob("*.mp4"))
     for d, s in zip(table.dataset, table.scene):
         assert Image.open(workflow_dir / "results" / "figures" / f"crops_{d}_{s}.png").width > 0
@@ -132,7 +135,7 @@ def test_real_scene_end_to_end(workflow_dir, config_file, llff_root):
     (workflow_dir / "results" / "gs" / "llff" / "fern" / "3dsr" / "ckpt.pt").unlink()
     dry = _snakemake(workflow_dir, "-n", *args)
     assert dry.returncode == 0 and "Nothing to be done" not in dry.stdout
-    for rule in ("fit_3dsr", "render_test", "consistency", "aggregate_metrics", "crops_figure", "videos"):
+    for rule in ("fit_3dsr", "render_test", "consistency", "aggregate_metrics", "crops_figure", "videos", "viewer_page"):
         assert f"rule {rule}:" in dry.stdout, rule
 
     # changed factors redo the downsampling only, not the poses (x4 kept: the SR models are x4)

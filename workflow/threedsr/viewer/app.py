@@ -385,6 +385,8 @@ def run(results: SceneResults, cfg: ViewerConfig) -> None:
     print(f"side by side ({' | '.join(viewer.pair())}, cameras linked): {viewer.side_by_side_url}")
     for m, cmd in results.missing.items():
         print(f"  {m}: no model yet; make it with: {cmd}")
+    for m in {cfg.left, cfg.right} - set(viewer.layers) - set(results.missing):
+        print(f"  {m} (asked for side by side): no model of it here; the models: {', '.join(viewer.methods)}")
     print("Ctrl-C stops it.")
     try:
         while True:

@@ -26,6 +26,7 @@ EMBEDDED = "threedsr-scene.viser"
 
 LOADER = """<script>
 (() => {
+  document.title = %(title)s;
   const name = "%(name)s", b64 = "%(data)s";
   const get = URLSearchParams.prototype.get;
   URLSearchParams.prototype.get = function (key) {
@@ -40,7 +41,6 @@ LOADER = """<script>
     }
     return fetch0(input, init);
   };
-  document.title = %(title)s;
 })();
 </script>"""
 
