@@ -323,7 +323,7 @@ def test_viewer_in_headless_chromium(results_tree, tmp_path):
                 viewer.move_camera(a.client_id, view.name)
                 np.testing.assert_allclose(b.camera.position, app.camera_pose(view)[1], atol=1e-6)
                 time.sleep(1.0)
-                page = settled(tab, (0, 0, 1400, 700))
+                page = settled(tab, tuple(tab.evaluate("[0, 0, innerWidth, innerHeight]")))
                 assert page.std() > 5
                 write_png(tmp_path / "side_by_side.png", page)
                 if dest := os.environ.get("THREEDSR_VIEWER_SCREENSHOT"):  # the README's picture: this test's screenshot

@@ -174,7 +174,7 @@ class Viewer:
         with self._lock:
             shown = list(self._shown.values())
             left, right = self.pair()
-            start = left if shown.count(left) < shown.count(right) else right
+            start = right if shown.count(right) < shown.count(left) else left  # the first tab (the left pane): left
             self._sent[client.client_id] = {}
         note = client.add_notification(f"Loading {start}", f"{self.layers[start].count:,} splats", loading=True, with_close_button=False)
         self._build_gui(client, start)
