@@ -295,6 +295,12 @@ def test_viewer_in_headless_chromium(results_tree, tmp_path):
                 viewer.move_camera(client_id, results.train_views[-1].name)
                 moved = settled(tab, box)
                 assert np.abs(moved.astype(int) - switched).mean() > 1.0, "moving the camera did not change the canvas"
+                # a test view: the camera goes there, the panel lists ground truth, LR and every method's render
+                view = results.test_views[0]
+                viewer.show_test_view(client_id, view.name)
+                np.testing.assert_allclose(viewer.server.get_clients()[client_id].camera.position, app.camera_pose(view)[1], atol=1e-6)
+                renders = [m for m, r in results.renders.items() if view.name in r]
+                assert len(viewer._panels[client_id]) == 1 + 2 + len(renders) and len(renders) >= 2
                 write_png(tmp_path / "viewer.png", tab.screenshot())
             # the static page (the report's): drawn from disk, no server
             page_file = tmp_path / "page.html"

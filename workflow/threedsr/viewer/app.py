@@ -247,14 +247,14 @@ class Viewer:
             return
         with self._lock:
             sent = self._sent.setdefault(client_id, {})
-            with client.atomic():
-                if method not in sent:
-                    layer = self.layers[method]
-                    note = client.add_notification(f"Loading {method}", f"{layer.count:,} splats", loading=True, with_close_button=False)
-                    sent[method] = client.scene.add_gaussian_splats(
-                        f"/models/{method}", layer.centers, layer.covariances, layer.rgbs, layer.opacities
-                    )
-                    note.remove()
+            if method not in sent:
+                layer = self.layers[method]
+                note = client.add_notification(f"Loading {method}", f"{layer.count:,} splats", loading=True, with_close_button=False)
+                sent[method] = client.scene.add_gaussian_splats(
+                    f"/models/{method}", layer.centers, layer.covariances, layer.rgbs, layer.opacities, visible=False
+                )
+                note.remove()
+            with client.atomic():  # one switch: the old layer hidden and the new one shown in the same frame
                 for m, handle in sent.items():
                     handle.visible = m == method
             self._shown[client_id] = method
@@ -320,7 +320,7 @@ class Viewer:
                 for method, renders in r.renders.items():
                     if view_name in renders:
                         s = r.scores.get(method, {}).get(view_name, {})
-                        score = " · ".join(f"{k.upper()} {s[k]:.3f}" for k in ("psnr", "lpips") if k in s)
+                        score = " · ".join(f"{k.upper()} {s[k]:.3f}" for k in ("psnr", "lpips") if k in s and s[k] == s[k])  # not NaN
                         handles.append(client.gui.add_image(read_image(renders[view_name]), label=f"{method}  {score}".strip()))
             self._panels[client_id] = handles
 
