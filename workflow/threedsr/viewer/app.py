@@ -380,6 +380,7 @@ def _serve_side_by_side(host: str, viewer_port: int, pair: tuple[str, str]) -> T
 
 def run(results: SceneResults, cfg: ViewerConfig) -> None:
     """Serve until Ctrl-C."""
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # its connection lines would drown the ones below
     viewer = Viewer(results, cfg)
     print(f"threedsr viewer of {results.dataset}/{results.scene}: {viewer.url}")
     print(f"side by side ({' | '.join(viewer.pair())}, cameras linked): {viewer.side_by_side_url}")
