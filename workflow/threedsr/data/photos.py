@@ -2,11 +2,14 @@
 
 Synthetic scenes are textured only with TEXTURE_PHOTOS; the offline SR prior trains on the others
 (PRIOR_PHOTOS), and additionally skips any photo a scene under evaluation lists in `synthetic.json`.
+A folder of photos (load_photo_folder: every image under it, each identified by its relative path) can
+train it too, e.g. the 162 photos of ../shared/data/photos.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -61,3 +64,36 @@ def load_photo(photo_id: str) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (ModuleNotFoundError, FileNotFoundError) as e:
         raise DataError(f"photo {photo_id!r} is not installed ({e}); install the package {package!r}") from None
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def photo_folder_ids(root: str | Path) -> list[str]:
+    """The image files under `root` (recursively, by suffix), as sorted POSIX paths relative to it: their ids."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder of photos")
+    ids = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not ids:
+        raise DataError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) under it")
+    return ids
+
+
+def load_photo_folder(root: str | Path, ids: list[str] | None = None) -> dict[str, np.ndarray]:
+    """{relative path: HxWx3 uint8 RGB} for every image under `root` (photo_folder_ids), or for the given ids only."""
+    root = Path(root)
+    out = {}
+    for photo_id in photo_folder_ids(root) if ids is None else ids:
+        try:
+            with Image.open(root / photo_id) as im:
+                out[photo_id] = np.asarray(im.convert("RGB"))
+        except OSError as e:
+            raise DataError(f"{root / photo_id}: not a readable image ({e})") from None
+    return out
+
+
+def holdout_split(ids: list[str], every: int) -> tuple[list[str], list[str]]:
+    """(training ids, held-out ids): every `every`-th id of the sorted list (the first included) is held out."""
+    ids = sorted(ids)
+    return [p for i, p in enumerate(ids) if i % every], [p for i, p in enumerate(ids) if i % every == 0]

@@ -21,8 +21,20 @@ class TinyTrainConfig:
     warmup: int = 100  # learning-rate warm-up steps
     scale: int = 4
     zoom: tuple[float, float] = (0.3, 1.0)  # photos are seen at these fractions of their size
+    zoom_mode: str = "pyramid"  # pyramid: 4 fixed zooms spanning `zoom`; random: each crop at its own zoom, uniform in `zoom`
+    degrade: float = 0.0  # fraction of pairs whose LR side is degraded (Real-ESRGAN's first order, mild); the rest stay clean
+    blur_sigma: tuple[float, float] = (0.2, 1.5)  # degraded pairs: Gaussian blur of the HR patch before downsampling, σ in HR pixels
+    noise_sigma: tuple[float, float] = (0.0, 0.02)  # degraded pairs: Gaussian noise on the LR patch, σ in [0, 1] units (0.02 ≈ 5/255)
+    jpeg_quality: tuple[int, int] = (60, 95)  # degraded pairs: the LR patch re-encoded as JPEG (PIL) at a quality in this range
+    fft_weight: float = 0.0  # + this weight × L1 of the HR patches' FFT amplitudes (x̂0 vs x0): penalises the blur L1 regresses to
     threads: int = 0  # 0: torch's default
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.zoom_mode not in ("pyramid", "random"):
+            raise ValueError(f"zoom_mode must be pyramid or random, got {self.zoom_mode!r}")
+        if not 0.0 <= self.degrade <= 1.0:
+            raise ValueError(f"degrade must be in [0, 1], got {self.degrade}")
 
     @classmethod
     def from_params(cls, tiny: dict, sampler_steps: int, threads: int = 0) -> "TinyTrainConfig":

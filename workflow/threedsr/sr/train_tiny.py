@@ -1,7 +1,9 @@
 """Train the `tiny` prior on natural photographs (and optionally a scene's own LR views).
 
 Training pairs are made the way the pipeline makes its LR/HR views: an HR patch from a photo
-(seen at a random zoom, antialiased) and its antialiased bicubic ×1/scale downsampling as LR.
+(seen at a random zoom, antialiased) and its antialiased bicubic ×1/scale downsampling as LR; a
+fraction `degrade` of the pairs instead get a mildly degraded LR (blur before the downsampling,
+noise, JPEG: Real-ESRGAN's first-order model), so the prior also copes with imperfect LR views.
 Timesteps: 40 % at the first sampling timestep (the one-pass prediction from the start latent, a
 pure SR regression and the hardest to learn), 30 % on the rest of the respaced grid the sampler
 visits, 30 % uniform (so other step counts still work). The UNet's last layer starts at zero, so
@@ -10,6 +12,7 @@ training starts from the bicubic upsampling and only learns what improves on it.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -19,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
-from ..imaging import resize, to_float, upsample
+from ..imaging import resize, to_float, to_uint8, upsample
 from ..io import atomic_dir
 from ..progress import progress
 from .sampling import respaced_timesteps
@@ -30,14 +35,56 @@ from .tiny_config import TinyTrainConfig
 log = logging.getLogger(__name__)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian blur of (N, C, H, W) images, σ in pixels, edges reflected."""
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(x)
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """One (C, H, W) image in [0, 1] encoded as JPEG by PIL at `quality` and decoded."""
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(x.permute(1, 2, 0))).save(buf, format="JPEG", quality=int(quality))
+    with Image.open(buf) as im:
+        return to_float(np.asarray(im.convert("RGB"))).permute(2, 0, 1)
+
+
+def _uniform(bounds, g: torch.Generator) -> float:
+    lo, hi = bounds
+    return float(lo + (hi - lo) * torch.rand(1, generator=g))
+
+
+def degrade(hr: torch.Tensor, size: int, cfg: TinyTrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Real-ESRGAN's first-order degradation, mild, of one (C, H, W) HR patch: Gaussian blur (σ from cfg.blur_sigma),
+    the pipeline's antialiased bicubic downsampling to size×size, Gaussian noise (σ from cfg.noise_sigma), JPEG at a
+    quality from cfg.jpeg_quality. Returns the LR patch in [0, 1]."""
+    x = gaussian_blur(hr[None], _uniform(cfg.blur_sigma, g))
+    x = resize(x, size, size)[0]
+    x = (x + _uniform(cfg.noise_sigma, g) * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    q = int(torch.randint(int(cfg.jpeg_quality[0]), int(cfg.jpeg_quality[1]) + 1, (1,), generator=g))
+    return jpeg(x, q)
+
+
 class PatchSampler:
-    """Random HR patches (flips, 90° turns) from a pyramid of the training images, and their LR."""
+    """Random HR patches (zooms, flips, 90° turns) from the training images, and their LR (clean or degraded).
+
+    zoom_mode "pyramid": crops of 4 fixed zooms of each image; "random": each crop of a region of its own size
+    (patch / zoom, zoom uniform in cfg.zoom), resized to the patch (the images stay uint8 in memory)."""
 
     def __init__(self, images: list[np.ndarray], cfg: TinyTrainConfig, generator: torch.Generator):
         self.cfg, self.g = cfg, generator
         hr = cfg.patch * cfg.scale
         self.pyramid: list[torch.Tensor] = []
         for im in images:
+            if cfg.zoom_mode == "random":
+                if min(im.shape[:2]) >= hr:
+                    self.pyramid.append(torch.from_numpy(np.array(im, copy=True)).permute(2, 0, 1))
+                continue
             x = to_float(im).permute(2, 0, 1)
             for zoom in np.linspace(cfg.zoom[0], cfg.zoom[1], 4):
                 h, w = int(x.shape[1] * zoom), int(x.shape[2] * zoom)
@@ -48,22 +95,44 @@ class PatchSampler:
         areas = torch.tensor([p.shape[1] * p.shape[2] for p in self.pyramid], dtype=torch.float64)
         self.weights = areas / areas.sum()
 
+    def _crop(self, im: torch.Tensor, hr_size: int) -> torch.Tensor:
+        g = self.g
+        if self.cfg.zoom_mode == "pyramid":
+            size = hr_size
+        else:
+            zoom = max(_uniform(self.cfg.zoom, g), hr_size / min(im.shape[1:]))
+            size = min(min(im.shape[1:]), max(hr_size, int(round(hr_size / zoom))))
+        y = int(torch.randint(0, im.shape[1] - size + 1, (1,), generator=g))
+        x = int(torch.randint(0, im.shape[2] - size + 1, (1,), generator=g))
+        p = im[:, y : y + size, x : x + size]
+        if self.cfg.zoom_mode == "random":
+            p = p.float() / 255
+            if size != hr_size:
+                p = resize(p, hr_size, hr_size).clamp(0, 1)
+        return p
+
     def __call__(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         hr_size, g = self.cfg.patch * self.cfg.scale, self.g
         picks = torch.multinomial(self.weights, n, replacement=True, generator=g)
         out = []
         for i in picks.tolist():
-            im = self.pyramid[i]
-            y = int(torch.randint(0, im.shape[1] - hr_size + 1, (1,), generator=g))
-            x = int(torch.randint(0, im.shape[2] - hr_size + 1, (1,), generator=g))
-            p = im[:, y : y + hr_size, x : x + hr_size]
+            p = self._crop(self.pyramid[i], hr_size)
             if torch.rand(1, generator=g) < 0.5:
                 p = p.flip(2)
             p = torch.rot90(p, int(torch.randint(0, 4, (1,), generator=g)), dims=(1, 2))
             out.append(p)
         hr = torch.stack(out)
         lr = resize(hr, self.cfg.patch, self.cfg.patch).clamp(0, 1)
+        if self.cfg.degrade > 0:  # (no draws otherwise: clean-only training keeps its random stream)
+            for k in range(n):
+                if torch.rand(1, generator=g) < self.cfg.degrade:
+                    lr[k] = degrade(hr[k], self.cfg.patch, self.cfg, g)
         return hr, lr
+
+
+def amplitude(z: torch.Tensor, scale: int) -> torch.Tensor:
+    """|FFT| of the HR patches a pixel latent holds: blur shows as missing high-frequency amplitude, whatever the phase."""
+    return torch.fft.rfft2(F.pixel_shuffle(z, scale), norm="ortho").abs()
 
 
 def residual_std(sampler: PatchSampler, scale: int, n: int = 256) -> float:
@@ -113,6 +182,8 @@ def train(images: dict[str, np.ndarray], cfg: TinyTrainConfig, out_dir: Path, de
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * z
         pred = base + model.residual(x_t, t.to(device), lr * 2 - 1)
         loss = (pred - x0).abs().mean()
+        if cfg.fft_weight:
+            loss = loss + cfg.fft_weight * (amplitude(pred, cfg.scale) - amplitude(x0, cfg.scale)).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
