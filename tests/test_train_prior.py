@@ -130,14 +130,12 @@ def test_config_rejects_unknown_zoom_mode_and_fractions():
         TinyTrainConfig(degrade=1.5)
 
 
-def test_training_on_a_folder_with_degradations_and_fft_loss(tmp_path):
+def test_training_on_a_folder_with_degradations(tmp_path):
     from threedsr.sr.tiny import TinySR
     from threedsr.sr.train_tiny import train
 
     photos = load_photo_folder(_folder(tmp_path))
-    cfg = TinyTrainConfig(
-        iterations=6, batch_size=4, patch=8, block_out_channels=(16, 32), warmup=2, zoom_mode="random", degrade=0.5, fft_weight=0.5
-    )
+    cfg = TinyTrainConfig(iterations=6, batch_size=4, patch=8, block_out_channels=(16, 32), warmup=2, zoom_mode="random", degrade=0.5)
     summary = train(photos, cfg, tmp_path / "prior")
     model = TinySR.from_pretrained(tmp_path / "prior")
     assert model.meta["training"]["photos"] == sorted(photos) == summary["photos"]

@@ -26,7 +26,6 @@ class TinyTrainConfig:
     blur_sigma: tuple[float, float] = (0.2, 1.5)  # degraded pairs: Gaussian blur of the HR patch before downsampling, σ in HR pixels
     noise_sigma: tuple[float, float] = (0.0, 0.02)  # degraded pairs: Gaussian noise on the LR patch, σ in [0, 1] units (0.02 ≈ 5/255)
     jpeg_quality: tuple[int, int] = (60, 95)  # degraded pairs: the LR patch re-encoded as JPEG (PIL) at a quality in this range
-    fft_weight: float = 0.0  # + this weight × L1 of the HR patches' FFT amplitudes (x̂0 vs x0): penalises the blur L1 regresses to
     threads: int = 0  # 0: torch's default
     extra: dict = field(default_factory=dict)
 

@@ -130,11 +130,6 @@ class PatchSampler:
         return hr, lr
 
 
-def amplitude(z: torch.Tensor, scale: int) -> torch.Tensor:
-    """|FFT| of the HR patches a pixel latent holds: blur shows as missing high-frequency amplitude, whatever the phase."""
-    return torch.fft.rfft2(F.pixel_shuffle(z, scale), norm="ortho").abs()
-
-
 def residual_std(sampler: PatchSampler, scale: int, n: int = 256) -> float:
     hr, lr = sampler(n)
     return float((pixel_encode(hr, scale) - pixel_encode(upsample(lr, scale), scale)).std())
@@ -182,8 +177,6 @@ def train(images: dict[str, np.ndarray], cfg: TinyTrainConfig, out_dir: Path, de
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * z
         pred = base + model.residual(x_t, t.to(device), lr * 2 - 1)
         loss = (pred - x0).abs().mean()
-        if cfg.fft_weight:
-            loss = loss + cfg.fft_weight * (amplitude(pred, cfg.scale) - amplitude(x0, cfg.scale)).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.unet.parameters(), 1.0)
