@@ -57,6 +57,8 @@ OMITTED = {
     "importlib-metadata": "not imported on Python >= 3.8",
     "dvc": "not imported by the check",
     "met3r": "not on PyPI (git, with pytorch3d and FeatUp): `threedsr met3r` exports the views and says so",
+    "viser": "the viewer's static page is left out (--omit-from viewer_page) unless viser is there: the browser viewer is not the GPU's",
+    "websockets": "imported only by viewer/browser.py, which drives a local Chromium for the viewer's tests (not run there)",
 }
 # the sizes the check runs at: the paper's LLFF HR view on a GPU, a few pixels in the dry mode
 SR_LR = {
@@ -810,6 +812,9 @@ def step_pipeline(ck: Check, step: Step) -> None:
         step.notes.append("- No ffmpeg (imageio-ffmpeg or its binary is absent): the videos rule is left out.")
     else:
         step.figures["ffmpeg"] = ffmpeg
+    if not ck.available("viser", "viser"):
+        omit = [*(omit or ["--omit-from"]), "viewer_page"]
+        step.notes.append("- viser is absent: the viewer_page rule is left out.")
     (wd / "gpu-check-local.yaml").write_text(yaml.safe_dump(local) if local else "{}\n")
     configs = ["params.yaml", PRESET, "gpu-check-local.yaml"]
     for files in (["params.yaml", PRESET], configs):  # the preset alone, as committed, and with this machine's additions
