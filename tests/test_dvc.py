@@ -199,7 +199,7 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
     # 2. only threedsr.lambda_lr changes: 3DSR and what reads its model rerun, nothing upstream is retrained
     _set_lambda(repo, 0.5)
     r, timings["lambda_lr changed (snakemake)"] = _snakemake(repo)
-    assert _jobs_ran(r) == {"fit_3dsr", "render_test", "consistency", "aggregate_metrics", "crops_figure", "videos"}
+    assert _jobs_ran(r) == {"fit_3dsr", "render_test", "consistency", "aggregate_metrics", "crops_figure", "videos", "viewer_page"}
     half = json.loads((repo / "results/metrics/summary.json").read_text())
     assert half != first
     # DVC has not recorded this run: mark-current refuses to vouch for it
