@@ -11,10 +11,12 @@ images after every diffusion step; and for what is missing, the Snakemake target
 from __future__ import annotations
 
 import csv
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import DATASET_NAME, NAME_RULE, SCENE_NAME
 from ..data.scene import PreparedScene, SceneView
 from ..errors import DataError
 from ..methods import registry
@@ -60,9 +62,8 @@ def configured_methods(config: dict | None) -> list[str]:
 
 def find(results: Path, dataset: str, scene: str, config: dict | None = None) -> SceneResults:
     """The results of `dataset`/`scene` under `results`; DataError with the command to run when the scene has none."""
-    for part in (dataset, scene):
-        if not part or part in (".", "..") or "/" in part or "\\" in part:
-            raise DataError(f"{dataset}/{scene}: expected <dataset>/<scene>, each a plain folder name")
+    if not (re.fullmatch(DATASET_NAME, dataset) and re.fullmatch(SCENE_NAME, scene)):  # the names params.yaml accepts
+        raise DataError(f"{dataset}/{scene}: expected <dataset>/<scene>, each {NAME_RULE}")
     prepared_dir = results / "scenes" / dataset / scene
     if not (prepared_dir / "scene.json").is_file():
         raise DataError(
