@@ -101,6 +101,13 @@ def add_cameras(scene, views) -> dict:
     return frustums
 
 
+def add_scene(server, prepared, layers: dict[str, SplatLayer]) -> dict:
+    """What every page of a scene shows: its up direction, the starting camera and the cameras' frustums (returned)."""
+    server.scene.set_up_direction(tuple(up_direction(prepared.views)))
+    initial_view(server, prepared, layers)
+    return add_cameras(server.scene, prepared.views)
+
+
 def initial_view(server, prepared, layers: dict[str, SplatLayer]) -> None:
     """Where a new tab's camera starts and "Reset view" returns: the first test view (else training view) of the
     prepared scene, looking at the models' centre along its axis."""
@@ -135,9 +142,9 @@ class Viewer:
         self._menus: dict[int, object] = {}  # client -> its method menu
         self._links: dict[int, object] = {}  # client -> its "Link cameras" checkbox
         self.server = viser.ViserServer(host=cfg.host, port=cfg.port, label=f"threedsr · {results.dataset}/{results.scene}", verbose=False)
-        self.server.scene.set_up_direction(tuple(up_direction(results.prepared.views)))
-        initial_view(self.server, results.prepared, self.layers)
-        self._add_cameras()
+        self.frustums = add_scene(self.server, results.prepared, self.layers)
+        for v in results.test_views:
+            self.frustums[v.name].on_click(lambda event, v=v: self.show_test_view(event.client.client_id, v.name))
         self.server.on_client_connect(self._connect)
         self.server.on_client_disconnect(self._disconnect)
         self._page = _serve_side_by_side(cfg.host, self.port, self.pair())
@@ -162,11 +169,6 @@ class Viewer:
         rest = [m for m in reversed(self.methods) if m not in pick]
         pair = (pick + rest)[:2]
         return (pair[0], pair[-1])
-
-    def _add_cameras(self) -> None:
-        self.frustums = add_cameras(self.server.scene, self.results.prepared.views)
-        for v in self.results.test_views:
-            self.frustums[v.name].on_click(lambda event, v=v: self.show_test_view(event.client.client_id, v.name))
 
     # -- per client --------------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..data.scene import PreparedScene
 from ..io import atomic_path
-from .app import add_cameras, initial_view, up_direction
+from .app import add_scene
 from .layers import SplatLayer
 
 EMBEDDED = "threedsr-scene.viser"
@@ -56,9 +56,7 @@ def record(prepared: PreparedScene, layers: dict[str, SplatLayer], seconds_per_m
 
     server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
     try:
-        server.scene.set_up_direction(tuple(up_direction(prepared.views)))
-        initial_view(server, prepared, layers)
-        add_cameras(server.scene, prepared.views)
+        add_scene(server, prepared, layers)
         handles = {
             m: server.scene.add_gaussian_splats(
                 f"/models/{m}", layer.centers, layer.covariances, layer.rgbs, layer.opacities, visible=False
