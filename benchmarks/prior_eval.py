@@ -1,11 +1,13 @@
 """Train candidate `tiny` priors on a folder of photos and score them on held-out photos (issue 29).
 
-    # the current prior: defaults, bundled PRIOR_PHOTOS
-    python benchmarks/prior_eval.py train /tmp/prior_out/current --bundled
+    # the shipped prior's recipe (tiny-v2: TinyTrainConfig's defaults) on ../shared/data/photos less every 16th photo
+    python benchmarks/prior_eval.py train /tmp/prior_out/v2 --photos ../shared/data/photos
+    # the previous default: 400 steps, pyramid zooms, on the bundled PRIOR_PHOTOS
+    python benchmarks/prior_eval.py train /tmp/prior_out/previous --bundled --set iterations=400 zoom_mode=pyramid
     # a candidate on ../shared/data/photos less every 16th photo (sorted), TinyTrainConfig fields as key=value
     python benchmarks/prior_eval.py train /tmp/prior_out/c1 --photos ../shared/data/photos --set iterations=600 degrade=0.5
-    # PSNR / LPIPS-Alex of bicubic and each prior on the held-out photos
-    python benchmarks/prior_eval.py eval /tmp/prior_out/current /tmp/prior_out/c1 --photos ../shared/data/photos
+    # PSNR / LPIPS-Alex of bicubic and each prior on the held-out photos (the shipped one: its folder in the package)
+    python benchmarks/prior_eval.py eval workflow/threedsr/sr/shipped/tiny /tmp/prior_out/c1 --photos ../shared/data/photos
 
 Held-out set: every `--holdout`-th photo of the folder's sorted relative paths (16: 11 of the 162). Each is cropped to a
 multiple of 4 (HR), its LR is the pipeline's clean antialiased bicubic ×1/4 downsampling (threedsr.imaging.resize,
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from threedsr.data.photos import PRIOR_PHOTOS, holdout_split, load_photo, load_photo_folder, photo_folder_ids
+from threedsr.data.prior_photos import HOLDOUT_EVERY
 from threedsr.imaging import resize_uint8, to_float, to_uint8, upsample
 from threedsr.metrics.image import load_lpips, lpips_distance, psnr
 from threedsr.sr.load import load_sr_model
@@ -115,7 +118,7 @@ def main() -> None:
     e.add_argument("--lpips", default=str(LPIPS_ALEX))
     for p in (t, e):
         p.add_argument("--photos", default=str(PHOTOS))
-        p.add_argument("--holdout", type=int, default=16)
+        p.add_argument("--holdout", type=int, default=HOLDOUT_EVERY)
     a = ap.parse_args()
     {"train": cmd_train, "eval": cmd_eval}[a.cmd](a)
 

@@ -1,7 +1,9 @@
 """Per-image SR quality on a prepared scene: bicubic vs an SR model, one-pass and sampled.
 
-    python benchmarks/sr_models.py results/scenes/llff/fern --model tiny --path results/models/tiny \
+    python benchmarks/sr_models.py results/scenes/llff/fern --model tiny [--path results/models/tiny] \
         [--lpips ../shared/...alexnet.pth] [--views test|all]
+
+(tiny without --path: the prior the package ships.)
 
 Prints a markdown table (PSNR / SSIM / LPIPS against the HR views, seconds per view). "one-pass" is
 x̂0 predicted once from the start latent (1 step); "sampler" runs `--steps` steps with DDIM at η=0 and η=1

@@ -49,7 +49,6 @@ TINY_BUDGETS = {
     "bicubic": {"iterations": 20},
     "isr": {"iterations": 20},
     "threedsr": {"iters_per_step": 5},
-    "sr": {"tiny": {"iterations": 8, "batch_size": 2, "patch": 8, "block_out_channels": [16, 32]}},
     "supergaussian": {"n_interp": 1, "upsampler": "tiny", "iterations": 20},
     "video": {"n_interp": 0, "fps": 8},
 }

@@ -18,11 +18,12 @@ import pytest
 import yaml
 
 from threedsr import dvc_stages
+from threedsr.sr.tiny import SHIPPED
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)  # snakemake and dvc of this environment, as the stages call them
 
-TRAINING = {"train_prior", "pretrain_lr", "fit_3dsr"}
+TRAINING = {"pretrain_lr", "fit_3dsr"}  # (the SR prior ships trained: no train_prior stage by default)
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -112,8 +113,12 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert len(stages) == sum(j.rule != "all" for j in jobs.values())
     # what the rules' params pass on, as far as a reader of the .smk files can tell
     assert by_rule["pretrain_lr"] == {"device", "gs"}
-    assert by_rule["train_prior"] == {"sr.tiny", "threedsr.steps"}
-    assert {"threedsr", "gs", "sr", "metrics.lpips_backbone", "metrics.fetch"} <= by_rule["fit_3dsr"]  # its per-step LPIPS
+    # the prior ships trained: no stage trains it, and its training settings rerun nothing; which prior is used does
+    assert "train_prior" not in by_rule and not any(
+        k.startswith("sr.tiny.") and k != "sr.tiny.path" for keys in by_rule.values() for k in keys
+    )
+    sr_keys = {"sr.model", "sr.dtype", "sr.batch_size", "sr.tile", "sr.tile_overlap", "sr.tiny.path", "sr.realesrgan"}
+    assert {"threedsr", "gs", "metrics.lpips_backbone", "metrics.fetch"} | sr_keys <= by_rule["fit_3dsr"]  # its per-step LPIPS
     assert "metrics" in by_rule["render_test"] and "metrics" in by_rule["collect_sr2d"]  # every metric's weights
     assert "threedsr.lambda_lr" in by_rule["fit_isr"] and "threedsr" not in by_rule["fit_isr"]
     # per job, not per rule: the tiny prior samples (threedsr's sampler keys), Real-ESRGAN does not, so a sampler sweep
@@ -130,7 +135,8 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
         "poses.undistort_above_px",
     }  # lr/hr factors only valid together
     # SuperGaussian's frames: Real-ESRGAN has no sampler, so 3DSR's sampler keys do not rerun them
-    assert by_rule["supergaussian_frames"] == {"device", "sr", "supergaussian.n_interp", "supergaussian.upsampler"}
+    assert sr_keys | {"device", "supergaussian.n_interp", "supergaussian.upsampler"} <= by_rule["supergaussian_frames"]
+    assert not any(k.startswith("threedsr") for k in by_rule["supergaussian_frames"])
     # isr and supergaussian get 3DSR's 3DGS budget unless their iterations are set (null): its keys rerun them
     assert by_rule["fit_supergaussian"] == {
         "device",
@@ -143,8 +149,16 @@ def test_dvc_yaml_is_generated_from_the_jobs_and_the_keys_they_read():
     assert {"isr", "threedsr.steps", "threedsr.iters_per_step"} <= by_rule["fit_isr"]
     assert by_rule["videos"] == {"device", "video"}
     # only the stage guarding against a stale dvc.yaml lists the keys that decide which stages exist: methods, every
-    # dataset (a new one too), and the keys whose other values add or remove jobs (found by perturbation)
-    assert by_rule.pop("data_report") == {"methods", "datasets", "sr.model", "sr.realesrgan.path"}
+    # dataset (a new one too), and the keys whose other values add or remove jobs or change the files they read (found
+    # by perturbation: the SR models' weights)
+    assert by_rule.pop("data_report") == {
+        "methods",
+        "datasets",
+        "sr.model",
+        "sr.realesrgan.path",
+        "sr.tiny.path",
+        "supergaussian.upsampler",
+    }
     assert not any("scenes" in k or k in ("methods", "datasets") for keys in by_rule.values() for k in keys)
     assert by_rule["generate_synthetic"] == {f"datasets.synthetic.{k}" for k in ("width", "height", "supersample", "num_points", "seed")}
     summary = next(s for s in stages.values() if "metrics" in s)
@@ -176,12 +190,12 @@ def test_caching_sweeps_and_sharing(tiny_repo, tmp_path):
 
     # 3. `dvc repro` runs the pipeline, one Snakemake job per stage
     r, timings["first run (dvc repro)"] = _dvc(repo, "repro")
-    assert {"train_prior", "pretrain_lr", "fit_3dsr", "aggregate_metrics"} <= _stages_ran(r)
+    assert {"pretrain_lr", "fit_3dsr", "aggregate_metrics"} <= _stages_ran(r)
     first = json.loads((repo / "results/metrics/summary.json").read_text())
     assert first["synthetic"]["3dsr"]["psnr"] > 5
-    # the synthetic scene records its textures, and the prior never saw them
+    # the synthetic scene records its textures, and the (shipped) prior never saw them
     textures = json.loads((repo / "results/raw/synthetic/forward/synthetic.json").read_text())["textures"]
-    photos = json.loads((repo / "results/models/tiny/tiny_sr.json").read_text())["training"]["photos"]
+    photos = json.loads((SHIPPED / "tiny_sr.json").read_text())["training"]["photos"]
     assert textures and photos and not set(textures) & set(photos)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "first run")

@@ -120,3 +120,30 @@ def test_requires_python_is_where_every_dependency_has_wheels(tmp_path):
     stated = SpecifierSet(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"])
     for version, (ok, log) in results.items():
         assert ok == (version in stated), f"Python {version}: {'resolves' if ok else 'does not resolve'}, requires-python {stated}\n{log}"
+
+
+def test_the_wheel_ships_the_trained_prior_and_its_photo_manifest(tmp_path):
+    """A non-editable install gets the shipped prior (every file its tiny_sr.json hashes) and the photo manifest."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"  # a copy: setuptools leaves a build/ folder beside the sources
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(
+        REPO / "workflow" / "threedsr", src / "workflow" / "threedsr", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(src)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("threedsr-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = "threedsr/sr/shipped/tiny/"
+    listed = json.loads((REPO / "workflow" / shipped / "tiny_sr.json").read_text())["files"]
+    assert {shipped + f for f in listed} | {shipped + "tiny_sr.json", "threedsr/data/prior_photos.tsv"} <= names

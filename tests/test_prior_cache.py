@@ -67,15 +67,24 @@ def test_off_and_unwritable_caches_cost_nothing_but_a_warning(tmp_path, monkeypa
 
 
 def test_train_prior_trains_once_then_reuses(tmp_path, monkeypatch, caplog):
+    from PIL import Image
+
     from threedsr import settings
     from threedsr.cli import main
+    from threedsr.data.photos import load_photo
 
     monkeypatch.setenv("THREEDSR_PRIOR_CACHE", str(tmp_path / "cache"))
-    tiny = settings.Tiny(iterations=2, batch_size=2, patch=8, block_out_channels=(16, 32)).to_dict()
+    photos = tmp_path / "photos"
+    (photos / "set").mkdir(parents=True)
+    for name in ("camera", "coins", "rocket"):  # the first (sorted) is held out, as every 16th of a real folder
+        Image.fromarray(load_photo(f"skimage:{name}")).save(photos / "set" / f"{name}.png")
+    tiny = settings.Tiny(iterations=2, batch_size=2, patch=8, block_out_channels=(16, 32), photos=str(photos)).to_dict()
     params = json.dumps({"sr": {"tiny": tiny}, "threedsr": {"steps": 2}})
-    assert main(["train-prior", "--out", str(tmp_path / "a"), "--params", params, "--threads", "1"]) == 0
+    args = ["--photos", str(photos), "--params", params, "--threads", "1"]
+    assert main(["train-prior", "--out", str(tmp_path / "a"), *args]) == 0
+    assert json.loads((tmp_path / "a/tiny_sr.json").read_text())["training"]["photos"] == ["set/coins.png", "set/rocket.png"]
     with caplog.at_level(logging.INFO):
-        assert main(["train-prior", "--out", str(tmp_path / "b"), "--params", params, "--threads", "1"]) == 0
+        assert main(["train-prior", "--out", str(tmp_path / "b"), *args]) == 0
     assert "trained earlier with the same config" in caplog.text
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())

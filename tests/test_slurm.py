@@ -130,10 +130,12 @@ def test_every_rule_declares_what_a_cluster_job_asks_for(workflow_dir):
             {"sr": {"stablesr_turbo": {"weights_dir": str(weights)}}, "datasets": {"llff": {"root": str(workflow_dir / "no-data")}}}
         )
     )
+    (workflow_dir / "retrain.yaml").write_text(yaml.safe_dump({"sr": {"tiny": {"path": "results/models/tiny"}}}))
     default, rules = _dag_jobs(workflow_dir, "params.yaml")
     paper, _ = _dag_jobs(workflow_dir, "params.yaml", "workflow/presets/paper-llff.yaml", "paper.yaml")
-    jobs = {**default, **paper}
-    assert {j["rule"] for j in jobs.values()} == rules  # the two DAGs hold every rule (downloads included)
+    retrain, _ = _dag_jobs(workflow_dir, "params.yaml", "retrain.yaml")  # the shipped prior retrained, its photos downloaded
+    jobs = {**default, **paper, **retrain}
+    assert {j["rule"] for j in jobs.values()} == rules  # the three DAGs hold every rule (downloads included)
     for job in jobs.values():
         assert isinstance(job["mem_mb"], int) and job["mem_mb"] > 0, job
         assert isinstance(job["runtime"], int) and job["runtime"] > 0, job

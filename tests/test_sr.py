@@ -1,6 +1,7 @@
 """SR model interface: sampler arithmetic against diffusers, tiling, the tiny prior, per-image SR."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -148,7 +149,9 @@ def test_missing_prior_names_the_rule(tmp_path):
         TinySR.from_pretrained(tmp_path)
 
 
-def test_training_learns_and_records_its_photos(tmp_path):
+def test_training_writes_a_loadable_prior_and_records_its_photos(tmp_path):
+    """Seconds of training: what it writes (that training improves on bicubic takes minutes: the shipped prior's test
+    below and benchmarks/prior_eval.py show it)."""
     from threedsr.data.photos import PRIOR_PHOTOS, TEXTURE_PHOTOS, load_photo
     from threedsr.sr.train_tiny import TinyTrainConfig, train
 
@@ -158,11 +161,57 @@ def test_training_learns_and_records_its_photos(tmp_path):
     summary = train(photos, cfg, tmp_path / "prior")
     log = (tmp_path / "prior" / "train_log.csv").read_text().splitlines()
     assert len(log) == 31
-    losses = np.loadtxt(tmp_path / "prior" / "train_log.csv", delimiter=",", skiprows=1, usecols=1)
-    assert losses[-10:].mean() < losses[:5].mean()  # starts far from bicubic, learns the residual scale
+    loss, bicubic = np.loadtxt(tmp_path / "prior" / "train_log.csv", delimiter=",", skiprows=1, usecols=(1, 2)).T
+    assert loss[0] == pytest.approx(bicubic[0], rel=1e-4)  # the last layer starts at zero: training starts at bicubic
+    assert np.isfinite(loss).all() and not np.allclose(loss, bicubic)
     model = TinySR.from_pretrained(tmp_path / "prior")
     assert model.meta["training"]["photos"] == sorted(photos) == summary["photos"]
-    assert json.loads((tmp_path / "prior" / "tiny_sr.json").read_text())["scale"] == 4
+    info = json.loads((tmp_path / "prior" / "tiny_sr.json").read_text())
+    assert info["scale"] == 4 and set(info["files"]) == {
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+    }
+
+
+def test_the_shipped_prior_loads_checked_and_super_resolves():
+    """The prior in the package (tiny-v2): its files' sha256 hold, it loads without a path (float16 on disk, float32
+    here), and it beats bicubic on a photo it never saw (a bundled one; it trained on ../shared's)."""
+    from threedsr.data.photos import load_photo
+    from threedsr.imaging import resize, to_float
+    from threedsr.metrics.image import psnr
+    from threedsr.sr.sampling import SamplerConfig
+    from threedsr.sr.tiny import SHIPPED
+
+    model = TinySR.from_pretrained()
+    assert model.meta["name"] == "tiny-v2" and len(model.meta["training"]["photos"]) == 151
+    assert next(model.unet.parameters()).dtype == torch.float32
+    assert (SHIPPED / "unet/diffusion_pytorch_model.safetensors").stat().st_size < 9_000_000
+    hr = to_float(load_photo("skimage:astronaut")[100:292, 150:406]).permute(2, 0, 1)[None]
+    lr = resize(hr, 48, 64).clamp(0, 1)
+    sr = model.super_resolve(lr, SamplerConfig(), seeds=[0])
+    bicubic = upsample(lr, 4).clamp(0, 1)
+
+    def sharpness(im):  # mean vertical gradient: the detail bicubic blurs away
+        return (im[..., 1:, :] - im[..., :-1, :]).abs().mean()
+
+    assert psnr(sr, hr) > psnr(bicubic, hr) + 0.8  # measured: 26.84 vs 25.64 dB
+    assert sharpness(sr) > 1.2 * sharpness(bicubic)  # 0.0200 vs 0.0154 (the photo: 0.0279)
+
+
+def test_an_altered_shipped_or_trained_prior_is_refused(tmp_path):
+    from threedsr.sr.tiny import SHIPPED
+
+    shutil.copytree(SHIPPED, tmp_path / "prior")
+    weights = tmp_path / "prior" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(
+        DataError, match=r"diffusion_pytorch_model.safetensors: the tiny SR prior's file is altered or truncated.*rerun train_prior"
+    ):
+        TinySR.from_pretrained(tmp_path / "prior")
+    weights.unlink()
+    with pytest.raises(DataError, match="is missing"):
+        TinySR.from_pretrained(tmp_path / "prior")
 
 
 def test_prior_refuses_a_scene_textured_with_its_photos(tmp_path):
@@ -196,16 +245,30 @@ def test_isr_loss_adds_the_lr_term():
     torch.testing.assert_close(hr_lr_loss(2.0, 0.2)(other, view), l_hr + 2 * l_lr)
 
 
-@pytest.mark.parametrize("part", ["unet/diffusion_pytorch_model.safetensors", "tiny_sr.json"])
-def test_a_truncated_prior_is_one_line_naming_it(tmp_path, part):
+@pytest.mark.parametrize(
+    "part, message",
+    [
+        (
+            "unet/diffusion_pytorch_model.safetensors",
+            "prior/unet/diffusion_pytorch_model.safetensors: the tiny SR prior's file is altered or truncated",
+        ),
+        ("tiny_sr.json", "prior/tiny_sr.json: not readable JSON"),
+        ("unhashed", "prior: the tiny SR prior there is truncated or corrupt"),  # one written before tiny_sr.json listed hashes
+    ],
+)
+def test_a_truncated_prior_is_one_line_naming_it(tmp_path, part, message):
     """A prior cut short (a full disk, a killed copy) was a diffusers OSError traceback."""
     from threedsr.errors import DataError
 
     _tiny_model().save_pretrained(tmp_path / "prior")
+    if part == "unhashed":
+        info = json.loads((tmp_path / "prior/tiny_sr.json").read_text())
+        (tmp_path / "prior/tiny_sr.json").write_text(json.dumps({k: v for k, v in info.items() if k != "files"}))
+        part = "unet/diffusion_pytorch_model.safetensors"
     f = tmp_path / "prior" / part
     assert f.is_file(), sorted(p.name for p in (tmp_path / "prior").rglob("*"))
     f.write_bytes(f.read_bytes()[:40])
-    with pytest.raises(DataError, match=rf"{tmp_path / 'prior'}: the tiny SR prior there is truncated or corrupt .*delete"):
+    with pytest.raises(DataError, match=rf"{tmp_path}/{message}.*delete"):
         TinySR.from_pretrained(tmp_path / "prior")
 
 

@@ -36,9 +36,20 @@ def test_each_entry_names_its_class_truly(spec):
     assert set(spec.options) <= keys, spec.options
 
 
-def test_weights_come_from_the_rule_or_the_users_file(tmp_path):
-    sr = {"realesrgan": {"path": None}, "realbasicvsr": {"path": None}, "stablesr_turbo": {"weights_dir": None}}
-    assert registry.spec("tiny").weights(sr) == "results/models/tiny"
+def test_weights_come_from_the_package_the_rule_or_the_users_file(tmp_path, monkeypatch):
+    sr = {"tiny": {"path": None}, "realesrgan": {"path": None}, "realbasicvsr": {"path": None}, "stablesr_turbo": {"weights_dir": None}}
+    # the shipped prior: relative to a checkout it runs in (dvc.yaml names it so in every clone), else absolute
+    monkeypatch.chdir(Path(registry.__file__).parents[3])
+    assert registry.spec("tiny").weights(sr) == "workflow/threedsr/sr/shipped/tiny" and registry.spec("tiny").missing_weights(sr) is None
+    monkeypatch.chdir(tmp_path)
+    assert registry.spec("tiny").weights(sr) == str(Path(registry.__file__).parent.resolve() / "shipped" / "tiny")
+    # retrained by train_prior (its output need not exist yet), or the user's folder (which must)
+    sr["tiny"]["path"] = "results/models/tiny"
+    assert registry.spec("tiny").weights(sr) == "results/models/tiny" and registry.spec("tiny").missing_weights(sr) is None
+    sr["tiny"]["path"] = "my-prior"
+    assert registry.spec("tiny").missing_weights(sr) == "sr.tiny.path (my-prior) is not a folder"
+    (tmp_path / "my-prior").mkdir()
+    assert registry.spec("tiny").missing_weights(sr) is None
     assert registry.spec("realesrgan").weights(sr) == "results/models/realesrgan-x4plus.safetensors"
     assert registry.spec("sd-x4-upscaler").weights(sr) is None
     assert "sr.realbasicvsr.path is null" in registry.spec("realbasicvsr").missing_weights(sr)

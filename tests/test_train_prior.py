@@ -116,7 +116,7 @@ def _old_draws(pyramid, weights, cfg, g, n):
 
 def test_clean_only_training_pairs_are_unchanged_by_the_new_fields():
     """degrade=0 with the pyramid zooms draws exactly the pairs the sampler drew before degradations existed."""
-    cfg = TinyTrainConfig(patch=8)
+    cfg = TinyTrainConfig(patch=8, zoom_mode="pyramid")
     sampler = PatchSampler([_photo(7), _photo(8, 50, 60)], cfg, torch.Generator().manual_seed(0))
     old = _old_draws(sampler.pyramid, sampler.weights, cfg, torch.Generator().manual_seed(0), 8)
     new = sampler(8)

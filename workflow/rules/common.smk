@@ -71,8 +71,9 @@ GPU_ENV = "../../envs/cuda.yaml" if config["device"] == "cuda" else CPU_ENV
 # Threads: a 3DGS job (fits, renders, videos, SuperGaussian's frames) keeps a second core only 60-70 % busy at these
 # image sizes (the Python and small torch ops between its kernels run on one), so on a small machine two one-thread
 # jobs side by side finish sooner than two two-thread jobs in turn; their 3DGS results do not depend on the count.
-# train_prior keeps 2: its weights' rounding follows the thread count (the prior cache's key holds it). The prior's
-# own outputs round with the count too (super_resolve's images, fit_3dsr's decodes: scores move in the fourth decimal).
+# train_prior (only when sr.tiny.path asks to retrain the shipped prior) keeps 2: its weights' rounding follows the
+# thread count (the prior cache's key holds it; the shipped prior was trained at 1). The prior's own outputs round with
+# the count too (super_resolve's images, fit_3dsr's decodes: scores move in the fourth decimal).
 # Where cores would idle, give a job more: `snakemake --cores all --set-threads fit_3dsr=8`.
 # Priorities: train_prior, the one two-thread job, goes first, while both cores are free (a two-thread job that became
 # ready later would wait until no one-thread job is left to start); then the jobs that start the longest chain
@@ -90,6 +91,11 @@ def params_json(*keys):
             src, dst = src[k], dst.setdefault(k, {})
         dst[last] = src[last]
     return json.dumps(out, sort_keys=True)
+
+
+# What the jobs running an SR model read of the sr block: all of it but the prior's training settings (those are
+# train_prior's; a changed sr.tiny.iterations reruns no SR job while the shipped prior is used).
+SR_KEYS = [f"sr.{k}" for k in config["sr"] if k != "tiny"] + ["sr.tiny.path"]
 
 
 def budget_keys(method):
@@ -134,7 +140,7 @@ def sr_model(method):
 
 
 def model_weights(model):
-    """The weights a model's jobs depend on (sr/registry.py): what train_prior or a conversion writes, or the user's file."""
+    """The weights a model's jobs depend on (sr/registry.py): the user's, the package's (the prior), or what a rule writes."""
     return registry.spec(model).weights(config["sr"]) or []
 
 

@@ -11,7 +11,25 @@ wildcard_constraints:
     tdsr=r"3dsr(-[a-z0-9-]+)?",
 
 
+# The offline prior ships trained (sr.tiny.path: null); these two retrain it when sr.tiny.path names results/models/tiny.
+rule download_prior_photos:
+    output:
+        directory("results/downloads/prior_photos"),
+    log:
+        "results/logs/download_prior_photos.log",
+    conda:
+        CPU_ENV
+    resources:
+        mem_mb=1000,
+        runtime=30,
+        gpu=0,
+    shell:
+        "python -m threedsr download-prior-photos --out {output:q} > {log:q} 2>&1"
+
+
 rule train_prior:
+    input:
+        photos=config["sr"]["tiny"]["photos"] or "results/downloads/prior_photos",
     output:
         directory("results/models/tiny"),
     params:
@@ -24,10 +42,10 @@ rule train_prior:
     threads: 2
     resources:
         mem_mb=6000,
-        runtime=60,
+        runtime=180,
         gpu=0,
     shell:
-        "python -m threedsr train-prior --out {output:q} --params {params.config:q} --threads {threads:q} > {log:q} 2>&1"
+        "python -m threedsr train-prior --out {output:q} --photos {input.photos:q} --params {params.config:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule convert_realesrgan:
@@ -70,7 +88,7 @@ rule super_resolve:
     output:
         directory("results/sr/{dataset}/{scene}/{model}"),
     params:
-        config=lambda w: params_json("sr", "device", *sampler_keys(w.model)),
+        config=lambda w: params_json(*SR_KEYS, "device", *sampler_keys(w.model)),
         model_path=lambda w, input: model_path_args(input),
         views=lambda w: sr_views(w.model),
     log:
@@ -156,7 +174,7 @@ rule fit_3dsr:
     params:
         model=lambda w: sr_model(w.tdsr),
         model_path=lambda w, input: model_path_args(input),
-        config=params_json("sr", "threedsr", "gs", "metrics.lpips_backbone", "metrics.fetch", "device"),  # per-step LPIPS
+        config=params_json(*SR_KEYS, "threedsr", "gs", "metrics.lpips_backbone", "metrics.fetch", "device"),  # per-step LPIPS
         out="results/gs/{dataset}/{scene}/{tdsr}",
     log:
         "results/logs/fit_3dsr/{dataset}/{scene}/{tdsr}.log",

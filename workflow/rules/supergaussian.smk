@@ -13,7 +13,7 @@ rule supergaussian_frames:
         upsampler=config["supergaussian"]["upsampler"],
         model_path=lambda w, input: model_path_args(input),
         # only a diffusion upsampler reads the sampler's keys: a sweep over them must not rerun Real-ESRGAN
-        config=params_json("supergaussian.n_interp", "sr", "device", *sampler_keys(config["supergaussian"]["upsampler"])),
+        config=params_json("supergaussian.n_interp", *SR_KEYS, "device", *sampler_keys(config["supergaussian"]["upsampler"])),
     log:
         "results/logs/supergaussian_frames/{dataset}/{scene}.log",
     conda:

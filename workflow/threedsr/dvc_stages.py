@@ -106,7 +106,8 @@ def _alternatives(value, schema: dict, workdir: Path = Path(".")):
         return [0.5]
     if isinstance(value, str) or value is None:
         enum = [e for e in schema.get("enum", []) if e != value]
-        return enum or [f"{value or ''}x", str((workdir / "params.yaml").resolve())]
+        # a misspelt name, an existing file, an existing folder (a key naming weights takes one or the other)
+        return enum or [f"{value or ''}x", str((workdir / "params.yaml").resolve()), str(workdir.resolve())]
     if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
         return [[value[0] + 1] + value[1:]]
     return []
@@ -152,6 +153,12 @@ def _changed_jobs(base: dict, other: dict) -> set[tuple]:
     """The jobs (keys) whose command or inputs differ: each reads the key that was changed. Per job, not per rule: the
     jobs of one rule can read different keys (super_resolve's Real-ESRGAN job reads no sampler key, its tiny job does)."""
     return {key for key, job in base.items() if key in other and (other[key].shellcmd != job.shellcmd or other[key].inputs != job.inputs)}
+
+
+def _reshaped(base: dict, other: dict) -> bool:
+    """Other jobs, or a job reading other files (a key naming weights: sr.tiny.path, sr.realesrgan.path): dvc.yaml's
+    stages or their deps would differ, so a dvc.yaml generated before the change must be regenerated."""
+    return set(other) != set(base) or any(other[k].inputs != job.inputs for k, job in base.items() if k in other)
 
 
 def _is_shape_key(path: tuple) -> bool:
@@ -212,7 +219,7 @@ def params_read(workdir: Path, config: dict, base: dict[tuple, Job]) -> tuple[di
                 continue
             for key in _changed_jobs(base, other):
                 read.setdefault(key, set()).add(path)
-            if set(other) != set(base):
+            if _reshaped(base, other):
                 shaping.add(path)
             break
         else:
@@ -225,7 +232,7 @@ def params_read(workdir: Path, config: dict, base: dict[tuple, Job]) -> tuple[di
             continue
         for key in _changed_jobs(base, other):
             read.setdefault(key, set()).update(p for p in unperturbed if p[:-1] == section)
-        if set(other) != set(base):
+        if _reshaped(base, other):
             shaping.update(p for p in unperturbed if p[:-1] == section)
         unperturbed = [p for p in unperturbed if p[:-1] != section]
     if unperturbed:

@@ -131,13 +131,17 @@ class Bicubic(Block):
 
 @dataclass(frozen=True)
 class Tiny(Block):
-    # the offline prior's training (sr/tiny_config.py holds these defaults, with what they mean)
-    iterations: int = TinyTrainConfig.iterations  # training steps of the offline prior (~3.5 min on 2 CPU cores)
+    # the offline prior: the trained one the package ships, or one train_prior retrains (sr/tiny_config.py holds the
+    # training defaults, with what they mean)
+    path: str | None = None  # null: the shipped prior; a folder train_prior wrote (results/models/tiny: train it)
+    photos: str | None = None  # train_prior's photos: a local folder; null = download the pinned set (data/prior_photos.py)
+    iterations: int = TinyTrainConfig.iterations  # training steps (the shipped prior: 2750, ~45 min on one core)
     batch_size: int = TinyTrainConfig.batch_size
     patch: int = TinyTrainConfig.patch  # LR pixels (HR patches 96)
     lr: float = TinyTrainConfig.lr  # Adam; 2e-3 diverges with this UNet
     block_out_channels: tuple[int, ...] = TinyTrainConfig.block_out_channels
     layers_per_block: int = TinyTrainConfig.layers_per_block
+    zoom_mode: str = TinyTrainConfig.zoom_mode  # random: each crop at its own zoom; pyramid: 4 fixed zooms
     seed: int = TinyTrainConfig.seed
 
 

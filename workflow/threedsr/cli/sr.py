@@ -22,18 +22,23 @@ log = logging.getLogger("threedsr")
 
 def _train_prior_arguments(c):
     path_arguments(c, "--out")
+    c.add_argument("--photos", type=Path, required=True, help="the folder of training photos (sr.tiny.photos, or the downloaded set)")
     c.add_argument("--threads", type=int, default=0, help="torch threads (the rule's threads; 0: torch's default)")
     params_argument(c)
 
 
-@command("train-prior", "train the offline `tiny` SR prior on bundled photos", _train_prior_arguments)
+@command("train-prior", "train the offline `tiny` SR prior on a folder of photos (less every 16th)", _train_prior_arguments)
 def _train_prior(a):
-    from ..data.photos import PRIOR_PHOTOS, load_photo
+    from ..data.photos import holdout_split, load_photo_folder, photo_folder_ids
+    from ..data.prior_photos import HOLDOUT_EVERY, check_local
     from ..sr import prior_cache
     from ..sr.train_tiny import TinyTrainConfig, train
 
     cfg = TinyTrainConfig.from_params(a.params.sr.tiny.to_dict(), a.params.threedsr.steps, a.threads)
-    photos = {p: load_photo(p) for p in PRIOR_PHOTOS}
+    check_local(a.photos)
+    train_ids, held_out = holdout_split(photo_folder_ids(a.photos), HOLDOUT_EVERY)
+    photos = load_photo_folder(a.photos, train_ids)
+    log.info("%d photos of %s, %d held out for benchmarks/prior_eval.py", len(photos), a.photos, len(held_out))
     key = prior_cache.key(cfg, photos)
     if prior_cache.fetch(key, a.out):
         log.info(
@@ -44,8 +49,23 @@ def _train_prior(a):
         )
         return
     summary = train(photos, cfg, a.out)
-    log.info("trained %s in %.0f s on %s", a.out, summary["train_seconds"], ", ".join(summary["photos"]))
+    log.info("trained %s in %.0f s on %d photos", a.out, summary["train_seconds"], len(summary["photos"]))
     prior_cache.store(key, a.out)
+
+
+def _download_prior_photos_arguments(c):
+    path_arguments(c, "--out")
+
+
+@command(
+    "download-prior-photos",
+    "download the offline prior's training photos (pinned, each sha256-checked) when sr.tiny.photos names no local copy",
+    _download_prior_photos_arguments,
+)
+def _download_prior_photos(a):
+    from ..data.prior_photos import download
+
+    download(a.out)
 
 
 def _convert_realesrgan_arguments(c):

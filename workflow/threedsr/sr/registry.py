@@ -2,8 +2,8 @@
 
 An entry says which class implements the model (imported only when it is loaded: this module needs no
 torch, the config check and the CLI read it), whether 3DSR can drive it step by step (a diffusion
-model), which params.yaml block holds its options, and where its weights come from: a rule of the
-workflow (the trained prior, a conversion) or a file the user names. `load.py` builds models from it,
+model), which params.yaml block holds its options, and where its weights come from: the package (the
+trained offline prior), a rule of the workflow (a conversion, a retrained prior) or a file the user names. `load.py` builds models from it,
 the rules ask it for each model's weights, the config check for what is missing, and
 tests/test_sr_registry.py checks that the schema accepts exactly these names.
 
@@ -29,7 +29,9 @@ class SRModelSpec:
     video: bool = False  # upsamples a whole frame sequence: SuperGaussian's upsampler only
     made_at: str | None = None  # the weights a rule of the workflow writes (trained or converted) ...
     made_by: str | None = None  # ... and that rule
-    user_path: str | None = None  # a key of its block naming the user's weights file (replaces made_at when set)
+    user_path: str | None = None  # a key of its block naming the user's weights (replaces made_at and shipped when set)
+    user_dir: bool = False  # ... a folder (else a file)
+    shipped: str | None = None  # weights the package ships (relative to this folder), used when the user names none
     source_dir: str | None = None  # a key of its block naming the folder the converting rule reads ...
     source_files: tuple[str, ...] = ()  # ... and the files it must hold
     hint: str = ""  # where to get the weights, for messages
@@ -42,7 +44,18 @@ class SRModelSpec:
     def weights(self, sr: dict) -> str | None:
         """The file or folder of weights the jobs using this model depend on, given params.yaml's sr block."""
         user = sr.get(self.block, {}).get(self.user_path) if self.user_path else None
-        return user or self.made_at
+        return user or self.shipped_path() or self.made_at
+
+    def shipped_path(self) -> str | None:
+        """The shipped weights' path, relative to the working directory when under it (so the workflow's files name
+        them the same in every clone), else absolute (an installed package)."""
+        if not self.shipped:
+            return None
+        path = (Path(__file__).parent / self.shipped).resolve()
+        try:
+            return path.relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            return str(path)
 
     def missing_weights(self, sr: dict) -> str | None:
         """Why this model's weights cannot be had (the message names the key and where to get them), or None."""
@@ -56,16 +69,24 @@ class SRModelSpec:
                 return f"{key} ({folder}) has no {' or '.join(missing)}: {self.hint}"
         if self.user_path:
             key, path = f"sr.{self.block}.{self.user_path}", block.get(self.user_path)
-            if not path and not self.made_at:
+            if not path and not (self.made_at or self.shipped):
                 return f"{self.name} needs its weights, and {key} is null: {self.hint}"
-            if path and not Path(path).is_file():
-                return f"{key} ({path}) is not a file"
+            if path and path != self.made_at and not (Path(path).is_dir() if self.user_dir else Path(path).is_file()):
+                return f"{key} ({path}) is not a {'folder' if self.user_dir else 'file'}"
         return None
 
 
 SPECS = (
     SRModelSpec(
-        "tiny", "tiny:TinySR", diffusion=True, options=("tile", "tile_overlap"), made_at="results/models/tiny", made_by="train_prior"
+        "tiny",
+        "tiny:TinySR",
+        diffusion=True,
+        options=("tile", "tile_overlap"),
+        shipped="shipped/tiny",
+        made_at="results/models/tiny",  # sr.tiny.path naming it: train_prior retrains the prior there
+        made_by="train_prior",
+        user_path="path",
+        user_dir=True,
     ),
     SRModelSpec("sd-x4-upscaler", "sd_upscaler:SDX4Upscaler", diffusion=True, options=("tile", "tile_overlap", "noise_level", "prompt")),
     SRModelSpec(

@@ -8,10 +8,14 @@ The UNet (diffusers' UNet2DModel) sees √ᾱ_t·x_t and the LR image and predic
 a residual over the bicubic upsampling: x̂0 = E(up(L)) + s·UNet(√ᾱ_t·x_t, L, t), with s the residual's
 standard deviation on the training data ("sample" prediction). Its noise schedule is an ordinary
 diffusers scheduler stored beside it, so `from_pretrained` gives back exactly what was trained.
+
+tiny_sr.json lists every file's sha256 (`files`), checked on load: a truncated or altered prior is an error naming
+the file. The trained default ships in the package (shipped/tiny, `SHIPPED`); train_prior writes others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,29 @@ from .sampling import ViewNoise
 from .tiling import tiled
 
 CONFIG_NAME = "tiny_sr.json"
+SHIPPED = Path(__file__).parent / "shipped" / "tiny"  # the trained prior the package ships (docs/sr-models.md)
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of the prior's files (tiny_sr.json itself and train_prior's log left out)."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in (CONFIG_NAME, "train_log.csv")
+    }
+
+
+def check_files(path: Path, meta: dict) -> None:
+    """Every file tiny_sr.json lists has its sha256 (a prior without the list, written before it, is not checked)."""
+    for rel, expected in meta.get("files", {}).items():
+        f = path / rel
+        got = hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else "missing"
+        if got != expected:
+            raise DataError(
+                f"{f}: the tiny SR prior's file is {'missing' if got == 'missing' else 'altered or truncated'} "
+                f"(sha256 {got[:16]}, expected {expected[:16]} by {path / CONFIG_NAME}); "
+                + ("reinstall threedsr" if path.resolve() == SHIPPED.resolve() else f"delete {path} and rerun train_prior")
+            )
 
 
 def pixel_encode(hr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -87,16 +114,24 @@ class TinySR(DiffusionSR):
         self.multiple = 2 ** (len(unet.config.block_out_channels) - 1)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device="cpu", dtype=torch.float32, tile: int = 128, tile_overlap: int = 16) -> TinySR:
+    def from_pretrained(
+        cls, path: str | Path | None = None, device="cpu", dtype=torch.float32, tile: int = 128, tile_overlap: int = 16
+    ) -> TinySR:
+        """The prior in `path` (a folder train_prior or save_pretrained wrote); None: the one the package ships."""
         from diffusers import DDPMScheduler, UNet2DModel
 
-        path = Path(path)
+        path = Path(path) if path is not None else SHIPPED
         if not (path / CONFIG_NAME).is_file():
             raise ModelUnavailable(
-                f"{path}: no trained tiny SR prior here ({CONFIG_NAME} missing); the workflow's train_prior rule writes it"
+                f"{path}: no trained tiny SR prior here ({CONFIG_NAME} missing); the workflow's train_prior rule writes one "
+                "(sr.tiny.path: null uses the prior the package ships)"
             )
         try:
             meta = json.loads((path / CONFIG_NAME).read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path / CONFIG_NAME}: not readable JSON ({e}): delete {path} and rerun train_prior") from None
+        check_files(path, meta)
+        try:
             unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)  # small: no `accelerate` (nor its warning)
             scheduler = DDPMScheduler.from_pretrained(path / "scheduler")
         except (OSError, ValueError, RuntimeError, KeyError) as e:  # a truncated safetensors, a cut-off JSON
@@ -111,7 +146,7 @@ class TinySR(DiffusionSR):
         path = Path(path)
         self.unet.save_pretrained(path / "unet")
         self.scheduler.save_pretrained(path / "scheduler")
-        info = {**self.meta, **meta, "residual_scale": self.residual_scale, "scale": self.scale}
+        info = {**self.meta, **meta, "residual_scale": self.residual_scale, "scale": self.scale, "files": file_hashes(path)}
         (path / CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n")
 
     def encode(self, hr: torch.Tensor) -> torch.Tensor:
