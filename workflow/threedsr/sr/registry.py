@@ -3,9 +3,9 @@
 An entry says which class implements the model (imported only when it is loaded: this module needs no
 torch, the config check and the CLI read it), whether 3DSR can drive it step by step (a diffusion
 model), which params.yaml block holds its options, and where its weights come from: the package (the
-trained offline prior), a rule of the workflow (a conversion, a retrained prior) or a file the user names. `load.py` builds models from it,
-the rules ask it for each model's weights, the config check for what is missing, and
-tests/test_sr_registry.py checks that the schema accepts exactly these names.
+trained offline prior), a rule of the workflow (a conversion, a retrained prior) or a file the user
+names. `load.py` builds models from it, the rules ask it for each model's weights, the config check
+for what is missing, and tests/test_sr_registry.py checks that the schema accepts exactly these names.
 
 Adding a model: its module (a `SRModel` or `DiffusionSR` with `from_pretrained`), one entry here, and its
 block in params.yaml and the schema if it has options.
