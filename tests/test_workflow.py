@@ -241,3 +241,28 @@ def test_a_job_whose_shell_is_killed_stops_too(tmp_path, small_scene_and_lr_mode
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the job's Python outlived its shell by 20 s")
     assert not list((tmp_path / "out").glob(".*.tmp"))
+
+
+def test_the_prior_is_retrained_when_params_ask_and_a_wrong_prior_path_runs_nothing(workflow_dir, config_file, tmp_path):
+    """sr.tiny.path: results/models/tiny retrains the shipped prior (train_prior, on sr.tiny.photos less every 16th),
+    and the SR jobs then read it; a folder that does not exist is one error naming the key, before any job."""
+    from threedsr.data.photos import load_photo
+
+    photos = tmp_path / "photos $(touch PWNED)"  # a path like any other
+    photos.mkdir()
+    for name in ("camera", "coins", "rocket"):
+        Image.fromarray(load_photo(f"skimage:{name}")).save(photos / f"{name}.png")
+    tiny = {"path": "results/models/tiny", "photos": str(photos), "iterations": 2, "batch_size": 2, "patch": 8}
+    args = ["--configfile", "params.yaml", config_file(scene=True, sr={"tiny": {**tiny, "block_out_channels": [16, 32]}})]
+    r = _snakemake(workflow_dir, "results/models/tiny", *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    info = read_json(workflow_dir / "results/models/tiny/tiny_sr.json")
+    assert info["training"]["photos"] == ["coins.png", "rocket.png"] and info["training"]["config"]["iterations"] == 2
+    dry = _snakemake(workflow_dir, "-n", "--printshellcmds", "results/sr/synthetic/forward/tiny", *args)
+    assert "--model-path results/models/tiny" in dry.stdout, dry.stdout[-3000:]
+    assert not list(tmp_path.glob("PWNED*")) and not list(workflow_dir.glob("PWNED*"))
+
+    args = ["--configfile", "params.yaml", config_file(scene=True, sr={"tiny": {"path": "my-prior"}})]
+    r = _snakemake(workflow_dir, "all", *args)
+    assert r.returncode != 0 and "sr.tiny.path (my-prior) is not a folder" in r.stdout + r.stderr
+    assert not (workflow_dir / "results/scenes").exists() and not (workflow_dir / "results/raw").exists()
