@@ -4,7 +4,7 @@ A crude, reference-free companion to LPIPS for "is it sharper", which crops show
 
     python benchmarks/sharpness.py [RUN_DIR ...]     # a finished run's folder (default: .)
 
-Reads results/renders/<dataset>/<scene>/<method>/view_*.png and results/scenes/<dataset>/<scene>/hr/.
+Reads results/renders/<dataset>/<scene>/<method>/<view>.png (the test views) and results/scenes/<dataset>/<scene>/hr/.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def gradient_energy(path: Path) -> float:
 def scene_sharpness(run: Path, dataset: str, scene: str) -> dict[str, float]:
     renders = run / "results/renders" / dataset / scene
     hr = run / "results/scenes" / dataset / scene / "hr"
-    views = sorted(p.name for p in (renders / "lr3dgs").glob("view_*.png") if not p.stem.endswith(("_lr", "_depth")))
+    views = sorted(p.name for p in (renders / "lr3dgs").glob("*.png") if not p.stem.endswith("_lr"))  # the test views
     truth = np.mean([gradient_energy(hr / v) for v in views])
     return {m.name: np.mean([gradient_energy(m / v) for v in views]) / truth for m in sorted(renders.iterdir()) if (m / views[0]).is_file()}
 
