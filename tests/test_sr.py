@@ -199,7 +199,8 @@ def test_the_shipped_prior_loads_checked_and_super_resolves():
     assert sharpness(sr) > 1.2 * sharpness(bicubic)  # 0.0200 vs 0.0154 (the photo: 0.0279)
 
 
-def test_an_altered_shipped_or_trained_prior_is_refused(tmp_path):
+def test_an_altered_shipped_or_trained_prior_is_refused(tmp_path, monkeypatch):
+    from threedsr.sr import tiny
     from threedsr.sr.tiny import SHIPPED
 
     shutil.copytree(SHIPPED, tmp_path / "prior")
@@ -212,6 +213,10 @@ def test_an_altered_shipped_or_trained_prior_is_refused(tmp_path):
     weights.unlink()
     with pytest.raises(DataError, match="is missing"):
         TinySR.from_pretrained(tmp_path / "prior")
+    # the package's own copy altered: the remedy is a reinstall, not a training
+    monkeypatch.setattr(tiny, "SHIPPED", tmp_path / "prior")
+    with pytest.raises(DataError, match="is missing.*reinstall threedsr"):
+        TinySR.from_pretrained()
 
 
 def test_prior_refuses_a_scene_textured_with_its_photos(tmp_path):

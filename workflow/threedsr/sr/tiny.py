@@ -42,6 +42,14 @@ def file_hashes(folder: Path) -> dict[str, str]:
     }
 
 
+def _remedy(path: Path) -> str:
+    return (
+        "reinstall threedsr (its package ships this prior)"
+        if path.resolve() == SHIPPED.resolve()
+        else f"delete {path} and rerun train_prior"
+    )
+
+
 def check_files(path: Path, meta: dict) -> None:
     """Every file tiny_sr.json lists has its sha256 (a prior without the list, written before it, is not checked)."""
     for rel, expected in meta.get("files", {}).items():
@@ -50,8 +58,7 @@ def check_files(path: Path, meta: dict) -> None:
         if got != expected:
             raise DataError(
                 f"{f}: the tiny SR prior's file is {'missing' if got == 'missing' else 'altered or truncated'} "
-                f"(sha256 {got[:16]}, expected {expected[:16]} by {path / CONFIG_NAME}); "
-                + ("reinstall threedsr" if path.resolve() == SHIPPED.resolve() else f"delete {path} and rerun train_prior")
+                f"(sha256 {got[:16]}, expected {expected[:16]} by {path / CONFIG_NAME}): {_remedy(path)}"
             )
 
 
@@ -129,7 +136,7 @@ class TinySR(DiffusionSR):
         try:
             meta = json.loads((path / CONFIG_NAME).read_text())
         except (OSError, ValueError) as e:
-            raise DataError(f"{path / CONFIG_NAME}: not readable JSON ({e}): delete {path} and rerun train_prior") from None
+            raise DataError(f"{path / CONFIG_NAME}: not readable JSON ({e}): {_remedy(path)}") from None
         check_files(path, meta)
         try:
             unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)  # small: no `accelerate` (nor its warning)
