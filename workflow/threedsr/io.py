@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -184,6 +185,17 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files in `folder`, sorted by name (the order every split and pose file relies on)."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def file_hashes(folder: str | os.PathLike, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """{path relative to `folder` (POSIX): sha256} of every file under it, sorted by path; file names in `skip` left
+    out. What a folder of weights is checked against (the prior's tiny_sr.json, the prior cache's fingerprints)."""
+    folder = Path(folder)
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name not in skip
+    }
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from ..io import IMAGE_SUFFIXES
 
 # id -> (package, path inside the package)
 PHOTOS: dict[str, tuple[str, str]] = {
@@ -64,9 +65,6 @@ def load_photo(photo_id: str) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (ModuleNotFoundError, FileNotFoundError) as e:
         raise DataError(f"photo {photo_id!r} is not installed ({e}); install the package {package!r}") from None
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def photo_folder_ids(root: str | Path) -> list[str]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_dir
+from ..io import atomic_dir, file_hashes
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,6 @@ def key(cfg, photos: dict[str, np.ndarray]) -> str:
     return h.hexdigest()[:32]
 
 
-def _file_hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != FINGERPRINT
-    }
-
-
 def fetch(k: str, out: Path) -> bool:
     """Copy the entry `k` to the folder `out` (atomically) when it exists and its fingerprint holds; True if it did."""
     root = cache_root()
@@ -86,7 +78,7 @@ def fetch(k: str, out: Path) -> bool:
         return False
     try:
         stored = json.loads((entry / FINGERPRINT).read_text())
-        ok = stored.get("key") == k and stored.get("files") == _file_hashes(entry)
+        ok = stored.get("key") == k and stored.get("files") == file_hashes(entry, skip=(FINGERPRINT,))
     except (OSError, ValueError) as e:
         ok, stored = False, {"error": str(e)}
     if not ok:
@@ -109,7 +101,7 @@ def store(k: str, folder: Path) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{k}.", suffix=".tmp", dir=entry.parent))
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
-        (tmp / FINGERPRINT).write_text(json.dumps({"key": k, "files": _file_hashes(tmp)}, indent=1))
+        (tmp / FINGERPRINT).write_text(json.dumps({"key": k, "files": file_hashes(tmp, skip=(FINGERPRINT,))}, indent=1))
         try:
             tmp.rename(entry)
         except OSError:  # another run stored the same entry first

@@ -15,7 +15,6 @@ the file. The trained default ships in the package (shipped/tiny, `SHIPPED`); tr
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,21 +24,14 @@ import torch.nn.functional as F
 
 from ..errors import DataError, ModelUnavailable
 from ..imaging import upsample
+from ..io import file_hashes
 from .base import DiffusionSR, frozen
 from .sampling import ViewNoise
 from .tiling import tiled
 
 CONFIG_NAME = "tiny_sr.json"
 SHIPPED = Path(__file__).parent / "shipped" / "tiny"  # the trained prior the package ships (docs/sr-models.md)
-
-
-def file_hashes(folder: Path) -> dict[str, str]:
-    """{relative path: sha256} of the prior's files (tiny_sr.json itself and train_prior's log left out)."""
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name not in (CONFIG_NAME, "train_log.csv")
-    }
+UNHASHED = (CONFIG_NAME, "train_log.csv")  # the files tiny_sr.json's `files` leaves out: itself and train_prior's log
 
 
 def _remedy(path: Path) -> str:
@@ -52,9 +44,10 @@ def _remedy(path: Path) -> str:
 
 def check_files(path: Path, meta: dict) -> None:
     """Every file tiny_sr.json lists has its sha256 (a prior without the list, written before it, is not checked)."""
+    actual = file_hashes(path, skip=UNHASHED) if "files" in meta else {}
     for rel, expected in meta.get("files", {}).items():
         f = path / rel
-        got = hashlib.sha256(f.read_bytes()).hexdigest() if f.is_file() else "missing"
+        got = actual.get(rel, "missing")
         if got != expected:
             raise DataError(
                 f"{f}: the tiny SR prior's file is {'missing' if got == 'missing' else 'altered or truncated'} "
@@ -153,7 +146,7 @@ class TinySR(DiffusionSR):
         path = Path(path)
         self.unet.save_pretrained(path / "unet")
         self.scheduler.save_pretrained(path / "scheduler")
-        info = {**self.meta, **meta, "residual_scale": self.residual_scale, "scale": self.scale, "files": file_hashes(path)}
+        info = {**self.meta, **meta, "residual_scale": self.residual_scale, "scale": self.scale, "files": file_hashes(path, skip=UNHASHED)}
         (path / CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n")
 
     def encode(self, hr: torch.Tensor) -> torch.Tensor:
